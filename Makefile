@@ -1,0 +1,47 @@
+# Two commands: `make demo` and `make test`. Both set up .venv/ themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# PyTorch is optional; where its CPU wheel lies on disk, the tests use it (a plain
+# `pip install torch` would download a multi-GB CUDA build).
+TORCH_WHEEL := $(wildcard /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl)
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(PY) pyproject.toml
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(PY) pyproject.toml
+	$(PIP) install --quiet -e '.[dev]'
+ifneq ($(TORCH_WHEEL),)
+	$(PIP) install --quiet '$(TORCH_WHEEL)'
+endif
+	touch $@ $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PY) examples/demo.py
+
+lint: $(VENV)/.installed-dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m codespell_lib coralx docs README.md
+
+typecheck: $(VENV)/.installed-dev
+	$(PY) -m mypy
+
+pytest: $(VENV)/.installed-dev
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.installed-dev
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,183 @@
+"""Atomic writes and advisory locks.
+
+Every file coralx writes goes through :func:`atomic_write` or :func:`atomic_writer`: the data
+lands in a temporary file in the destination's folder, is fsync'd, renamed over the destination
+with :func:`os.replace`, and the folder is fsync'd so the rename itself survives a power cut.
+A crash at any point leaves either the old file or the new one, never a torn one, and the
+temporary file is removed on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Literal, overload
+
+from .errors import LockTimeout
+
+__all__ = [
+    "FileLock",
+    "atomic_write",
+    "atomic_writer",
+    "fsync_dir",
+    "temp_name",
+]
+
+TEMP_PREFIX = ".tmp-"
+
+
+def temp_name(dest: Path) -> Path:
+    """A unique temporary path beside ``dest`` (same folder, so a rename is atomic)."""
+    return dest.with_name(f"{TEMP_PREFIX}{dest.name}.{os.getpid()}.{secrets.token_hex(4)}")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a folder's entries (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@overload
+def atomic_writer(
+    dest: str | os.PathLike[str],
+    mode: Literal["wb"] = "wb",
+    *,
+    fsync: bool = True,
+    readonly: bool = False,
+) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+
+
+@overload
+def atomic_writer(
+    dest: str | os.PathLike[str],
+    mode: Literal["w"],
+    *,
+    fsync: bool = True,
+    readonly: bool = False,
+) -> contextlib.AbstractContextManager[IO[str]]: ...
+
+
+def atomic_writer(
+    dest: str | os.PathLike[str],
+    mode: str = "wb",
+    *,
+    fsync: bool = True,
+    readonly: bool = False,
+) -> contextlib.AbstractContextManager[IO[bytes]] | contextlib.AbstractContextManager[IO[str]]:
+    """Open a temporary file that replaces ``dest`` atomically when the block ends cleanly.
+
+    >>> with atomic_writer(path, "w") as f:
+    ...     f.write("all or nothing")
+
+    With ``readonly=True`` the file is made read-only (0o444) before it is published, as
+    content-addressed objects are.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_writer writes whole files: mode 'wb' or 'w', not {mode!r}")
+    return _atomic_writer(Path(dest), mode, fsync, readonly)
+
+
+@contextlib.contextmanager
+def _atomic_writer(dest: Path, mode: str, fsync: bool, readonly: bool) -> Iterator[IO[Any]]:
+    tmp = temp_name(dest)
+    encoding = "utf-8" if mode == "w" else None
+    f = open(tmp, mode, encoding=encoding)  # noqa: SIM115 - closed below on every path
+    try:
+        yield f
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+        f.close()
+        if readonly:
+            os.chmod(tmp, 0o444)
+        os.replace(tmp, dest)
+    except BaseException:
+        f.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        fsync_dir(dest.parent)
+
+
+def atomic_write(
+    dest: str | os.PathLike[str],
+    data: bytes | str,
+    *,
+    fsync: bool = True,
+    readonly: bool = False,
+) -> None:
+    """Write ``data`` to ``dest`` atomically (see :func:`atomic_writer`)."""
+    if isinstance(data, str):
+        with atomic_writer(dest, "w", fsync=fsync, readonly=readonly) as ft:
+            ft.write(data)
+    else:
+        with atomic_writer(dest, "wb", fsync=fsync, readonly=readonly) as fb:
+            fb.write(data)
+
+
+class FileLock:
+    """An advisory, exclusive lock on a file, released when the block ends.
+
+    ``flock`` locks belong to the open file, so two ``FileLock`` objects on one path exclude
+    each other even inside one process, and the kernel drops the lock if the holder dies, so a
+    crashed process never leaves a lock behind. On NFS, Linux maps ``flock`` onto the server's
+    POSIX locks, so the lock also holds across machines sharing the store.
+
+    >>> with FileLock(store / "refs.lock", timeout=10):
+    ...     ...  # one process at a time
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], timeout: float = 60.0, shared: bool = False
+    ) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self.shared = shared
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        op = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, op | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockTimeout(str(self.path), self.timeout) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def locked(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,91 @@
+"""The ``coralx`` entry point: the command table, and the one place errors become exit codes.
+
+Commands live in modules beside this one and are imported only when they are run (or when
+``--help`` lists them), each importing its heavy libraries inside the command body, so
+``coralx --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from .._version import __version__
+
+__all__ = ["cli", "main"]
+
+# command name -> (module, attribute). Groups (exp, sweep) are commands too.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("coralx.cli.repo", "init"),
+    "status": ("coralx.cli.repo", "status"),
+}
+
+EXIT_INTERRUPTED = 130
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported on demand from :data:`COMMANDS`."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy:
+            module, attr = self._lazy[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from ..errors import CoralxError
+
+        try:
+            return super().invoke(ctx)
+        except CoralxError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "--version", prog_name="coralx")
+@click.option(
+    "-C",
+    "--repo",
+    "repo_path",
+    metavar="PATH",
+    envvar="CORALX_REPO",
+    help="Use the store at or above PATH instead of the current folder (env: CORALX_REPO).",
+)
+@click.pass_context
+def cli(ctx: click.Context, repo_path: str | None) -> None:
+    """coralx: versioned weights, experiments and code, in one store beside your git repo.
+
+    \b
+    Start with:
+      coralx init            create .coralx/ in this folder
+      coralx status          where the store is and what it holds
+    """
+    ctx.obj = {"repo_path": repo_path}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="coralx")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,203 @@
+"""The error hierarchy of coralx.
+
+Every error coralx raises on purpose derives from :class:`CoralxError`. Subclasses also derive
+from the built-in exception a caller would naturally catch (``KeyError`` for a missing thing,
+``ValueError`` for bad input), so ``except KeyError`` keeps working for code that does not know
+coralx. Messages say what went wrong and what to do next; the CLI prints them as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AmbiguousRevision",
+    "ArtifactNotFound",
+    "ChecksumMismatch",
+    "ConcurrentUpdate",
+    "CoralxError",
+    "ExperimentNotActive",
+    "ExperimentNotFound",
+    "InvalidName",
+    "InvalidValue",
+    "LockTimeout",
+    "NotACoralxStore",
+    "NotFound",
+    "RepositoryNotFound",
+    "RevisionNotFound",
+    "StoreCorrupted",
+    "SweepNotFound",
+    "UnsupportedFormat",
+]
+
+
+class CoralxError(Exception):
+    """Root of every error coralx raises on purpose.
+
+    ``exit_code`` is what the CLI exits with when this error reaches it.
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ would show the message in quotes.
+        return self.message
+
+
+class NotFound(CoralxError, KeyError):
+    """Something asked for by name or id does not exist."""
+
+    exit_code = 4
+
+
+class RepositoryNotFound(NotFound, FileNotFoundError):
+    """No ``.coralx`` store at or above a folder."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"no coralx store found at or above {path}; "
+            "run `coralx init` in your project folder to create one"
+        )
+        self.path = path
+
+
+class NotACoralxStore(CoralxError):
+    """A ``.coralx`` path exists but is not a coralx store; coralx leaves it untouched."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(
+            f"{path} exists but is not a coralx store ({reason}); "
+            "move it away or pick another folder, coralx will not change it"
+        )
+        self.path = path
+        self.reason = reason
+
+
+class UnsupportedFormat(CoralxError):
+    """The store was written by a newer coralx than this one."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"the store at {path} has format version {found}, but this coralx reads up to "
+            f"version {supported}; upgrade coralx (pip install -U coralx) to open it"
+        )
+        self.path = path
+        self.found = found
+        self.supported = supported
+
+
+class InvalidName(CoralxError, ValueError):
+    """A name (tensor, branch, tag, metric, experiment) that coralx cannot accept."""
+
+    exit_code = 2
+
+    def __init__(self, kind: str, name: object, reason: str) -> None:
+        super().__init__(f"invalid {kind} {name!r}: {reason}")
+        self.kind = kind
+        self.name = name
+        self.reason = reason
+
+
+class InvalidValue(CoralxError, ValueError):
+    """A value coralx cannot store (not an array, not JSON, an object dtype, ...)."""
+
+    exit_code = 2
+
+
+class RevisionNotFound(NotFound):
+    """A revision (commit id, branch, tag, ``HEAD~n``, experiment id) that resolves to nothing."""
+
+    def __init__(self, rev: str, hint: str = "") -> None:
+        message = f"unknown revision {rev!r}"
+        message += f"; {hint}" if hint else "; see `coralx log` and `coralx branch` for what exists"
+        super().__init__(message)
+        self.rev = rev
+
+
+class AmbiguousRevision(CoralxError, ValueError):
+    """A short id that matches more than one object."""
+
+    exit_code = 2
+
+    def __init__(self, rev: str, candidates: Sequence[str], kind: str = "revision") -> None:
+        shown = ", ".join(sorted(candidates)[:10])
+        more = f" and {len(candidates) - 10} more" if len(candidates) > 10 else ""
+        super().__init__(
+            f"{kind} {rev!r} is ambiguous: it matches {shown}{more}; type more characters"
+        )
+        self.rev = rev
+        self.candidates = list(candidates)
+
+
+class ExperimentNotFound(NotFound):
+    """No experiment with this id or id prefix."""
+
+    def __init__(self, experiment_id: str) -> None:
+        super().__init__(
+            f"no experiment {experiment_id!r}; `coralx exp list` shows the experiments there are"
+        )
+        self.experiment_id = experiment_id
+
+
+class SweepNotFound(NotFound):
+    """No sweep with this id or id prefix."""
+
+    def __init__(self, sweep_id: str) -> None:
+        super().__init__(f"no sweep {sweep_id!r}; `coralx sweep list` shows the sweeps there are")
+        self.sweep_id = sweep_id
+
+
+class ArtifactNotFound(NotFound):
+    """No artifact, figure or text under this name."""
+
+
+class ExperimentNotActive(CoralxError, RuntimeError):
+    """Logging to, or ending, a run that is not running (never started, or already ended)."""
+
+    exit_code = 2
+
+
+class ChecksumMismatch(CoralxError):
+    """Stored content does not hash to its address: the store is damaged."""
+
+    exit_code = 3
+
+    def __init__(self, expected: str, got: str, what: str = "") -> None:
+        where = f" ({what})" if what else ""
+        super().__init__(
+            f"checksum mismatch{where}: expected {expected}, got {got}; the stored data is "
+            "damaged. Run `coralx fsck` to list everything affected"
+        )
+        self.expected = expected
+        self.got = got
+        self.what = what
+
+
+class StoreCorrupted(CoralxError):
+    """A stored object is missing or unreadable."""
+
+    exit_code = 3
+
+
+class ConcurrentUpdate(CoralxError):
+    """Another process kept moving a ref while this one tried to; nothing was lost."""
+
+    exit_code = 5
+
+
+class LockTimeout(CoralxError, TimeoutError):
+    """An advisory lock was held by another process for longer than the timeout."""
+
+    exit_code = 5
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__(
+            f"timed out after {timeout:.0f}s waiting for the lock {path}; another coralx "
+            "process holds it. If none is running, the lock is stale: remove the file"
+        )
+        self.path = path
+        self.timeout = timeout

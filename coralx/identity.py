@@ -1,0 +1,60 @@
+"""Who is writing: the author line of weight commits, and the host/pid of a run."""
+
+from __future__ import annotations
+
+import configparser
+import getpass
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["author_identity", "hostname"]
+
+
+@lru_cache(maxsize=1)
+def hostname() -> str:
+    return socket.gethostname() or "localhost"
+
+
+@lru_cache(maxsize=1)
+def author_identity() -> str:
+    """``Name <email>`` from ``CORALX_AUTHOR_NAME``/``_EMAIL``, git's environment or global
+    config, else the login name at this host. Reads files only: no ``git`` program needed."""
+    name = os.environ.get("CORALX_AUTHOR_NAME") or os.environ.get("GIT_AUTHOR_NAME")
+    email = os.environ.get("CORALX_AUTHOR_EMAIL") or os.environ.get("GIT_AUTHOR_EMAIL")
+    if not (name and email):
+        cfg_name, cfg_email = _git_global_user()
+        name = name or cfg_name
+        email = email or cfg_email
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):
+            name = "coralx"
+    if not email:
+        email = f"{name}@{hostname()}"
+    clean = "".join(c for c in f"{name} <{email}>" if c not in "\n\r\0")
+    return clean
+
+
+def _git_global_user() -> tuple[str | None, str | None]:
+    candidates = []
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    if xdg:
+        candidates.append(Path(xdg) / "git" / "config")
+    candidates.append(Path.home() / ".config" / "git" / "config")
+    candidates.append(Path.home() / ".gitconfig")
+    name = email = None
+    for path in candidates:
+        if not path.is_file():
+            continue
+        parser = configparser.RawConfigParser(strict=False)
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError, OSError):
+            continue
+        if parser.has_section("user"):
+            name = name or parser.get("user", "name", fallback=None)
+            email = email or parser.get("user", "email", fallback=None)
+    return (name.strip('"') if name else None, email.strip('"') if email else None)

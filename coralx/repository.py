@@ -1,0 +1,339 @@
+"""The Repository facade: finds, creates and opens a ``.coralx/`` store and wires its parts.
+
+>>> from coralx import Repository
+>>> repo = Repository("./my-model", init=True)   # create if missing, else open
+>>> repo = Repository.open("./my-model")          # open, or RepositoryNotFound
+>>> repo = Repository.discover()                  # nearest .coralx/ at or above the cwd
+
+The parts (the dulwich repository, the chunk store, the experiment index) are opened lazily,
+the first time they are used, so opening a repository is cheap and ``import coralx`` imports
+none of numpy, dulwich, git or pydantic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _fs
+from ._version import __version__
+from .errors import NotACoralxStore, RepositoryNotFound, UnsupportedFormat
+
+if TYPE_CHECKING:
+    from dulwich.repo import Repo as DulwichRepo
+
+__all__ = ["FORMAT_VERSION", "STORE_DIR", "Repository", "RepositoryStatus"]
+
+STORE_DIR = ".coralx"
+FORMAT_VERSION = 1
+DEFAULT_BRANCH = "main"
+CONFIG_FILE = "config.toml"
+_INIT_PREFIX = ".coralx.init-"
+_EXCLUDE_LINE = "/.coralx/"
+
+
+@dataclass
+class RepositoryStatus:
+    """What `coralx status` shows: where the store is and what it holds."""
+
+    root: str
+    store: str
+    format_version: int
+    branch: str | None
+    head: str | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "store": self.store,
+            "format_version": self.format_version,
+            "branch": self.branch,
+            "head": self.head,
+            "counts": dict(self.counts),
+        }
+
+
+class Repository:
+    """A coralx store: weights, experiment records and code snapshots under ``<root>/.coralx``.
+
+    ``Repository(path)`` opens the store in ``path`` (the project folder, or the ``.coralx``
+    folder itself); ``Repository(path, init=True)`` creates it first if it does not exist.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = ".", init: bool = False) -> None:
+        root = Path(path).expanduser().resolve()
+        if root.name == STORE_DIR and (root / CONFIG_FILE).is_file():
+            root = root.parent
+        if init:
+            _create_store(root)
+        self.root: Path = root
+        self.path: Path = root / STORE_DIR
+        self.config: dict[str, Any] = _read_config(self.path)
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str] = ".") -> Repository:
+        """Create a store in ``path`` (idempotent) and open it."""
+        return cls(path, init=True)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = ".") -> Repository:
+        """Open the store in ``path``; raise :class:`RepositoryNotFound` if there is none."""
+        return cls(path, init=False)
+
+    @classmethod
+    def discover(cls, start: str | os.PathLike[str] | None = None) -> Repository:
+        """Open the nearest store at or above ``start`` (default: the current folder),
+        the way git finds ``.git``."""
+        here = Path(start if start is not None else os.getcwd()).expanduser().resolve()
+        for folder in (here, *here.parents):
+            if (folder / STORE_DIR).exists():
+                return cls(folder)
+        raise RepositoryNotFound(str(here))
+
+    def __repr__(self) -> str:
+        return f"Repository({str(self.root)!r})"
+
+    # -- lazily opened parts ------------------------------------------------------------------
+
+    @cached_property
+    def git(self) -> DulwichRepo:
+        """The store's bare git repository (dulwich), holding weight commits and code trees."""
+        from dulwich.repo import Repo
+
+        return Repo(str(self.path))
+
+    # -- status -------------------------------------------------------------------------------
+
+    @property
+    def format_version(self) -> int:
+        return int(self.config["core"]["format_version"])
+
+    def current_branch(self) -> str | None:
+        """The branch HEAD points to, or None when HEAD is detached."""
+        head = (self.path / "HEAD").read_text(encoding="utf-8").strip()
+        prefix = "ref: refs/heads/"
+        return head[len(prefix) :] if head.startswith(prefix) else None
+
+    def head_commit(self) -> str | None:
+        """The commit id HEAD points to, or None for a store without commits."""
+        try:
+            return self.git.head().decode("ascii")
+        except KeyError:
+            return None
+
+    def status(self) -> RepositoryStatus:
+        """Where the store is, its branch and head, and how many of each thing it holds."""
+        refs = self.git.refs.keys()
+        counts = {
+            "branches": sum(1 for r in refs if r.startswith(b"refs/heads/")),
+            "tags": sum(1 for r in refs if r.startswith(b"refs/tags/")),
+            "chunks": _count_files(self.path / "chunks", depth=2),
+            "experiments": _count_files(self.path / "experiments", suffix=".json"),
+        }
+        return RepositoryStatus(
+            root=str(self.root),
+            store=str(self.path),
+            format_version=self.format_version,
+            branch=self.current_branch(),
+            head=self.head_commit(),
+            counts=counts,
+        )
+
+
+# -- creating a store --------------------------------------------------------------------------
+
+
+def _create_store(root: Path) -> None:
+    """Create ``root/.coralx`` atomically, or check the one that is there.
+
+    The store is built whole in a temporary folder beside its final place and renamed into
+    place. ``rename`` onto an existing, non-empty folder fails, so when several processes
+    initialise at once exactly one rename wins, the others find a complete store and discard
+    their copy: nobody ever sees a half-made store.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    dest = root / STORE_DIR
+    if dest.exists() and not _is_empty_dir(dest):
+        _read_config(dest)  # raises if it is not a coralx store we can open
+        _exclude_from_git(root)
+        return
+    _remove_stale_builds(root)
+    tmp = root / f"{_INIT_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        _build_store(tmp)
+        try:
+            os.rename(tmp, dest)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise
+            # Another process won the race (or a file is in the way: _read_config says so).
+        else:
+            _fs.fsync_dir(root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _read_config(dest)
+    _exclude_from_git(root)
+
+
+def _build_store(path: Path) -> None:
+    from dulwich.repo import Repo
+
+    repo = Repo.init_bare(str(path), mkdir=True, default_branch=DEFAULT_BRANCH.encode())
+    try:
+        for sub in ("chunks", "experiments"):
+            (path / sub).mkdir()
+        _fs.atomic_write(path / CONFIG_FILE, _config_text(), fsync=False)
+        _write_root_commit(repo)
+    finally:
+        repo.close()
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fs.fsync_dir(Path(dirpath))
+
+
+def _write_root_commit(repo: Any) -> None:
+    """An empty root commit, so that the weight history starts somewhere and
+    ``git --git-dir=.coralx log`` has something to show from the first moment."""
+    import time
+
+    from dulwich.objects import Commit, Tree
+
+    from .identity import author_identity
+
+    tree = Tree()
+    repo.object_store.add_object(tree)
+    commit = Commit()
+    commit.tree = tree.id
+    commit.parents = []
+    ident = author_identity().encode("utf-8")
+    commit.author = commit.committer = ident
+    commit.author_time = commit.commit_time = int(time.time())
+    commit.author_timezone = commit.commit_timezone = 0
+    commit.encoding = b"UTF-8"
+    commit.message = b"Initialise coralx store\n"
+    repo.object_store.add_object(commit)
+    repo.refs[f"refs/heads/{DEFAULT_BRANCH}".encode()] = commit.id
+
+
+def _config_text() -> str:
+    # A tiny, fixed document: written by hand rather than adding a TOML writer dependency.
+    return (
+        "# coralx store settings. format_version tells coralx how to read this store.\n"
+        "[core]\n"
+        f"format_version = {FORMAT_VERSION}\n"
+        f'created_by = "coralx {__version__}"\n'
+    )
+
+
+def _read_config(store: Path) -> dict[str, Any]:
+    """Read and check ``config.toml``; raise if ``store`` is not a store this coralx can open."""
+    if not store.exists():
+        raise RepositoryNotFound(str(store.parent))
+    if not store.is_dir():
+        raise NotACoralxStore(str(store), "it is a file, not a folder")
+    config_path = store / CONFIG_FILE
+    if not config_path.is_file():
+        if _is_empty_dir(store):
+            raise NotACoralxStore(str(store), "the folder is empty; run `coralx init`")
+        raise NotACoralxStore(str(store), f"it has no {CONFIG_FILE}")
+    try:
+        config = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        version = config["core"]["format_version"]
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise NotACoralxStore(str(store), f"its {CONFIG_FILE} is unreadable: {exc}") from None
+    if not isinstance(version, int) or version < 1:
+        raise NotACoralxStore(str(store), f"format_version {version!r} is not a version")
+    if version > FORMAT_VERSION:
+        raise UnsupportedFormat(str(store), version, FORMAT_VERSION)
+    if not (store / "HEAD").is_file() or not (store / "objects").is_dir():
+        raise NotACoralxStore(str(store), "its git metadata (HEAD, objects/) is missing")
+    return config
+
+
+def _is_empty_dir(path: Path) -> bool:
+    try:
+        return path.is_dir() and not any(path.iterdir())
+    except OSError:
+        return False
+
+
+def _remove_stale_builds(root: Path) -> None:
+    """Remove temporary build folders left by an init that crashed more than an hour ago."""
+    import time
+
+    for tmp in root.glob(f"{_INIT_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if time.time() - tmp.stat().st_mtime > 3600:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _count_files(folder: Path, depth: int = 1, suffix: str = "") -> int:
+    if not folder.is_dir():
+        return 0
+    pattern = "/".join(["*"] * depth) + suffix
+    return sum(1 for p in folder.glob(pattern) if not p.name.startswith("."))
+
+
+# -- keeping the store out of the user's git status --------------------------------------------
+
+
+def find_git_dir(start: Path) -> Path | None:
+    """The git folder (common dir for worktrees) of the work tree containing ``start``."""
+    for folder in (start, *start.parents):
+        dot_git = folder / ".git"
+        if dot_git.is_dir():
+            return dot_git
+        if dot_git.is_file():
+            text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+            if not text.startswith("gitdir:"):
+                return None
+            gitdir = (folder / text[len("gitdir:") :].strip()).resolve()
+            common = gitdir / "commondir"
+            if common.is_file():
+                gitdir = (gitdir / common.read_text(encoding="utf-8").strip()).resolve()
+            return gitdir
+    return None
+
+
+def _exclude_from_git(root: Path) -> None:
+    """Add the store to ``.git/info/exclude`` of the enclosing work tree, once."""
+    git_dir = find_git_dir(root)
+    if git_dir is None:
+        return
+    work_tree = _work_tree_of(root)
+    rel = root.relative_to(work_tree).as_posix() if work_tree else "."
+    line = _EXCLUDE_LINE if rel == "." else f"/{rel}{_EXCLUDE_LINE}"
+    info = git_dir / "info"
+    info.mkdir(exist_ok=True)
+    exclude = info / "exclude"
+    with _fs.FileLock(info / "coralx-exclude.lock", timeout=30):
+        text = exclude.read_text(encoding="utf-8") if exclude.exists() else ""
+        if line in text.splitlines():
+            return
+        if text and not text.endswith("\n"):
+            text += "\n"
+        _fs.atomic_write(exclude, f"{text}{line}\n")
+
+
+def _work_tree_of(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
