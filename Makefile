@@ -14,11 +14,11 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed: $(PY) pyproject.toml
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[ui]'
 	touch $@
 
 $(VENV)/.installed-dev: $(PY) pyproject.toml
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev,ui]'
 ifneq ($(TORCH_WHEEL),)
 	$(PIP) install --quiet '$(TORCH_WHEEL)'
 endif

@@ -21,6 +21,7 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("coralx.cli.repo", "init"),
     "status": ("coralx.cli.repo", "status"),
+    "ui": ("coralx.cli.ui", "ui"),
 }
 
 EXIT_INTERRUPTED = 130

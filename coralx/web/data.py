@@ -1,0 +1,347 @@
+"""Everything the viewer shows, read from one store: runs, metric series, media, lineage,
+code snapshots, sweeps and weights.
+
+This is the only module of ``coralx.web`` that touches the store, and it only reads. Pages
+and the JSON API (``app.py``) call it; it returns plain dicts and numpy arrays.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ArtifactNotFound, InvalidValue, NotFound, SweepNotFound
+from ..ids import is_hex
+from .downsample import minmax_downsample
+from .records import RecordCache, RunQuery
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..repository import Repository
+
+__all__ = ["RunQuery", "ViewerData"]
+
+FIGURE_KINDS = ("figure", "figure-static")
+TEXT_KIND = "text"
+MAX_DIFF_BYTES = 512 * 1024
+
+
+class ViewerData:
+    """Read-only access to one store for the viewer.
+
+    >>> from coralx import Repository
+    >>> data = ViewerData(Repository.discover())
+    >>> page = data.runs(RunQuery(tags=["bert"], limit=20))
+    """
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.records = RecordCache(repo.path)
+        self._series: dict[tuple[str, str], tuple[Any, tuple[np.ndarray, np.ndarray]]] = {}
+        self._series_lock = threading.Lock()
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def runs(self, query: RunQuery, metrics: list[str] | None = None) -> dict[str, Any]:
+        page = self.records.query(query, metrics or ())
+        page["tags"] = self.records.tags()
+        return page
+
+    def run(self, id_or_prefix: str) -> dict[str, Any]:
+        """A run's record with what the run page derives from it."""
+        record = self.records.get(id_or_prefix)
+        row = self.records.row(record["experiment_id"])
+        out = dict(record)
+        out["duration"] = row.duration
+        out["stale"] = row.to_dict()["stale"]
+        out["metric_names"] = sorted((record.get("metrics_summary") or {}).keys())
+        out["media"] = self.media(record)
+        out["lineage"] = self.lineage(record["experiment_id"])
+        return out
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def series(self, run_id: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The full history of one metric as (steps, values) arrays, cached while the
+        journal is unchanged."""
+        record = self.records.get(run_id)
+        run_id = record["experiment_id"]
+        if name not in (record.get("metrics_summary") or {}):
+            raise NotFound(f"run {run_id} has no metric {name!r}")
+        key = (run_id, name)
+        version = self._journal_version(run_id, record, name)
+        with self._series_lock:
+            cached = self._series.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        arrays = _load_series(self.repo, run_id, name)
+        with self._series_lock:
+            if len(self._series) > 256:
+                self._series.clear()
+            self._series[key] = (version, arrays)
+        return arrays
+
+    def _journal_version(self, run_id: str, record: Mapping[str, Any], name: str) -> Any:
+        path = self.repo.path / "experiments" / f"{run_id}.metrics"
+        try:
+            st = path.stat()
+            journal = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            journal = None
+        summary = (record.get("metrics_summary") or {}).get(name) or {}
+        return (journal, summary.get("count") if isinstance(summary, Mapping) else None)
+
+    def metric(self, run_id: str, name: str, points: int = 2000) -> dict[str, Any]:
+        """One metric for a chart: at most about ``2 * points`` points, extremes kept."""
+        import numpy as np
+
+        if not 1 <= points <= 100_000:
+            raise InvalidValue("points must be between 1 and 100000")
+        steps, values = self.series(run_id, name)
+        x, y = minmax_downsample(steps, values, buckets=points)
+        finite = np.isfinite(y)
+        y_list: list[Any] = y.tolist()
+        if not finite.all():
+            # JSON has no NaN: send null, which Plotly draws as a gap.
+            y_list = [v if ok else None for v, ok in zip(y_list, finite.tolist())]
+        return {
+            "name": name,
+            "total": len(values),
+            "downsampled": len(x) < len(values),
+            "steps": x.tolist(),
+            "values": y_list,
+        }
+
+    # -- media --------------------------------------------------------------------------------
+
+    @staticmethod
+    def media(record: Mapping[str, Any]) -> dict[str, Any]:
+        """Texts and figures grouped by tag, in step order; other artifacts as a list."""
+        texts: dict[str, list[dict[str, Any]]] = {}
+        figures: dict[str, dict[Any, dict[str, Any]]] = {}
+        files: list[dict[str, Any]] = []
+        for art in record.get("artifacts") or []:
+            kind = art.get("kind")
+            entry = {"step": art.get("step"), "blob": art.get("blob"), "size": art.get("size")}
+            if kind == TEXT_KIND:
+                texts.setdefault(str(art.get("name")), []).append(entry)
+            elif kind in FIGURE_KINDS:
+                by_step = figures.setdefault(str(art.get("name")), {})
+                fig = by_step.setdefault(
+                    art.get("step"),
+                    {"step": art.get("step"), "interactive": kind == "figure", "formats": {}},
+                )
+                fig["formats"][str(art.get("media_type"))] = art.get("blob")
+            else:
+                files.append({**art})
+        return {
+            "texts": {tag: sorted(v, key=_step_key) for tag, v in sorted(texts.items())},
+            "figures": {
+                tag: sorted(v.values(), key=_step_key) for tag, v in sorted(figures.items())
+            },
+            "files": files,
+        }
+
+    def artifact(self, run_id: str, blob_id: str) -> tuple[bytes, str, str]:
+        """(bytes, media type, name) of a blob that this run's record lists."""
+        record = self.records.get(run_id)
+        if not (len(blob_id) == 64 and is_hex(blob_id)):
+            raise ArtifactNotFound(f"no artifact {blob_id!r} in run {record['experiment_id']}")
+        for art in record.get("artifacts") or []:
+            if art.get("blob") == blob_id:
+                from ..records.blobs import BlobStore
+
+                data = BlobStore(self.repo).get(blob_id)
+                media_type = str(art.get("media_type") or "application/octet-stream")
+                return data, media_type, str(art.get("name") or blob_id)
+        raise ArtifactNotFound(f"no artifact {blob_id!r} in run {record['experiment_id']}")
+
+    # -- lineage ------------------------------------------------------------------------------
+
+    def lineage(self, run_id: str) -> dict[str, Any]:
+        """Ancestors (oldest first) and the tree of descendants of a run."""
+        rows = {row.id: row for row in self.records.rows()}
+        by_parent: dict[str, list[str]] = {}
+        for row in rows.values():
+            if row.parent:
+                by_parent.setdefault(row.parent, []).append(row.id)
+        ancestors: list[dict[str, Any]] = []
+        seen = {run_id}
+        parent = rows[run_id].parent if run_id in rows else None
+        while parent and parent not in seen:
+            seen.add(parent)
+            above = rows.get(parent)
+            ancestors.append(_node(above, parent))
+            parent = above.parent if above else None
+        ancestors.reverse()
+
+        def tree(node_id: str, depth: int) -> dict[str, Any]:
+            node = _node(rows.get(node_id), node_id)
+            kids = sorted(by_parent.get(node_id, ()))
+            node["children"] = [tree(k, depth + 1) for k in kids if depth < 50 and k != node_id]
+            return node
+
+        return {"ancestors": ancestors, "tree": tree(run_id, 0)}
+
+    # -- code -----------------------------------------------------------------------------------
+
+    def code(self, run_id: str) -> dict[str, Any]:
+        """The code a run recorded: commit, branch, dirty flag, and when a snapshot was
+        stored, its files and their diff against the commit."""
+        from . import code
+
+        record = self.records.get(run_id)
+        info = record.get("code") or {}
+        out: dict[str, Any] = {
+            "commit": info.get("commit"),
+            "branch": info.get("branch") or record.get("branch"),
+            "dirty": info.get("dirty"),
+            "snapshot": info.get("snapshot"),
+            "files": [],
+            "diff": None,
+        }
+        snapshot = info.get("snapshot")
+        if snapshot:
+            out.update(code.snapshot_details(self.repo, str(snapshot), info.get("commit")))
+        return out
+
+    # -- compare --------------------------------------------------------------------------------
+
+    def compare(self, ids: list[str]) -> dict[str, Any]:
+        """Several runs side by side: their summaries, the params that differ, and the union
+        of their metric names."""
+        if not ids:
+            raise InvalidValue("compare needs at least one run id: ?ids=<id>,<id>")
+        if len(ids) > 50:
+            raise InvalidValue("compare at most 50 runs at once")
+        rows = [self.records.row(i) for i in ids]
+        keys: dict[str, None] = {}
+        for row in rows:
+            keys.update(dict.fromkeys(row.params))
+        differ = {
+            key: [row.params.get(key) for row in rows]
+            for key in keys
+            if len({repr(row.params.get(key)) for row in rows}) > 1
+        }
+        same = {key: rows[0].params.get(key) for key in keys if key not in differ}
+        metrics: dict[str, None] = {}
+        for row in rows:
+            metrics.update(dict.fromkeys(row.record.get("metrics_summary") or {}))
+        return {
+            "runs": [row.to_dict(list(metrics)) for row in rows],
+            "params_differ": differ,
+            "params_same": same,
+            "metrics": list(metrics),
+        }
+
+    # -- sweeps ---------------------------------------------------------------------------------
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        """Every sweep that has runs in the store, newest first."""
+        groups: dict[str, list[Any]] = {}
+        for row in self.records.rows():
+            if row.sweep_id:
+                groups.setdefault(row.sweep_id, []).append(row)
+        out = []
+        for sweep_id, rows in groups.items():
+            meta = _sweep_meta(self.repo.path, sweep_id)
+            counts: dict[str, int] = {}
+            for row in rows:
+                counts[row.status] = counts.get(row.status, 0) + 1
+            created = min((r.created for r in rows if r.created is not None), default=None)
+            out.append(
+                {
+                    "sweep_id": sweep_id,
+                    "name": meta.get("name") or _common_name(rows),
+                    "runs": len(rows),
+                    "statuses": counts,
+                    "created": created,
+                }
+            )
+        out.sort(key=lambda s: (s["created"] or 0, s["sweep_id"]), reverse=True)
+        return out
+
+    def sweep(self, sweep_id: str, metric: str | None = None) -> dict[str, Any]:
+        """A sweep's configurations laid out by its shape, coloured by its main metric."""
+        from .sweeps import sweep_layout
+
+        text = sweep_id.strip().lower()
+        if not (4 <= len(text) <= 20 and is_hex(text)):
+            raise SweepNotFound(sweep_id)
+        rows = [r for r in self.records.rows() if r.sweep_id and r.sweep_id.startswith(text)]
+        ids = {r.sweep_id for r in rows}
+        if not rows:
+            raise SweepNotFound(sweep_id)
+        if len(ids) > 1:
+            from ..errors import AmbiguousRevision
+
+            raise AmbiguousRevision(sweep_id, sorted(str(i) for i in ids), kind="sweep id")
+        full_id = str(rows[0].sweep_id)
+        return sweep_layout(full_id, rows, _sweep_meta(self.repo.path, full_id), metric)
+
+    # -- weights --------------------------------------------------------------------------------
+
+    def weights(self) -> dict[str, Any]:
+        from . import weights
+
+        return weights.overview(self.repo)
+
+    def weight_commit(self, rev: str) -> dict[str, Any]:
+        from . import weights
+
+        return weights.commit_details(self.repo, rev)
+
+    def export_weights(self, rev: str, dest: Path) -> str:
+        from . import weights
+
+        return weights.export(self.repo, rev, dest)
+
+
+def _node(row: Any, run_id: str) -> dict[str, Any]:
+    if row is None:
+        return {"id": run_id, "name": None, "status": "missing"}
+    return {"id": row.id, "name": row.name, "status": row.status}
+
+
+def _step_key(entry: Mapping[str, Any]) -> tuple[int, float]:
+    step = entry.get("step")
+    return (1, 0.0) if step is None else (0, float(step))
+
+
+def _common_name(rows: list[Any]) -> str:
+    names = sorted({r.name for r in rows})
+    return names[0] if len(names) == 1 else f"{len(names)} configurations"
+
+
+def _sweep_meta(store: Path, sweep_id: str) -> dict[str, Any]:
+    """The sweep runner's own description of a sweep, when it wrote one."""
+    import json
+
+    if not (len(sweep_id) == 20 and is_hex(sweep_id)):
+        return {}
+    for candidate in (store / "sweeps" / f"{sweep_id}.json",):
+        try:
+            data = json.loads(candidate.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
+def _load_series(repo: Repository, run_id: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read one metric's history through the tracker."""
+    import numpy as np
+
+    from ..experiments import ExperimentTracker
+
+    experiment = ExperimentTracker(repo).get(run_id)
+    history = experiment.get_metric_history(name)
+    steps = np.array(
+        [m.step if m.step is not None else i for i, m in enumerate(history)], dtype=np.float64
+    )
+    values = np.array([m.value for m in history], dtype=np.float64)
+    return steps, values

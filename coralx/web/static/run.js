@@ -1,0 +1,200 @@
+// The run page: everything one experiment recorded, with charts that follow a running run.
+"use strict";
+(() => {
+  const { el, api, fmt, duration, time, status, runLink, nav, fail, section, kvTable, lineChart } = coralx;
+  nav("Runs");
+  const main = document.getElementById("main");
+  const runId = decodeURIComponent(location.pathname.split("/")[2] || "");
+  const base = `/api/runs/${encodeURIComponent(runId)}`;
+  const charts = new Map(); // metric -> {chart, count}
+  let chartGrid;
+
+  const artifactUrl = (blob, download) => `${base}/artifacts/${blob}${download ? "?download=1" : ""}`;
+  const metricUrl = (name, ext) => `${base}/metric${ext}?name=${encodeURIComponent(name)}`;
+
+  function header(run) {
+    const bits = [el("h1", {}, run.name, " ", status(run.status, run.stale))];
+    if (run.error_message || run.error_detail) {
+      bits.push(el("div", { class: "error", id: "error" }, run.error_message || "",
+        run.error_detail ? el("pre", { text: run.error_detail }) : null));
+    }
+    return bits;
+  }
+
+  function overview(run) {
+    const info = {
+      id: run.experiment_id, description: run.description, created: time(run.created_at),
+      started: time(run.started_at), ended: time(run.ended_at), duration: duration(run.duration),
+      host: run.host, pid: run.pid, "weight commit": run.commit_hash,
+    };
+    if (run.sweep) info.sweep = run.sweep.sweep_id;
+    const card = section("Overview", kvTable(info));
+    if (run.sweep) card.append(el("p", {}, el("a", { href: `/sweeps/${encodeURIComponent(run.sweep.sweep_id)}` }, "Open its sweep")));
+    card.append(el("h2", { text: "Tags" }), el("div", { id: "tags" },
+      (run.tags || []).length ? run.tags.map((t) => el("a", { class: "tag", href: `/?tag=${encodeURIComponent(t)}`, text: t })) : el("span", { class: "muted", text: "none" })));
+    card.append(el("h2", { text: "Notes" }), run.notes ? el("pre", { id: "notes", text: run.notes }) : el("p", { class: "muted", text: "none" }));
+    return card;
+  }
+
+  function lineage(tree) {
+    const render = (node, current) => el("li", {},
+      node.id === current ? el("span", { class: "current", text: `${node.name || node.id} (this run)` }) : runLink(node.id, node.name),
+      " ", status(node.status),
+      node.children && node.children.length ? el("ul", { class: "tree" }, node.children.map((c) => render(c, current))) : null);
+    const parts = [];
+    if (tree.ancestors.length) {
+      parts.push(el("p", { class: "muted", text: "Parents (oldest first):" }),
+        el("ol", { id: "ancestors" }, tree.ancestors.map((a) => el("li", {}, runLink(a.id, a.name), " ", status(a.status)))));
+    }
+    parts.push(el("ul", { class: "tree", id: "lineage" }, render(tree.tree, runId)));
+    return section("Lineage", parts);
+  }
+
+  function weightCommits(run) {
+    const commits = [...new Set([...(run.weight_commits || []), ...(run.commit_hash ? [run.commit_hash] : [])])];
+    if (!commits.length) return section("Weight commits", el("p", { class: "muted", text: "This run committed no weights." }));
+    return section("Weight commits", el("table", { id: "weight-commits" }, el("tbody", {}, commits.map((c) => el("tr", {},
+      el("td", { class: "mono" }, el("a", { href: `/weights?commit=${c}` }, c.slice(0, 12))),
+      el("td", {}, el("a", { href: `/api/weights/commits/${c}/export`, download: `${c.slice(0, 12)}.safetensors` }, "download safetensors")))))));
+  }
+
+  function artifacts(media) {
+    if (!media.files.length) return null;
+    return section("Artifacts", el("table", { id: "artifacts" }, el("tbody", {}, media.files.map((a) => el("tr", {},
+      el("td", {}, el("a", { href: artifactUrl(a.blob, true) }, a.name)),
+      el("td", { class: "muted", text: a.media_type }), el("td", { text: `${fmt(a.size)} bytes` }),
+      el("td", { text: a.step === null || a.step === undefined ? "" : `step ${a.step}` }))))));
+  }
+
+  // A step slider over entries [{step, ...}] that calls show(entry) for the chosen one.
+  function stepper(entries, show) {
+    const slider = el("input", { type: "range", min: 0, max: entries.length - 1, value: entries.length - 1, class: "step-slider" });
+    const label = el("span", { class: "step-label mono" });
+    const pick = () => {
+      const entry = entries[Number(slider.value)];
+      label.textContent = `step ${entry.step ?? "–"} (${Number(slider.value) + 1}/${entries.length})`;
+      show(entry);
+    };
+    slider.addEventListener("input", pick);
+    return { node: el("div", { class: "stepper" }, slider, label), pick };
+  }
+
+  function texts(media) {
+    const tags = Object.entries(media.texts);
+    if (!tags.length) return null;
+    return section("Text", tags.map(([tag, entries]) => {
+      const out = el("pre", { class: "text-value" });
+      const s = stepper(entries, async (entry) => {
+        const response = await fetch(artifactUrl(entry.blob));
+        out.textContent = await response.text();
+      });
+      const box = el("div", { class: "text-tag", dataset: { tag } }, el("h3", { text: tag }), s.node, out);
+      s.pick();
+      return box;
+    }));
+  }
+
+  function figures(media) {
+    const tags = Object.entries(media.figures);
+    if (!tags.length) return null;
+    return section("Figures", tags.map(([tag, entries]) => {
+      const view = el("div", { class: "figure-view" });
+      const s = stepper(entries, async (entry) => {
+        const f = entry.formats;
+        const plotly = f["application/vnd.plotly.v1+json"];
+        view.dataset.step = entry.step ?? "";
+        if (plotly) {
+          const fig = await (await fetch(artifactUrl(plotly))).json();
+          const div = el("div", { class: "plotly-figure" });
+          view.replaceChildren(div);
+          Plotly.newPlot(div, fig.data || [], fig.layout || {}, { staticPlot: !entry.interactive, displaylogo: false });
+          return;
+        }
+        const blob = entry.interactive && f["image/svg+xml"] ? f["image/svg+xml"] : (f["image/png"] || f["image/svg+xml"]);
+        if (!blob) { view.replaceChildren(el("p", { class: "muted", text: "no format this viewer can show" })); return; }
+        view.replaceChildren(el("img", { src: artifactUrl(blob), alt: `${tag} at step ${entry.step ?? ""}` }));
+      });
+      const box = el("div", { class: "figure", dataset: { tag } }, el("h3", { text: tag }), s.node, view);
+      setTimeout(s.pick, 0);
+      return box;
+    }));
+  }
+
+  async function code() {
+    const card = section("Code", el("p", { class: "muted", text: "loading…" }));
+    try {
+      const c = await api(`${base}/code`);
+      const parts = [kvTable({ commit: c.commit, branch: c.branch, dirty: c.dirty, snapshot: c.snapshot })];
+      if (c.files.length) {
+        parts.push(el("h2", { text: `Snapshot (${c.files.length} files)` }), el("table", { id: "snapshot-files" }, el("tbody", {},
+          c.files.map((f) => el("tr", {}, el("td", { class: "mono", text: f.path }), el("td", { text: f.change || "" }), el("td", { text: `${f.size} bytes` }))))));
+      }
+      if (c.diff) parts.push(el("h2", { text: "Diff against the commit" }), el("pre", { class: "diff", id: "diff", text: c.diff }));
+      else if (c.snapshot && c.diff_base_found === false) parts.push(el("p", { class: "muted", text: "The commit is not in a git repository here, so no diff." }));
+      card.replaceChildren(el("h2", { text: "Code" }), ...parts);
+    } catch (err) { fail(card, err); }
+    return card;
+  }
+
+  async function drawMetric(name, summary) {
+    const data = await api(`${metricUrl(name, "")}&points=2000`);
+    const traces = [{ name, x: data.steps, y: data.values }];
+    let entry = charts.get(name);
+    if (!entry) {
+      const chart = lineChart(chartGrid, name, traces);
+      chart.head.append(el("span", { class: "links" },
+        el("a", { href: metricUrl(name, ".csv") }, "CSV"), el("a", { href: metricUrl(name, ".json") }, "JSON")));
+      chart.box.dataset.total = data.total;
+      entry = { chart };
+      charts.set(name, entry);
+    } else {
+      entry.chart.update(traces);
+      entry.chart.box.dataset.total = data.total;
+    }
+    entry.count = summary ? summary.count : data.total;
+  }
+
+  async function refreshMetrics(run) {
+    const summaries = run.metrics_summary || {};
+    for (const name of run.metric_names) {
+      const known = charts.get(name);
+      if (!known || known.count !== (summaries[name] || {}).count) await drawMetric(name, summaries[name]);
+    }
+  }
+
+  async function poll(statusNode) {
+    try {
+      const run = await api(base);
+      statusNode.replaceChildren(status(run.status, run.stale));
+      await refreshMetrics(run);
+      if (run.status === "running" || run.status === "pending") setTimeout(() => poll(statusNode), 1000);
+    } catch (err) {
+      setTimeout(() => poll(statusNode), 2000);
+    }
+  }
+
+  async function load() {
+    let run;
+    try { run = await api(base); } catch (err) { fail(main, err); return; }
+    document.title = `${run.name} · coralx`;
+    chartGrid = el("div", { class: "grid2", id: "charts" });
+    const metricsCard = section(`Metrics (${run.metric_names.length})`, run.metric_names.length ? chartGrid : el("p", { class: "muted", text: "no metrics logged" }));
+    const left = el("div", {}, overview(run), section("Params", kvTable(run.params)), lineage(run.lineage));
+    const right = el("div", {}, weightCommits(run));
+    const a = artifacts(run.media);
+    if (a) right.append(a);
+    main.replaceChildren(...header(run), el("div", { class: "grid2" }, left, right), metricsCard);
+    for (const part of [texts(run.media), figures(run.media)]) if (part) main.append(part);
+    main.append(await code());
+    await refreshMetrics(run);
+    document.body.dataset.loaded = "true";
+    if (run.status === "running" || run.status === "pending") {
+      const h1Status = main.querySelector("h1 .status");
+      const holder = el("span", {});
+      h1Status.replaceWith(holder);
+      holder.append(h1Status);
+      setTimeout(() => poll(holder), 1000);
+    }
+  }
+  load();
+})();
