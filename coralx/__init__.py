@@ -15,14 +15,17 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .logger import Logger, LogReader
     from .repository import Repository
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
+    "Logger": "coralx.logger",
+    "LogReader": "coralx.logger",
 }
 
-__all__ = ["Repository", "__version__"]
+__all__ = ["LogReader", "Logger", "Repository", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

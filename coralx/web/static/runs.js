@@ -83,7 +83,7 @@
     const tags = new Set(page.tags);
     if (state.tag) tags.add(state.tag);
     tagSelect.replaceChildren(el("option", { value: "" }, "any tag"),
-      [...tags].sort().map((t) => el("option", { value: t, selected: t === state.tag }, t)));
+      ...[...tags].sort().map((t) => el("option", { value: t, selected: t === state.tag }, t)));
     const counts = Object.entries(page.statuses).filter(([, n]) => n).map(([s, n]) => `${n} ${s}`).join(", ");
     summary.textContent = `${page.total} of ${page.all} runs${counts ? ` (${counts})` : ""}`;
     const last = Math.min(page.offset + page.limit, page.total);
