@@ -41,6 +41,7 @@ class ViewerData:
         self.repo = repo
         self.records = RecordCache(repo.path)
         self._series: dict[tuple[str, str], tuple[Any, tuple[np.ndarray, np.ndarray]]] = {}
+        self._journals: dict[str, _Journal] = {}
         self._series_lock = threading.Lock()
 
     # -- runs -----------------------------------------------------------------------------
@@ -57,7 +58,7 @@ class ViewerData:
         out = dict(record)
         out["duration"] = row.duration
         out["stale"] = row.to_dict()["stale"]
-        out["metric_names"] = sorted((record.get("metrics_summary") or {}).keys())
+        out["metric_names"] = self.metric_names(record["experiment_id"])
         out["media"] = self.media(record)
         out["lineage"] = self.lineage(record["experiment_id"])
         return out
@@ -69,30 +70,47 @@ class ViewerData:
         journal is unchanged."""
         record = self.records.get(run_id)
         run_id = record["experiment_id"]
-        if name not in (record.get("metrics_summary") or {}):
+        journal = self._journal(run_id)
+        if name not in (record.get("metrics_summary") or {}) and name not in journal.names:
             raise NotFound(f"run {run_id} has no metric {name!r}")
         key = (run_id, name)
-        version = self._journal_version(run_id, record, name)
         with self._series_lock:
             cached = self._series.get(key)
-        if cached is not None and cached[0] == version:
+        if cached is not None and cached[0] is journal:
             return cached[1]
-        arrays = _load_series(self.repo, run_id, name)
+        arrays = _select(journal, name)
         with self._series_lock:
             if len(self._series) > 256:
                 self._series.clear()
-            self._series[key] = (version, arrays)
+            self._series[key] = (journal, arrays)
         return arrays
 
-    def _journal_version(self, run_id: str, record: Mapping[str, Any], name: str) -> Any:
+    def metric_names(self, run_id: str) -> list[str]:
+        """Metrics in the record's summary and in the journal (a running run's new metrics
+        are in the journal before the record is rewritten)."""
+        record = self.records.get(run_id)
+        names = dict.fromkeys(record.get("metrics_summary") or {})
+        names.update(dict.fromkeys(self._journal(record["experiment_id"]).names))
+        return sorted(names)
+
+    def _journal(self, run_id: str) -> _Journal:
+        """The run's metric journal, read once per version of the file."""
         path = self.repo.path / "experiments" / f"{run_id}.metrics"
         try:
             st = path.stat()
-            journal = (st.st_mtime_ns, st.st_size)
+            version: Any = (st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
-            journal = None
-        summary = (record.get("metrics_summary") or {}).get(name) or {}
-        return (journal, summary.get("count") if isinstance(summary, Mapping) else None)
+            version = None
+        with self._series_lock:
+            cached = self._journals.get(run_id)
+        if cached is not None and cached.version == version:
+            return cached
+        journal = _Journal(version, path if version is not None else None)
+        with self._series_lock:
+            if len(self._journals) > 16:
+                self._journals.clear()
+            self._journals[run_id] = journal
+        return journal
 
     def metric(self, run_id: str, name: str, points: int = 2000) -> dict[str, Any]:
         """One metric for a chart: at most about ``2 * points`` points, extremes kept."""
@@ -332,16 +350,37 @@ def _sweep_meta(store: Path, sweep_id: str) -> dict[str, Any]:
     return {}
 
 
-def _load_series(repo: Repository, run_id: str, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read one metric's history through the tracker."""
+class _Journal:
+    """One version of a run's metric journal, as numpy columns."""
+
+    def __init__(self, version: Any, path: Path | None) -> None:
+        import numpy as np
+
+        self.version = version
+        if path is None:
+            self.names: dict[str, int] = {}
+            self.columns: Any = None
+            return
+        from ..records.journal import read_journal
+
+        self.columns = read_journal(path)
+        self.names = {name: nid for nid, name in self.columns.names.items()}
+        self._np = np
+
+
+def _select(journal: _Journal, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one metric; a value logged without a step gets its index."""
     import numpy as np
 
-    from ..experiments import ExperimentTracker
+    from ..records.journal import NO_STEP
 
-    experiment = ExperimentTracker(repo).get(run_id)
-    history = experiment.get_metric_history(name)
-    steps = np.array(
-        [m.step if m.step is not None else i for i, m in enumerate(history)], dtype=np.float64
-    )
-    values = np.array([m.value for m in history], dtype=np.float64)
-    return steps, values
+    if journal.columns is None or name not in journal.names:
+        return np.empty(0), np.empty(0)
+    cols = journal.columns
+    mask = cols.ids == journal.names[name]
+    values = cols.values[mask]
+    steps = cols.steps[mask]
+    missing = steps == NO_STEP
+    if missing.any():
+        steps = np.where(missing, np.arange(len(steps)), steps)
+    return steps.astype(np.float64), values

@@ -151,14 +151,16 @@
       entry.chart.update(traces);
       entry.chart.box.dataset.total = data.total;
     }
-    entry.count = summary ? summary.count : data.total;
+    entry.count = data.total;
   }
 
-  async function refreshMetrics(run) {
+  // A running run's journal grows before its record's summaries are rewritten, so while it
+  // runs every chart is fetched again (the server answers from cache when nothing changed).
+  async function refreshMetrics(run, live) {
     const summaries = run.metrics_summary || {};
     for (const name of run.metric_names) {
       const known = charts.get(name);
-      if (!known || known.count !== (summaries[name] || {}).count) await drawMetric(name, summaries[name]);
+      if (!known || live || known.count !== (summaries[name] || {}).count) await drawMetric(name, summaries[name]);
     }
   }
 
@@ -166,7 +168,7 @@
     try {
       const run = await api(base);
       statusNode.replaceChildren(status(run.status, run.stale));
-      await refreshMetrics(run);
+      await refreshMetrics(run, true);
       if (run.status === "running" || run.status === "pending") setTimeout(() => poll(statusNode), 1000);
     } catch (err) {
       setTimeout(() => poll(statusNode), 2000);
@@ -178,7 +180,7 @@
     try { run = await api(base); } catch (err) { fail(main, err); return; }
     document.title = `${run.name} · coralx`;
     chartGrid = el("div", { class: "grid2", id: "charts" });
-    const metricsCard = section(`Metrics (${run.metric_names.length})`, run.metric_names.length ? chartGrid : el("p", { class: "muted", text: "no metrics logged" }));
+    const metricsCard = section("Metrics", chartGrid);
     const left = el("div", {}, overview(run), section("Params", kvTable(run.params)), lineage(run.lineage));
     const right = el("div", {}, weightCommits(run));
     const a = artifacts(run.media);
