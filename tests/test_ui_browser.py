@@ -22,17 +22,65 @@ pytestmark = pytest.mark.slow
 XSS = "<script>alert(1)</script>"
 
 
+def _has_tracker() -> bool:
+    try:
+        import coralx.experiments  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _tracked_store(repo: Repository) -> dict[str, str]:
+    """Runs made by the tracker: metrics, text and figures at several steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from coralx.experiments import ExperimentTracker
+
+    from coralx import Logger
+
+    tracker = ExperimentTracker(repo, capture_code=False)
+    ids = {}
+    for key, name, tags, lr in [
+        ("xss", XSS, ["bert"], 0.1),
+        ("bert2", "bert-large", ["bert", "large"], 0.2),
+        ("gpt", "gpt-small", ["gpt"], 0.3),
+    ]:
+        exp = tracker.start(name, params={"lr": lr}, tags=tags)
+        log = Logger(tracker)
+        for step in range(200):
+            log.set_global_it(step)
+            log.add_scalar("loss", 1.0 / (1 + lr * step))
+            log.add_scalar("acc", 1.0 - 1.0 / (1 + lr * step))
+        for step in range(0, 200, 50):
+            log.set_global_it(step)
+            log.add_text("sample", f"{XSS} at {step}")
+            fig, ax = plt.subplots(figsize=(3, 2))
+            ax.plot(range(step + 2))
+            log.add_figure("curve", fig)
+            plt.close(fig)
+        tracker.end()
+        ids[key] = exp.experiment_id
+    return ids
+
+
 @pytest.fixture(scope="module")
 def browser_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     require_browser()
     root = tmp_path_factory.mktemp("browser-store")
     repo = Repository.init(root)
-    ids = {
-        "xss": write_record(repo, name=XSS, tags=["bert"], params={"lr": 0.1}),
-        "bert2": write_record(repo, name="bert-large", tags=["bert", "large"], params={"lr": 0.2}),
-        "gpt": write_record(repo, name="gpt-small", tags=["gpt"], params={"lr": 0.3}),
-    }
-    return {"root": root, "ids": ids}
+    if _has_tracker():
+        ids = _tracked_store(repo)
+    else:
+        ids = {
+            "xss": write_record(repo, name=XSS, tags=["bert"], params={"lr": 0.1}),
+            "bert2": write_record(
+                repo, name="bert-large", tags=["bert", "large"], params={"lr": 0.2}
+            ),
+            "gpt": write_record(repo, name="gpt-small", tags=["gpt"], params={"lr": 0.3}),
+        }
+    return {"root": root, "ids": ids, "repo": repo}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +147,6 @@ def test_compare_two_runs(page: Any, server: UiServer, browser_store: dict) -> N
     lr = page.locator("#differing-params tbody tr").first
     assert lr.locator("th").inner_text() == "lr"
     assert [c.strip() for c in lr.locator("td").all_inner_texts()] == ["0.1", "0.3"]
-    screenshot(page, "compare")
 
 
 def test_unknown_run_shows_404_page(page: Any, server: UiServer) -> None:
@@ -114,3 +161,75 @@ def test_run_page_shows_user_strings_as_text(
     _open(page, server, f"/runs/{browser_store['ids']['xss']}")
     assert page.locator("h1").inner_text().startswith(XSS)
     assert page.locator("main script").count() == 0
+
+
+needs_tracker = pytest.mark.skipif(not _has_tracker(), reason="the tracker is not here")
+
+
+def _traces(chart: Any) -> int:
+    return int(chart.locator(".scatterlayer .trace").count())
+
+
+@needs_tracker
+def test_run_page_draws_charts_and_steps_figures(
+    page: Any, server: UiServer, browser_store: dict
+) -> None:
+    _open(page, server, f"/runs/{browser_store['ids']['bert2']}")
+    charts = page.locator("#charts .chart")
+    expect(charts).to_have_count(2)
+    for i in range(2):
+        expect(charts.nth(i).locator(".scatterlayer .trace")).to_have_count(1)
+    assert sorted(charts.locator(".plot").evaluate_all("ps => ps.map(p => p.dataset.metric)")) == [
+        "acc",
+        "loss",
+    ]
+    figure = page.locator(".figure[data-tag=curve]")
+    view = figure.locator(".figure-view")
+    expect(view).to_have_attribute("data-step", "150")
+    last_src = view.locator("img").get_attribute("src")
+    slider = figure.locator("input.step-slider")
+    slider.fill("1")  # a range input: fill sets its value and fires input
+    expect(view).to_have_attribute("data-step", "50")
+    expect(figure.locator(".step-label")).to_have_text("step 50 (2/4)")
+    assert view.locator("img").get_attribute("src") != last_src
+    text = page.locator(".text-tag[data-tag=sample]")
+    expect(text.locator("pre")).to_have_text(f"{XSS} at 150")
+    text.locator("input.step-slider").fill("0")
+    expect(text.locator("pre")).to_have_text(f"{XSS} at 0")
+    screenshot(page, "run")
+
+
+@needs_tracker
+def test_compare_draws_one_trace_per_run(page: Any, server: UiServer, browser_store: dict) -> None:
+    ids = browser_store["ids"]
+    _open(page, server, f"/compare?ids={ids['xss']},{ids['gpt']}")
+    charts = page.locator("#charts .chart")
+    expect(charts).to_have_count(2)
+    expect(charts.first.locator(".scatterlayer .trace")).to_have_count(2)
+    plot = charts.first.locator(".plot")
+    expect(plot).to_have_attribute("data-scale", "linear")
+    charts.first.locator("input.log-toggle").check()
+    expect(plot).to_have_attribute("data-scale", "log")
+    screenshot(page, "compare")
+
+
+@needs_tracker
+def test_running_run_updates_itself(page: Any, server: UiServer, browser_store: dict) -> None:
+    from coralx.experiments import ExperimentTracker
+
+    tracker = ExperimentTracker(browser_store["repo"], capture_code=False)
+    exp = tracker.start("live-run", tags=["live"])
+    try:
+        for step in range(10):
+            tracker.log("loss", 1.0 / (step + 1), step=step)
+        tracker.flush()
+        _open(page, server, f"/runs/{exp.experiment_id}")
+        chart = page.locator("#charts .chart").first
+        expect(chart).to_have_attribute("data-total", "10")
+        for step in range(10, 25):
+            tracker.log("loss", 1.0 / (step + 1), step=step)
+        tracker.flush()
+        expect(chart).to_have_attribute("data-total", "25", timeout=3_000)
+    finally:
+        tracker.end()
+    expect(page.locator("h1 .status")).to_have_text("completed", timeout=3_000)

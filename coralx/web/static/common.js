@@ -85,6 +85,9 @@ const coralx = (() => {
     return rows.length ? el("table", { class: "kv" }, el("tbody", {}, rows)) : el("p", { class: "muted", text: "none" });
   }
 
+  // The viewer works offline: no button that would send a chart to a cloud service.
+  const plotConfig = (extra) => ({ displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendChartToCloud", "sendDataToCloud"], ...extra });
+
   // One line chart: traces [{name, x, y}], a log-scale toggle, drawn with Plotly (offline copy).
   function lineChart(container, title, traces, { log = false } = {}) {
     const plot = el("div", { class: "plot", dataset: { metric: title } });
@@ -100,13 +103,17 @@ const coralx = (() => {
       yaxis: { type: toggle.checked ? "log" : "linear" },
     });
     const data = () => traces.map((t) => ({ type: "scatter", mode: "lines", name: t.name, x: t.x, y: t.y }));
-    Plotly.newPlot(plot, data(), layout(), { responsive: true, displaylogo: false });
-    toggle.addEventListener("change", () => Plotly.relayout(plot, { "yaxis.type": toggle.checked ? "log" : "linear" }));
+    plot.dataset.scale = log ? "log" : "linear";
+    Plotly.newPlot(plot, data(), layout(), plotConfig());
+    toggle.addEventListener("change", () => {
+      plot.dataset.scale = toggle.checked ? "log" : "linear";
+      Plotly.relayout(plot, { "yaxis.type": plot.dataset.scale });
+    });
     return {
       box, plot, head,
       update(newTraces) { traces = newTraces; Plotly.react(plot, data(), layout()); },
     };
   }
 
-  return { el, api, fmt, duration, time, status, runLink, nav, fail, section, kvTable, lineChart };
+  return { plotConfig, el, api, fmt, duration, time, status, runLink, nav, fail, section, kvTable, lineChart };
 })();

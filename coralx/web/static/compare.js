@@ -14,7 +14,7 @@
     const differ = Object.entries(cmp.params_differ);
     const table = el("table", { id: "differing-params" }, el("thead", {}, el("tr", {}, el("th", { text: "param" }), runs.map((r) => el("th", {}, runLink(r.id, label(r)))))),
       el("tbody", {}, differ.map(([key, values]) => el("tr", {}, el("th", { text: key }), values.map((v) => el("td", { text: fmt(v) }))))));
-    const grid = el("div", { class: "grid2", id: "charts" });
+    const grid = el("div", { class: "charts", id: "charts" });
     main.replaceChildren(el("h1", { text: `Compare ${runs.length} runs` }),
       section("Runs", el("table", {}, el("tbody", {}, runs.map((r) => el("tr", {}, el("td", {}, runLink(r.id, label(r))), el("td", {}, status(r.status, r.stale)),
         el("td", { text: r.tags.join(", ") })))))),

@@ -107,7 +107,7 @@
           const fig = await (await fetch(artifactUrl(plotly))).json();
           const div = el("div", { class: "plotly-figure" });
           view.replaceChildren(div);
-          Plotly.newPlot(div, fig.data || [], fig.layout || {}, { staticPlot: !entry.interactive, displaylogo: false });
+          Plotly.newPlot(div, fig.data || [], fig.layout || {}, coralx.plotConfig({ staticPlot: !entry.interactive }));
           return;
         }
         const blob = entry.interactive && f["image/svg+xml"] ? f["image/svg+xml"] : (f["image/png"] || f["image/svg+xml"]);
@@ -179,7 +179,7 @@
     let run;
     try { run = await api(base); } catch (err) { fail(main, err); return; }
     document.title = `${run.name} · coralx`;
-    chartGrid = el("div", { class: "grid2", id: "charts" });
+    chartGrid = el("div", { class: "charts", id: "charts" });
     const metricsCard = section("Metrics", chartGrid);
     const left = el("div", {}, overview(run), section("Params", kvTable(run.params)), lineage(run.lineage));
     const right = el("div", {}, weightCommits(run));

@@ -18,7 +18,7 @@
     }], {
       margin: { l: 90, r: 20, t: 10, b: 60 }, height: Math.max(260, 42 * rows.labels.length + 90),
       xaxis: { title: { text: cols.name }, type: "category" }, yaxis: { title: { text: rows.name }, type: "category" },
-    }, { displaylogo: false, responsive: true });
+    }, coralx.plotConfig());
     div.on && div.on("plotly_click", (ev) => {
       const p = ev.points[0];
       const cell = s.cells.find((c) => cols.labels[c.position[1]] === p.x && rows.labels[c.position[0]] === p.y);
