@@ -17,6 +17,7 @@ import io
 import json
 import math
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,7 +145,8 @@ def create_app(repo: Repository) -> Starlette:
 
 
 class _SecurityHeaders:
-    """Adds :data:`SECURITY_HEADERS` to every response that does not set its own."""
+    """Adds :data:`SECURITY_HEADERS` to every response that does not set its own, and a
+    ``Server-Timing`` header."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -154,9 +156,15 @@ class _SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        start = time.perf_counter()
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                # How long the server took to produce the response (shown by browsers'
+                # developer tools; read by benchmarks/bench_ui.py).
+                elapsed = (time.perf_counter() - start) * 1000
+                headers["Server-Timing"] = f"app;dur={elapsed:.2f}"
                 for key, value in SECURITY_HEADERS.items():
                     if key not in headers:
                         headers[key] = value

@@ -18,9 +18,10 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,9 @@ def _is_stale(record: Mapping[str, Any]) -> bool:
     """
     if record.get("status") != "running":
         return False
-    lease = parse_time(record.get("lease_until"))
+    raw = record.get("lease_until")
+    # The tracker writes the lease as seconds since the epoch; accept an ISO time too.
+    lease = float(raw) if isinstance(raw, int | float) else parse_time(raw)
     return lease is not None and lease < time.time()
 
 
@@ -185,25 +188,52 @@ def _param_matches(expr: str, params: Mapping[str, Any]) -> bool:
     return bool(value == wanted or str(value) == text)
 
 
-def _sort_key(column: str, row: Row) -> tuple[int, Any]:
-    """(rank, value): missing values sort last, numbers before strings."""
+def _key_function(column: str) -> Callable[[Row], Any]:
+    """How to read the value a column sorts by from a row (None when the row has none)."""
     if column.startswith("params."):
-        value = row.params.get(column[len("params.") :])
-    elif column.startswith("metrics."):
+        key = column[len("params.") :]
+        return lambda row: row.params.get(key)
+    if column.startswith("metrics."):
         metric, _, stat = column[len("metrics.") :].rpartition(".")
-        summary = (row.record.get("metrics_summary") or {}).get(metric) or {}
-        value = summary.get(stat or "last") if isinstance(summary, Mapping) else None
-    elif column == "tags":
-        value = ",".join(row.tags)
-    elif column in ("created_at", "created"):
-        value = row.created
-    else:
-        value = getattr(row, column, None) if column in _ROW_COLUMNS else None
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return (2, 0)
-    if isinstance(value, bool | int | float):
-        return (0, float(value))
-    return (1, str(value))
+        if not metric:  # "metrics.loss" means the last value
+            metric, stat = stat, "last"
+
+        def metric_value(row: Row) -> Any:
+            summary = (row.record.get("metrics_summary") or {}).get(metric)
+            return summary.get(stat) if isinstance(summary, Mapping) else None
+
+        return metric_value
+    if column == "tags":
+        return lambda row: ",".join(row.tags)
+    if column in ("created_at", "created"):
+        return lambda row: row.created
+    if column in _ROW_COLUMNS:
+        return lambda row: getattr(row, column)
+    raise InvalidValue(
+        f"cannot sort by {column!r}; use one of {', '.join(sorted(SORTABLE))}, "
+        "params.<name> or metrics.<name>[.last|.min|.max]"
+    )
+
+
+def _sorted(rows: Iterable[Row], column: str, descending: bool) -> list[Row]:
+    """Rows by ``column``; numbers before strings, rows without a value (or NaN) last."""
+    get = _key_function(column)
+    present: list[tuple[int, Any, str, Row]] = []
+    missing: list[Row] = []
+    for row in rows:
+        value = get(row)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            missing.append(row)
+        elif isinstance(value, bool | int | float):
+            present.append((0, float(value), row.id, row))
+        else:
+            present.append((1, str(value), row.id, row))
+    ranks = {p[0] for p in present}
+    # itemgetter keys compare in C; the rank only matters when numbers and strings mix.
+    present.sort(
+        key=itemgetter(0, 1, 2) if len(ranks) > 1 else itemgetter(1, 2), reverse=descending
+    )
+    return [p[3] for p in present] + missing
 
 
 _ROW_COLUMNS = {"id", "name", "status", "duration", "sweep_id", "parent"}
@@ -218,6 +248,10 @@ class RecordCache:
         self._rows: dict[str, tuple[tuple[int, int], Row]] = {}
         self._folder_mtime: int | None = None
         self._lock = threading.Lock()
+        self._generation = 0  # goes up whenever a record is added, changed or removed
+        self._tags: tuple[int, list[str]] | None = None
+        self._orders: dict[tuple[Any, ...], tuple[int, Any]] = {}
+        self._row_list: tuple[int, list[Row]] = (-1, [])
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -257,8 +291,10 @@ class RecordCache:
                 row = self._load(Path(entry.path))
                 if row is not None:
                     self._rows[run_id] = (key, row)
+                    self._generation += 1
         for gone in set(self._rows) - seen:
             del self._rows[gone]
+            self._generation += 1
 
     @staticmethod
     def _load(path: Path) -> Row | None:
@@ -274,9 +310,12 @@ class RecordCache:
     # -- queries ----------------------------------------------------------------------------
 
     def rows(self) -> list[Row]:
+        """Every readable record (a list shared between callers: do not change it)."""
         self.refresh()
         with self._lock:
-            return [row for _key, row in self._rows.values()]
+            if self._row_list[0] != self._generation:
+                self._row_list = (self._generation, [row for _key, row in self._rows.values()])
+            return self._row_list[1]
 
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of a run from its id or an unambiguous prefix of at least 4 digits."""
@@ -314,16 +353,7 @@ class RecordCache:
     def query(self, q: RunQuery, metrics: Iterable[str] = ()) -> dict[str, Any]:
         """One page of the runs table, with the totals and column names the page needs."""
         rows = self.rows()
-        hits = [row for row in rows if q.matches(row)]
-        if q.sort.split(".")[0] not in ("params", "metrics") and q.sort not in SORTABLE:
-            raise InvalidValue(
-                f"cannot sort by {q.sort!r}; use one of {', '.join(sorted(SORTABLE))}, "
-                "params.<name> or metrics.<name>[.last|.min|.max]"
-            )
-        present = [row for row in hits if _sort_key(q.sort, row)[0] < 2]
-        missing = [row for row in hits if _sort_key(q.sort, row)[0] == 2]
-        present.sort(key=lambda row: (_sort_key(q.sort, row), row.id), reverse=q.descending)
-        ordered = present + missing
+        hits, ordered, counts = self._ordered(rows, q)
         page = ordered[q.offset : q.offset + q.limit]
         metric_names = list(metrics) or _metric_names(page)
         return {
@@ -333,11 +363,46 @@ class RecordCache:
             "limit": q.limit,
             "rows": [row.to_dict(metric_names) for row in page],
             "columns": {"params": _param_names(page), "metrics": metric_names},
-            "statuses": _status_counts(hits),
+            "statuses": counts,
         }
 
+    def _ordered(self, rows: list[Row], q: RunQuery) -> tuple[list[Row], list[Row], Any]:
+        """The rows a query selects, in order, and their status counts: computed once per
+        version of the records and query, so paging through a table costs a slice."""
+        key = (
+            tuple(q.tags),
+            tuple(q.statuses),
+            q.name,
+            tuple(q.params),
+            q.sweep,
+            q.sort,
+            q.descending,
+        )
+        with self._lock:
+            cached = self._orders.get(key)
+            generation = self._generation
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        filtered = q.statuses or q.tags or q.sweep or q.name or q.params
+        hits = [row for row in rows if q.matches(row)] if filtered else rows
+        result = (hits, _sorted(hits, q.sort, q.descending), _status_counts(hits))
+        with self._lock:
+            if len(self._orders) >= 64:
+                self._orders.clear()
+            self._orders[key] = (generation, result)
+        return result
+
     def tags(self) -> list[str]:
-        return sorted({tag for row in self.rows() for tag in row.tags})
+        """Every tag in the store (computed once per change of the records)."""
+        rows = self.rows()
+        with self._lock:
+            if self._tags is not None and self._tags[0] == self._generation:
+                return self._tags[1]
+            generation = self._generation
+        tags = sorted({tag for row in rows for tag in row.tags})
+        with self._lock:
+            self._tags = (generation, tags)
+        return tags
 
 
 def _param_names(rows: Sequence[Row]) -> list[str]:
