@@ -173,9 +173,6 @@ def test_lineage(client: TestClient, store: dict[str, str]) -> None:
         "/api/runs/ffffffffffffffffffff/metric.csv?name=loss",
         "/api/sweeps/ffffffffffffffffffff",
         "/api/sweeps/not-a-sweep",
-        "/api/weights/commits/" + "f" * 40,
-        "/api/weights/commits/HEAD",
-        "/api/weights/commits/" + "f" * 40 + "/export",
         "/api/nothing-here",
     ],
 )
@@ -261,17 +258,6 @@ def test_sweeps(client: TestClient, store: dict[str, str]) -> None:
     assert client.get(f"/sweeps/{store['sweep']}").status_code == 200
 
 
-def test_weights_overview(client: TestClient, repo: Repository) -> None:
-    weights = client.get("/api/weights").json()
-    assert [b["name"] for b in weights["branches"]] == ["main"]
-    head = repo.head_commit()
-    assert weights["commits"][0]["commit_hash"] == head
-    assert weights["commits"][0]["refs"] == ["main"]
-    detail = client.get(f"/api/weights/commits/{head}").json()
-    assert detail["parents"] == []
-    assert detail["diff"] == []
-
-
 def test_every_page_serves(client: TestClient) -> None:
     for path in ["/", "/compare?ids=x", "/sweeps", "/weights"]:
         response = client.get(path)
@@ -293,7 +279,6 @@ def test_viewer_never_writes(repo: Repository, store: dict[str, str], tmp_path: 
         f"/api/compare?ids={store['root']},{store['child']}",
         "/api/sweeps",
         f"/api/sweeps/{store['sweep']}",
-        "/api/weights",
         "/",
         f"/runs/{store['root']}",
     ]:

@@ -1,157 +1,128 @@
 """The weights page's data: branches, tags, history, and per commit its diff and sizes.
 
-Refs and commits are read from the store's git metadata with dulwich; tensor contents go
-through the Repository's own read API, so every chunk read is verified.
+Everything goes through the Repository's weight API (branches, tags, log, diff, export), so
+every chunk read is verified; the per-commit sizes read the commit's manifest and the encoded
+size of its chunks.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import RevisionNotFound
+from ..errors import RevisionNotFound, StoreCorrupted
 from ..ids import is_hex
-
-if TYPE_CHECKING:
-    from ..repository import Repository
 
 __all__ = ["commit_details", "export", "overview"]
 
 MAX_LOG = 500
 
 
-def _commit_info(commit: Any) -> dict[str, Any]:
-    message = commit.message.decode("utf-8", "replace")
-    return {
-        "commit_hash": commit.id.decode("ascii"),
-        "summary": message.splitlines()[0] if message else "",
-        "message": message,
-        "author": commit.author.decode("utf-8", "replace"),
-        "timestamp": datetime.fromtimestamp(commit.commit_time, UTC).isoformat(),
-        "parents": [p.decode("ascii") for p in commit.parents],
-    }
-
-
-def overview(repo: Repository) -> dict[str, Any]:
-    """Branches and tags with the commits they point to, and the history of all branches."""
-    refs = repo.git.refs.as_dict()
-    branches = {
-        k[len(b"refs/heads/") :].decode(): v.decode()
-        for k, v in refs.items()
-        if k.startswith(b"refs/heads/")
-    }
-    tags = {
-        k[len(b"refs/tags/") :].decode(): _peel(repo, v).decode()
-        for k, v in refs.items()
-        if k.startswith(b"refs/tags/")
-    }
-    heads: Any = [v.encode() for v in branches.values()]
-    commits: list[dict[str, Any]] = []
-    if heads:
-        walker = repo.git.get_walker(include=heads, max_entries=MAX_LOG)
-        commits = [_commit_info(entry.commit) for entry in walker]
-    labels: dict[str, list[str]] = {}
-    for name, sha in branches.items():
-        labels.setdefault(sha, []).append(name)
-    for name, sha in tags.items():
-        labels.setdefault(sha, []).append(f"tag: {name}")
-    for info in commits:
-        info["refs"] = labels.get(info["commit_hash"], [])
-    return {
-        "current_branch": repo.current_branch(),
-        "branches": [{"name": n, "commit_hash": s} for n, s in sorted(branches.items())],
-        "tags": [{"name": n, "commit_hash": s} for n, s in sorted(tags.items())],
-        "commits": commits,
-        "truncated": len(commits) >= MAX_LOG,
-    }
-
-
-def _peel(repo: Repository, sha: bytes) -> bytes:
-    """The commit an annotated tag points to (a lightweight tag is the commit itself)."""
-    store: Any = repo.git.object_store
-    obj = store[sha]
-    while obj.type_name == b"tag":
-        obj = store[obj.object[1]]
-    return bytes(obj.id)
-
-
-def _resolve(repo: Repository, rev: str) -> str:
-    text = rev.strip().lower()
-    if len(text) != 40 or not is_hex(text):
-        raise RevisionNotFound(rev, "the weights page takes full 40-digit commit ids")
-    store: Any = repo.git.object_store
-    try:
-        commit = store[text.encode()]
-    except KeyError:
-        raise RevisionNotFound(rev) from None
-    if commit.type_name != b"commit":
-        raise RevisionNotFound(rev, "that id is not a commit")
-    return text
-
-
-def commit_details(repo: Repository, rev: str) -> dict[str, Any]:
-    """One commit: its metadata, the diff of its tensors against its first parent, and the
-    bytes its tensors take raw and as stored."""
-    sha = _resolve(repo, rev)
-    store: Any = repo.git.object_store
-    info = _commit_info(store[sha.encode()])
-    info["diff"] = _diff_stats(repo, sha, info["parents"][0] if info["parents"] else None)
-    info["sizes"] = _sizes(repo, sha)
+def _commit_dict(commit: Any) -> dict[str, Any]:
+    info: dict[str, Any] = commit.to_dict()
+    message = str(info.get("message") or "")
+    info["summary"] = message.splitlines()[0] if message else ""
     return info
 
 
-def _diff_stats(repo: Repository, sha: str, parent: str | None) -> list[dict[str, Any]]:
-    """Per tensor: added/removed/changed, max |change| and the fraction of elements changed."""
-    import numpy as np
-
-    new = _weights(repo, sha)
-    old = _weights(repo, parent) if parent else {}
-    out = []
-    for name in sorted(set(new) | set(old)):
-        a, b = old.get(name), new.get(name)
-        row: dict[str, Any] = {"name": name}
-        if a is None or b is None:
-            row["change"] = "added" if a is None else "removed"
-        elif a.shape != b.shape or a.dtype != b.dtype:
-            row["change"] = "reshaped"
-            row["shape"] = [list(a.shape), list(b.shape)]
-        else:
-            differs = a.view(np.uint8) != b.view(np.uint8)
-            changed = bool(differs.any())
-            row["change"] = "changed" if changed else "same"
-            if changed and a.dtype.kind in "fiu":
-                delta = np.abs(b.astype(np.float64) - a.astype(np.float64))
-                row["max_abs_change"] = float(np.nanmax(delta)) if delta.size else 0.0
-                row["fraction_changed"] = float(np.mean(a != b)) if a.size else 0.0
-            else:
-                row["max_abs_change"] = 0.0 if not changed else None
-                row["fraction_changed"] = 0.0 if not changed else None
-        out.append(row)
-    return out
+def overview(repo: Any) -> dict[str, Any]:
+    """Branches and tags with the commits they point to, and the history of all branches,
+    newest first."""
+    branches = [b.to_dict() for b in repo.branches()]
+    tags = [t.to_dict() for t in repo.tags()]
+    commits: dict[str, dict[str, Any]] = {}
+    for branch in branches:
+        for commit in repo.log(branch["commit"], limit=MAX_LOG):
+            commits.setdefault(commit.commit_hash, _commit_dict(commit))
+    history = sorted(commits.values(), key=lambda c: str(c.get("timestamp")), reverse=True)
+    labels: dict[str, list[str]] = {}
+    for b in branches:
+        labels.setdefault(b["commit"], []).append(b["name"])
+    for t in tags:
+        labels.setdefault(t["commit"], []).append(f"tag: {t['name']}")
+    for info in history:
+        info["refs"] = labels.get(info["commit_hash"], [])
+    return {
+        "current_branch": repo.current_branch(),
+        "branches": [{"name": b["name"], "commit_hash": b["commit"]} for b in branches],
+        "tags": [{"name": t["name"], "commit_hash": t["commit"]} for t in tags],
+        "commits": history[:MAX_LOG],
+        "truncated": len(history) > MAX_LOG,
+    }
 
 
-def _weights(repo: Repository, rev: str) -> dict[str, Any]:
-    getter = getattr(repo, "get_all_weights", None)
-    if getter is None:
-        return {}
+def _check_commit_id(rev: str) -> str:
+    text = rev.strip().lower()
+    if len(text) != 40 or not is_hex(text):
+        raise RevisionNotFound(rev, "the weights page takes full 40-digit commit ids")
+    return text
+
+
+def commit_details(repo: Any, rev: str) -> dict[str, Any]:
+    """One commit: its metadata, the diff of its tensors against its first parent, and the
+    bytes its tensors take raw and as stored."""
+    sha = repo.resolve(_check_commit_id(rev))
+    [commit] = repo.log(sha, limit=1)
+    info = _commit_dict(commit)
+    parent = commit.parents[0] if commit.parents else None
+    info["diff"] = _diff_rows(repo, parent, sha)
+    info["sizes"] = _sizes(repo, sha, parent)
+    return info
+
+
+def _diff_rows(repo: Any, parent: str | None, sha: str) -> list[dict[str, Any]]:
+    """Per tensor: added, removed, changed (max |change|, fraction changed) or same."""
+    if parent is None:
+        manifest = repo.weights.manifest(sha)
+        names = list(manifest.tensors) if manifest is not None else []
+        return [{"name": n, "change": "added"} for n in names]
+    diff = repo.diff(parent, sha)
+    rows: list[dict[str, Any]] = [{"name": n, "change": "added"} for n in diff.added]
+    rows += [{"name": n, "change": "removed"} for n in diff.removed]
+    for change in diff.changed:
+        row = change.to_dict()
+        row["change"] = "changed"
+        rows.append(row)
+    rows += [
+        {"name": n, "change": "same", "max_abs_change": 0.0, "fraction_changed": 0.0}
+        for n in diff.unchanged
+    ]
+    rows.sort(key=lambda r: str(r["name"]))
+    return rows
+
+
+def _sizes(repo: Any, sha: str, parent: str | None) -> dict[str, Any]:
+    """Raw bytes of the commit's tensors; stored bytes of its chunks; and what it added:
+    the chunks its parent did not have."""
+    weights = repo.weights
+    manifest = weights.manifest(sha)
+    if manifest is None:
+        return {"raw_bytes": 0, "stored_bytes": 0, "chunks": 0}
+    chunks = manifest.chunk_ids()
+    before = weights.manifest(parent) if parent else None
+    new = chunks - (before.chunk_ids() if before is not None else set())
+    sizes = {cid: _encoded_size(weights, cid) for cid in chunks}
+    stored = sum(sizes.values())
+    return {
+        "raw_bytes": manifest.nbytes,
+        "stored_bytes": stored,
+        "stored_fraction": stored / manifest.nbytes if manifest.nbytes else 0.0,
+        "chunks": len(chunks),
+        "new_chunks": len(new),
+        "new_stored_bytes": sum(sizes[c] for c in new),
+    }
+
+
+def _encoded_size(weights: Any, chunk_id: str) -> int:
+    """A chunk's size on disk; 0 for a missing chunk (fsck reports those, not the viewer)."""
     try:
-        return dict(getter(rev))
-    except RevisionNotFound:
-        return {}
+        return int(weights.chunks.encoded_size(chunk_id))
+    except (KeyError, StoreCorrupted):
+        return 0
 
 
-def _sizes(repo: Repository, sha: str) -> dict[str, Any] | None:
-    """Raw and stored bytes of a commit's tensors, from the store's own accounting."""
-    du = getattr(repo, "du", None)
-    if du is None:
-        return None
-    result = du(sha)
-    return result.to_dict() if hasattr(result, "to_dict") else dict(result)
-
-
-def export(repo: Repository, rev: str, dest: Path) -> str:
+def export(repo: Any, rev: str, dest: Path) -> str:
     """Write a commit's weights to ``dest`` as safetensors; return the commit id."""
-    sha = _resolve(repo, rev)
-    repo.export(sha, dest)  # type: ignore[attr-defined]
+    sha = repo.resolve(_check_commit_id(rev))
+    repo.export(sha, dest)
     return sha
