@@ -258,6 +258,43 @@ def test_sweeps(client: TestClient, store: dict[str, str]) -> None:
     assert client.get(f"/sweeps/{store['sweep']}").status_code == 200
 
 
+def test_sweep_with_the_runners_plan(
+    client: TestClient, repo: Repository, store: dict[str, str]
+) -> None:
+    """The sweep runner's record names the shape, the metric, the plan and the verdict:
+    configurations not run yet still get their cell."""
+    import json
+
+    configs = [
+        {
+            "name": f"c{i}",
+            "config_hash": f"h{i}",
+            "position": [i // 3, i % 3],
+            "config": {"lr": [0.1, 0.2][i // 3], "batch": [8, 16, 32][i % 3]},
+        }
+        for i in range(6)
+    ]
+    meta = {
+        "sweep_id": store["sweep"],
+        "name": "grid <b>search</b>",
+        "shape": [2, 3],
+        "metric": "acc",
+        "mode": "max",
+        "configs": configs,
+        "verdict": {"verdict": "supported", "at": "2026-11-23T10:00:00+00:00"},
+    }
+    (repo.path / "sweeps").mkdir()
+    (repo.path / "sweeps" / f"{store['sweep']}.json").write_text(json.dumps(meta))
+    sweep = client.get(f"/api/sweeps/{store['sweep']}").json()
+    assert sweep["name"] == "grid <b>search</b>"
+    assert sweep["shape"] == [2, 3] and sweep["mode"] == "max"
+    assert sweep["axes"][1] == {"name": "batch", "labels": ["8", "16", "32"]}
+    assert sweep["verdict"] == "supported"
+    assert len(sweep["cells"]) == 6
+    assert sweep["statuses"]["not run"] == 2  # positions (0, 2) and (1, 2) have no run
+    assert sweep["grid"][0][2] is None and sweep["grid"][0][0] == pytest.approx(0.5)
+
+
 def test_every_page_serves(client: TestClient) -> None:
     for path in ["/", "/compare?ids=x", "/sweeps", "/weights"]:
         response = client.get(path)

@@ -7,9 +7,12 @@ cell, whose value is the mean of their main metric.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .records import flatten_params
 
 __all__ = ["sweep_layout"]
 
@@ -52,71 +55,81 @@ def _main_metric(rows: Sequence[Any], meta: Mapping[str, Any], metric: str | Non
     return None
 
 
-def _axes(rows: Sequence[Any], ndim: int, meta: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each axis's name and the label of each index along it.
-
-    The sweep runner's own description names the axes when it wrote one; otherwise the axis
-    is named by the parameter whose value follows the position along it.
-    """
-    given = meta.get("axes")
-    if isinstance(given, list) and len(given) == ndim:
-        return [
-            {
-                "name": str(a.get("name", f"axis {i}")),
-                "labels": [str(v) for v in a.get("values", [])],
-            }
-            for i, a in enumerate(given)
-            if isinstance(a, Mapping)
-        ]
-    axes = []
-    for axis in range(ndim):
-        size = 1 + max(_position(r)[axis] for r in rows)
-        name, labels = _axis_param(rows, axis, size)
-        axes.append({"name": name, "labels": labels})
-    return axes
+def _axes(
+    points: Sequence[tuple[tuple[int, ...], Mapping[str, Any]]], shape: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Each axis's name and the label of each index along it: the axis is named by the
+    parameter whose value follows the position along it (``points`` are (position, params)
+    pairs, from the sweep's plan or from its runs)."""
+    return [
+        dict(zip(("name", "labels"), _axis_param(points, axis, size)))
+        for axis, size in enumerate(shape)
+    ]
 
 
-def _axis_param(rows: Sequence[Any], axis: int, size: int) -> tuple[str, list[str]]:
+def _axis_param(
+    points: Sequence[tuple[tuple[int, ...], Mapping[str, Any]]], axis: int, size: int
+) -> tuple[str, list[str]]:
     keys: dict[str, None] = {}
-    for row in rows:
-        keys.update(dict.fromkeys(row.params))
+    for _pos, params in points:
+        keys.update(dict.fromkeys(params))
     for key in keys:
+        if key == "name":
+            continue
         values: dict[int, str] = {}
         consistent = True
-        for row in rows:
-            idx = _position(row)[axis]
-            text = repr(row.params.get(key))
-            if values.setdefault(idx, text) != text:
+        for pos, params in points:
+            text = _label(params.get(key))
+            if values.setdefault(pos[axis], text) != text:
                 consistent = False
                 break
         if consistent and len(set(values.values())) > 1:
-            return key, [_unquote(values.get(i, "")) for i in range(size)]
+            return key, [values.get(i, "") for i in range(size)]
     return f"axis {axis}", [str(i) for i in range(size)]
 
 
-def _unquote(text: str) -> str:
-    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == "'" else text
+def _label(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _plan(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The sweep runner's plan: every configuration with its position, run or not."""
+    configs = meta.get("configs")
+    if not isinstance(configs, list):
+        return []
+    plan = []
+    for c in configs:
+        if isinstance(c, Mapping) and isinstance(c.get("position"), list):
+            config = c.get("config")
+            params: Mapping[str, Any] = config if isinstance(config, Mapping) else {}
+            plan.append(
+                {
+                    "position": tuple(int(i) for i in c["position"]),
+                    "config_hash": c.get("config_hash"),
+                    "name": c.get("name"),
+                    "params": flatten_params(params),
+                }
+            )
+    return plan
 
 
 def sweep_layout(
     sweep_id: str, rows: Sequence[Any], meta: Mapping[str, Any], metric: str | None
 ) -> dict[str, Any]:
     """The data of the sweep page: cells by position, status counts, axes, verdict."""
-    positioned = [r for r in rows if _position(r)]
-    ndims = {len(_position(r)) for r in positioned}
-    ndim = ndims.pop() if len(ndims) == 1 else 0
-    if ndim == 0:
-        positioned = []
+    plan = _plan(meta)
     main = _main_metric(rows, meta, metric)
     cells: dict[tuple[int, ...], dict[str, Any]] = {}
-    for row in sorted(rows, key=lambda r: (_position(r), r.id)):
-        pos = _position(row) if ndim else (len(cells),)
-        cell = cells.setdefault(
-            pos,
-            {"position": list(pos), "config_name": None, "runs": [], "values": []},
-        )
+    for item in plan:
+        cells[item["position"]] = _cell(item["position"], item["name"])
+    positions = {_position(r) for r in rows}
+    ndim_of_runs = {len(p) for p in positions if p}
+    for row in sorted(rows, key=lambda r: (_position(r), r.created or 0, r.id)):
+        pos = _position(row) if len(ndim_of_runs) == 1 and _position(row) else (len(cells),)
         sweep = row.record.get("sweep") or {}
-        cell["config_name"] = cell["config_name"] or sweep.get("config_name") or row.name
+        cell = cells.setdefault(pos, _cell(pos, sweep.get("config_name") or row.name))
         cell["runs"].append({"id": row.id, "status": row.status, "repeat": sweep.get("repeat")})
         value = _metric_value(row, main) if main else None
         if value is not None and row.status == "completed":
@@ -124,29 +137,52 @@ def sweep_layout(
     for cell in cells.values():
         values = cell.pop("values")
         cell["value"] = sum(values) / len(values) if values else None
+    shape = _shape(meta, cells)
+    points = [(item["position"], item["params"]) for item in plan] or [
+        (_position(r), r.params) for r in rows if _position(r)
+    ]
+    axes = _axes(points, shape) if shape else []
+    grid = None
+    if len(shape) == 2:
+        grid = [[None] * shape[1] for _ in range(shape[0])]
+        for pos, cell in cells.items():
+            if len(pos) == 2 and pos[0] < shape[0] and pos[1] < shape[1]:
+                grid[pos[0]][pos[1]] = cell["value"]
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
-    axes = _axes(positioned, ndim, meta) if ndim else []
-    grid = None
-    if ndim == 2:
-        shape = [len(a["labels"]) for a in axes]
-        grid = [[None] * shape[1] for _ in range(shape[0])]
-        for pos, cell in cells.items():
-            if pos[0] < shape[0] and pos[1] < shape[1]:
-                grid[pos[0]][pos[1]] = cell["value"]
-    report = meta.get("report") if isinstance(meta.get("report"), Mapping) else {}
-    verdict = meta.get("verdict", (report or {}).get("verdict"))
+    not_run = sum(1 for cell in cells.values() if not cell["runs"])
+    if not_run:
+        counts["not run"] = not_run
+    verdict = meta.get("verdict")
+    if isinstance(verdict, Mapping):
+        verdict = verdict.get("verdict")
     return {
         "sweep_id": sweep_id,
         "name": meta.get("name") or (rows[0].name if rows else sweep_id),
+        "status": meta.get("status"),
         "metric": main,
         "mode": meta.get("mode"),
+        "shape": shape,
         "axes": axes,
         "grid": grid,
-        "cells": list(cells.values()),
+        "cells": [cells[p] for p in sorted(cells)],
         "statuses": counts,
         "runs": len(rows),
         "verdict": verdict,
-        "report": report or None,
     }
+
+
+def _cell(position: tuple[int, ...], name: Any) -> dict[str, Any]:
+    return {"position": list(position), "config_name": name, "runs": [], "values": []}
+
+
+def _shape(meta: Mapping[str, Any], cells: Mapping[tuple[int, ...], Any]) -> list[int]:
+    shape = meta.get("shape")
+    if isinstance(shape, list) and shape and all(isinstance(i, int) for i in shape):
+        return list(shape)
+    dims = {len(p) for p in cells}
+    if len(dims) != 1:
+        return []
+    ndim = dims.pop()
+    return [1 + max(p[axis] for p in cells) for axis in range(ndim)]
