@@ -39,7 +39,8 @@ class Logger:
     """The seed's ``Logger``, writing into the active run of ``target``.
 
     ``target`` is an ``ExperimentTracker`` (its current run) or a sweep's ``Run``: anything
-    with ``log(name, value, step=None)`` and ``log_artifact(...)``.
+    with ``log(name, value, step=None)`` and ``log_artifact(...)``; its own ``log_text`` and
+    ``log_figure`` are used when it has them.
     """
 
     def __init__(self, target: Any) -> None:
@@ -62,10 +63,18 @@ class Logger:
         self.target.log(tag, value, step=self.global_it)
 
     def add_text(self, tag: str, text: str) -> None:
-        media.log_text(self.target, tag, text, step=self.global_it)
+        log_text = getattr(self.target, "log_text", None)
+        if callable(log_text):
+            log_text(tag, text, step=self.global_it)
+        else:
+            media.log_text(self.target, tag, text, step=self.global_it)
 
     def add_figure(self, tag: str, figure: Any, interactive: bool = True) -> None:
-        media.log_figure(self.target, tag, figure, step=self.global_it, interactive=interactive)
+        log_figure = getattr(self.target, "log_figure", None)
+        if callable(log_figure):
+            log_figure(tag, figure, step=self.global_it, interactive=interactive)
+        else:
+            media.log_figure(self.target, tag, figure, step=self.global_it, interactive=interactive)
 
     def flush(self) -> None:
         """Write buffered metrics to the store now (text and figures are written at once)."""

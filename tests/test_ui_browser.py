@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,20 +23,30 @@ pytestmark = pytest.mark.slow
 XSS = "<script>alert(1)</script>"
 
 
-def _has_tracker() -> bool:
+def _importable(module: str) -> bool:
     try:
-        import coralx.experiments  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
         return False
     return True
 
 
-def _tracked_store(repo: Repository) -> dict[str, str]:
-    """Runs made by the tracker: metrics, text and figures at several steps."""
+HAS_TRACKER = _importable("coralx.experiments")
+HAS_SWEEP = _importable("coralx.sweep.runner")
+HAS_STORE = hasattr(Repository, "stage_weights")
+needs_tracker = pytest.mark.skipif(not HAS_TRACKER, reason="the tracker is not here")
+needs_sweep = pytest.mark.skipif(not HAS_SWEEP, reason="the sweep runner is not here")
+needs_store = pytest.mark.skipif(not HAS_STORE, reason="the weight store is not here")
+
+
+def _tracked_runs(repo: Repository) -> dict[str, str]:
+    """Three runs made by the tracker, with metrics, text and figures at several steps; the
+    second commits three versions of its weights."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
     from coralx.experiments import ExperimentTracker
 
     from coralx import Logger
@@ -49,10 +60,15 @@ def _tracked_store(repo: Repository) -> dict[str, str]:
     ]:
         exp = tracker.start(name, params={"lr": lr}, tags=tags)
         log = Logger(tracker)
+        weights = {"layer.weight": np.linspace(-1, 1, 4096, dtype=np.float32).reshape(64, 64)}
         for step in range(200):
             log.set_global_it(step)
             log.add_scalar("loss", 1.0 / (1 + lr * step))
             log.add_scalar("acc", 1.0 - 1.0 / (1 + lr * step))
+            if key == "bert2" and HAS_STORE and step % 80 == 0:
+                weights["layer.weight"][: step // 8] += 0.01
+                repo.stage_weights(weights)
+                repo.commit(f"{name} at step {step}")
         for step in range(0, 200, 50):
             log.set_global_it(step)
             log.add_text("sample", f"{XSS} at {step}")
@@ -67,11 +83,20 @@ def _tracked_store(repo: Repository) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def browser_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The demo sweep (when the sweep runner is here) plus three tracked runs, or records
+    written by hand when only the viewer is here."""
     require_browser()
     root = tmp_path_factory.mktemp("browser-store")
-    repo = Repository.init(root)
-    if _has_tracker():
-        ids = _tracked_store(repo)
+    sweep_id = None
+    if HAS_SWEEP:
+        from .ui_demo_sweep import make_demo_store
+
+        demo = make_demo_store(root)
+        repo, sweep_id = demo["repo"], demo["sweep_id"]
+    else:
+        repo = Repository.init(root)
+    if HAS_TRACKER:
+        ids = _tracked_runs(repo)
     else:
         ids = {
             "xss": write_record(repo, name=XSS, tags=["bert"], params={"lr": 0.1}),
@@ -80,7 +105,7 @@ def browser_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             ),
             "gpt": write_record(repo, name="gpt-small", tags=["gpt"], params={"lr": 0.3}),
         }
-    return {"root": root, "ids": ids, "repo": repo}
+    return {"root": root, "ids": ids, "repo": repo, "sweep_id": sweep_id}
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +142,7 @@ def test_runs_page_filters_by_tag(page: Any, server: UiServer, browser_store: di
     ids = browser_store["ids"]
     _open(page, server, "/")
     rows = page.locator("#runs-table tbody tr")
-    assert rows.count() == 3
+    expect(rows).to_have_count(3 + (9 if HAS_SWEEP else 0))
     # A run named like a script is shown as text, and no dialog opened (checked by `page`).
     assert page.locator("#runs-table td.name a", has_text=XSS).count() == 1
     screenshot(page, "runs")
@@ -161,9 +186,6 @@ def test_run_page_shows_user_strings_as_text(
     _open(page, server, f"/runs/{browser_store['ids']['xss']}")
     assert page.locator("h1").inner_text().startswith(XSS)
     assert page.locator("main script").count() == 0
-
-
-needs_tracker = pytest.mark.skipif(not _has_tracker(), reason="the tracker is not here")
 
 
 def _traces(chart: Any) -> int:
@@ -233,3 +255,30 @@ def test_running_run_updates_itself(page: Any, server: UiServer, browser_store: 
     finally:
         tracker.end()
     expect(page.locator("h1 .status")).to_have_text("completed", timeout=3_000)
+
+
+@needs_sweep
+def test_sweep_page_grid(page: Any, server: UiServer, browser_store: dict) -> None:
+    _open(page, server, f"/sweeps/{browser_store['sweep_id']}")
+    expect(page.locator("#sweep-grid .heatmaplayer")).to_have_count(1)
+    expect(page.locator("#verdict")).to_have_text("supports")
+    counts = page.locator("#status-counts").inner_text()
+    assert "completed" in counts and "failed" in counts
+    expect(page.locator("#cells tbody tr")).to_have_count(9)
+    screenshot(page, "sweep")
+    page.locator("#cells tbody tr").first.locator("a.run-link").click()
+    page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+    expect(page.locator("#charts .chart")).to_have_count(3)
+    expect(page.locator(".figure[data-tag=activations] .figure-view img")).to_have_count(1)
+
+
+@needs_store
+@needs_tracker
+def test_weights_page(page: Any, server: UiServer, browser_store: dict) -> None:
+    _open(page, server, "/weights")
+    rows = page.locator("#weight-log tbody tr")
+    expect(rows).to_have_count(4)  # three commits of bert-large and the store's root commit
+    rows.first.click()
+    expect(page.locator("#tensor-diff tbody tr")).to_have_count(1)
+    expect(page.locator("#tensor-diff tbody td").nth(1)).to_have_text("changed")
+    screenshot(page, "weights")

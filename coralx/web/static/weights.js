@@ -1,7 +1,7 @@
 // The weights page: branches, tags, history; per commit its diff and stored vs raw bytes.
 "use strict";
 (() => {
-  const { el, api, fmt, time, nav, fail, section, kvTable } = coralx;
+  const { el, api, fmt, time, nav, fail, section, kvTable, runLink } = coralx;
   nav("Weights");
   const main = document.getElementById("main");
   const detail = el("div", { id: "commit-detail" });
@@ -13,9 +13,16 @@
     detail.replaceChildren(el("p", { class: "muted", text: "loading…" }));
     try {
       const c = await api(`/api/weights/commits/${encodeURIComponent(sha)}`);
-      const sizes = c.sizes ? kvTable(Object.fromEntries(Object.entries(c.sizes).map(([k, v]) => [k, typeof v === "number" && /bytes/.test(k) ? bytes(v) : v]))) : el("p", { class: "muted", text: "sizes not available" });
+      const z = c.sizes || {};
+      const sizes = kvTable({
+        "raw (tensors as arrays)": bytes(z.raw_bytes),
+        "stored (its chunks on disk)": `${bytes(z.stored_bytes)} (${fmt(100 * (z.stored_fraction || 0))}% of raw)`,
+        chunks: z.chunks,
+        "new in this commit": `${z.new_chunks} chunks, ${bytes(z.new_stored_bytes)} stored`,
+      });
       detail.replaceChildren(section(`Commit ${sha.slice(0, 12)}`,
-        kvTable({ message: c.message.trim(), author: c.author, time: time(c.timestamp), parents: c.parents.join(", ") }),
+        kvTable({ message: c.message.trim(), author: c.author, time: time(c.timestamp), parents: c.parents.join(", "), "code commit": c.code_commit, "code branch": c.code_branch }),
+        c.experiment_id ? el("p", {}, "Made by run ", runLink(c.experiment_id, c.experiment_id)) : null,
         el("p", {}, el("a", { href: `/api/weights/commits/${sha}/export`, download: `${sha.slice(0, 12)}.safetensors` }, "Download safetensors")),
         el("h2", { text: "Stored vs raw bytes" }), sizes,
         el("h2", { text: "Tensors against the parent" }),
