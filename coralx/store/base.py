@@ -1,0 +1,219 @@
+"""The chunk store interface: a small abstract core, and everything else written once on it.
+
+A chunk store maps a :data:`~coralx.ids.ChunkId` (the BLAKE3 of a chunk's raw bytes) to the
+chunk's *encoded* bytes. Implementations (:class:`~coralx.store.disk.DiskChunkStore`,
+:class:`~coralx.store.memory.MemoryChunkStore`) only store and fetch bytes; encoding,
+following delta chains, caching and verifying every read against its id live here.
+
+>>> store = MemoryChunkStore()
+>>> chunk_id, written = store.put(raw_bytes, dtype)
+>>> store.get(chunk_id).tobytes() == raw_bytes
+True
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import ChecksumMismatch, StoreCorrupted
+from ..ids import ChunkId, check_chunk_id
+from .codecs import (
+    CODEC_DELTA,
+    HEADER_MAX,
+    Header,
+    decode_into,
+    encode_delta,
+    encode_standalone,
+    parse_header,
+)
+from .tensors import DType
+
+__all__ = ["MAX_CHAIN", "ChunkStore", "chunk_id_of"]
+
+MAX_CHAIN = 64
+"""Decoding refuses chains longer than this: a writer keeps chains far shorter (see
+``weights.CHAIN_LIMIT``), so a longer one means a damaged or cyclic store."""
+
+
+def chunk_id_of(raw: Any) -> ChunkId:
+    """The id of a raw chunk: BLAKE3 of its bytes, 64 hex digits."""
+    import blake3
+
+    return ChunkId(blake3.blake3(raw).hexdigest())
+
+
+class ChunkStore(abc.ABC):
+    """Content-addressed storage of encoded chunks (the abstract core is six methods)."""
+
+    def __init__(self, cache_bytes: int = 64 << 20) -> None:
+        self._cache: OrderedDict[str, np.ndarray[Any, Any]] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._cache_used = 0
+        self._cache_lock = threading.Lock()
+
+    # -- the abstract core ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def has(self, chunk_id: str) -> bool:
+        """True if the chunk is stored."""
+
+    @abc.abstractmethod
+    def get_raw_encoded(self, chunk_id: str) -> bytes:
+        """The chunk's encoded bytes (header + payload); :class:`ChunkNotFound` if absent."""
+
+    @abc.abstractmethod
+    def put_encoded(self, chunk_id: str, data: bytes, *, replace: bool = False) -> bool:
+        """Store encoded bytes under ``chunk_id`` atomically. An existing chunk is kept
+        (return False) unless ``replace``, which swaps its encoding (same raw content)."""
+
+    @abc.abstractmethod
+    def delete(self, chunk_id: str) -> bool:
+        """Remove a chunk; False if it was not there."""
+
+    @abc.abstractmethod
+    def iter_ids(self) -> Iterator[ChunkId]:
+        """Every stored chunk id, in no particular order."""
+
+    @abc.abstractmethod
+    def encoded_size(self, chunk_id: str) -> int:
+        """Bytes the chunk takes in storage."""
+
+    # -- overridable details ----------------------------------------------------------------
+
+    def read_header(self, chunk_id: str) -> Header:
+        """The chunk's header (a store on disk reads only the first bytes)."""
+        return parse_header(self.get_raw_encoded(chunk_id)[:HEADER_MAX])
+
+    def touch(self, chunk_id: str) -> None:  # noqa: B027 - optional hook, nothing to do here
+        """Mark a chunk as just used, so an age-based gc spares it (disk stores)."""
+
+    def age_seconds(self, chunk_id: str) -> float:
+        """Seconds since the chunk was written or touched (infinite where not tracked)."""
+        return float("inf")
+
+    # -- helpers written once ---------------------------------------------------------------
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return isinstance(chunk_id, str) and self.has(chunk_id)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.iter_ids())
+
+    def stored_bytes(self) -> int:
+        """Total encoded bytes of every chunk."""
+        return sum(self.encoded_size(c) for c in self.iter_ids())
+
+    def put(self, raw: Any, dtype: DType, chain: int = 0) -> tuple[ChunkId, bool]:
+        """Store a raw chunk (standalone encoding); return its id and whether it was new."""
+        chunk_id = chunk_id_of(raw)
+        if self.has(chunk_id):
+            return chunk_id, False
+        return chunk_id, self.put_encoded(chunk_id, encode_standalone(raw, dtype, chain))
+
+    def put_delta(self, chunk_id: str, raw: Any, base_id: str, base_raw: Any, dtype: DType) -> int:
+        """Re-encode a stored chunk as a delta against ``base_id`` when that is smaller.
+
+        Returns the bytes saved (0 when the current encoding was kept). The chunk's id and
+        content do not change, only how it is stored; the swap is atomic.
+        """
+        blob = encode_delta(raw, base_raw, dtype, base_id)
+        current = self.encoded_size(chunk_id)
+        if len(blob) >= current:
+            return 0
+        self.put_encoded(chunk_id, blob, replace=True)
+        self._forget(chunk_id)
+        return current - len(blob)
+
+    def get(self, chunk_id: str, what: str = "") -> np.ndarray[Any, Any]:
+        """The chunk's raw bytes as a new uint8 array, verified against its id."""
+        head = self.read_header(chunk_id)
+        out = np.empty(head.raw_len, dtype=np.uint8)
+        self.get_into(chunk_id, out, what)
+        return out
+
+    def get_into(self, chunk_id: str, out: np.ndarray[Any, Any], what: str = "") -> None:
+        """Decode a chunk into ``out`` (uint8, its raw length), following delta bases, and
+        verify it. :class:`ChecksumMismatch` (with ``what`` in its message) if it is damaged."""
+        blob = self.get_raw_encoded(chunk_id)
+        head = parse_header(blob)
+        base = None
+        if head.codec == CODEC_DELTA:
+            assert head.base is not None
+            base = self._base(head.base, depth=1, what=what)
+        decode_into(blob, out, base, head)
+        self._verify(chunk_id, out, what)
+
+    def verify(self, chunk_id: str, what: str = "") -> None:
+        """Decode and check one chunk (and its bases); raise if anything is damaged."""
+        self.get(chunk_id, what)
+
+    def base_chain(self, chunk_id: str) -> list[str]:
+        """The ids of the bases a chunk's decoding goes through, nearest first."""
+        chain: list[str] = []
+        head = self.read_header(chunk_id)
+        while head.codec == CODEC_DELTA and head.base is not None:
+            if len(chain) >= MAX_CHAIN or head.base in chain:
+                raise StoreCorrupted(f"chunk {chunk_id} has a delta chain that does not end")
+            chain.append(head.base)
+            head = self.read_header(head.base)
+        return chain
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _base(self, base_id: str, depth: int, what: str) -> np.ndarray[Any, Any]:
+        cached = self._cached(base_id)
+        if cached is not None:
+            return cached
+        if depth > MAX_CHAIN:
+            raise StoreCorrupted(f"a delta chain through chunk {base_id} does not end")
+        check_chunk_id(base_id)
+        blob = self.get_raw_encoded(base_id)
+        head = parse_header(blob)
+        base = None
+        if head.codec == CODEC_DELTA:
+            assert head.base is not None
+            base = self._base(head.base, depth + 1, what)
+        out = np.empty(head.raw_len, dtype=np.uint8)
+        decode_into(blob, out, base, head)
+        self._verify(base_id, out, what)
+        out.flags.writeable = False
+        self._remember(base_id, out)
+        return out
+
+    @staticmethod
+    def _verify(chunk_id: str, raw: np.ndarray[Any, Any], what: str) -> None:
+        got = chunk_id_of(raw)
+        if got != chunk_id:
+            label = f"chunk {chunk_id}" + (f" of {what}" if what else "")
+            raise ChecksumMismatch(chunk_id, got, label)
+
+    def _cached(self, chunk_id: str) -> np.ndarray[Any, Any] | None:
+        with self._cache_lock:
+            value = self._cache.get(chunk_id)
+            if value is not None:
+                self._cache.move_to_end(chunk_id)
+            return value
+
+    def _remember(self, chunk_id: str, raw: np.ndarray[Any, Any]) -> None:
+        if raw.nbytes > self._cache_bytes // 4:
+            return
+        with self._cache_lock:
+            if chunk_id in self._cache:
+                return
+            self._cache[chunk_id] = raw
+            self._cache_used += raw.nbytes
+            while self._cache_used > self._cache_bytes:
+                _, old = self._cache.popitem(last=False)
+                self._cache_used -= old.nbytes
+
+    def _forget(self, chunk_id: str) -> None:
+        with self._cache_lock:
+            old = self._cache.pop(chunk_id, None)
+            if old is not None:
+                self._cache_used -= old.nbytes

@@ -1,0 +1,254 @@
+"""Lossless chunk codecs: byte planes + zstd, and a delta against a base chunk.
+
+Every encoded chunk starts with a small header naming its codec, dtype, length and, for a
+delta, the id of its base chunk. Decoding rebuilds the exact raw bytes; the caller verifies
+them against the chunk id (the BLAKE3 of the raw bytes), so a codec bug or a damaged file can
+never hand back wrong weights silently.
+
+Standalone: the chunk's bytes are split into byte planes (every element's byte 0, then every
+byte 1, ...), so the slowly varying sign/exponent bytes sit together, and zstd compresses them.
+Delta: both chunks' elements are mapped to integers that sort like the values (sign-magnitude
+floats are folded so that -0.0 < +0.0 and neighbours differ by one), subtracted with wrap-around
+(lossless for every bit pattern: NaN payloads, infinities, subnormals), zigzag-mapped so small
+negative differences become small positive integers, and stored as byte planes + zstd.
+
+>>> blob = encode_standalone(raw, dtype)
+>>> decode_into(blob, out)            # out: a writable uint8 buffer of len(raw) bytes
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import StoreCorrupted
+from .tensors import DType, dtype_by_name
+
+__all__ = [
+    "CODEC_DELTA",
+    "CODEC_PLANES",
+    "CODEC_RAW",
+    "Header",
+    "decode_into",
+    "encode_delta",
+    "encode_standalone",
+    "parse_header",
+]
+
+MAGIC = b"CXK1"
+CODEC_RAW = 0
+CODEC_PLANES = 1
+CODEC_DELTA = 2
+CODEC_NAMES = {CODEC_RAW: "raw", CODEC_PLANES: "planes+zstd", CODEC_DELTA: "delta"}
+# Level 1 measured best on weights: on float32 it is both faster and smaller than level 3
+# (the mantissa planes are noise either way; level 1's Huffman tables suit the exponent plane).
+ZSTD_LEVEL = 1
+# magic, codec, chain, dtype name length, raw length
+_FIXED = struct.Struct("<4sBBBQ")
+HEADER_MAX = _FIXED.size + 16 + 32
+
+
+@dataclass(frozen=True)
+class Header:
+    """What an encoded chunk says about itself.
+
+    ``chain`` on a whole chunk counts the delta versions that lead to it (bounded by the
+    writer); ``base`` is the id of the chunk a delta applies to.
+    """
+
+    codec: int
+    dtype: str
+    raw_len: int
+    chain: int
+    base: str | None
+    size: int
+
+    @property
+    def codec_name(self) -> str:
+        return CODEC_NAMES.get(self.codec, f"unknown({self.codec})")
+
+
+def _pack_header(codec: int, dtype: DType, raw_len: int, chain: int, base: str | None) -> bytes:
+    name = dtype.name.encode("ascii")
+    head = _FIXED.pack(MAGIC, codec, min(chain, 255), len(name), raw_len) + name
+    if codec == CODEC_DELTA:
+        assert base is not None
+        head += bytes.fromhex(base)
+    return head
+
+
+def parse_header(blob: bytes | memoryview) -> Header:
+    """Read an encoded chunk's header; :class:`StoreCorrupted` if it is not one."""
+    if len(blob) < _FIXED.size:
+        raise StoreCorrupted("a chunk file is truncated (shorter than its header)")
+    magic, codec, chain, name_len, raw_len = _FIXED.unpack_from(blob, 0)
+    if magic != MAGIC or codec not in CODEC_NAMES:
+        raise StoreCorrupted("a chunk file has no valid coralx chunk header")
+    pos = _FIXED.size
+    dtype = bytes(blob[pos : pos + name_len]).decode("ascii", errors="replace")
+    pos += name_len
+    base = None
+    if codec == CODEC_DELTA:
+        if len(blob) < pos + 32:
+            raise StoreCorrupted("a delta chunk file is truncated inside its header")
+        base = bytes(blob[pos : pos + 32]).hex()
+        pos += 32
+    return Header(codec, dtype, raw_len, chain, base, pos)
+
+
+# -- zstd contexts: one per thread (they are not thread-safe, and cheap to keep) --------------
+
+_local = threading.local()
+
+
+def _cctx() -> Any:
+    ctx = getattr(_local, "cctx", None)
+    if ctx is None:
+        import zstandard
+
+        ctx = _local.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return ctx
+
+
+def _dctx() -> Any:
+    ctx = getattr(_local, "dctx", None)
+    if ctx is None:
+        import zstandard
+
+        ctx = _local.dctx = zstandard.ZstdDecompressor()
+    return ctx
+
+
+# -- byte planes ---------------------------------------------------------------------------
+
+
+def _as_bytes(raw: Any) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    return np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
+
+
+def to_planes(raw: np.ndarray[Any, Any], width: int) -> np.ndarray[Any, Any]:
+    """(n*width,) bytes -> (width, n) byte planes, contiguous."""
+    if width == 1:
+        return raw
+    planes = np.empty((width, raw.size // width), dtype=np.uint8)
+    np.copyto(planes, raw.reshape(-1, width).T)
+    return planes
+
+
+def from_planes(planes: np.ndarray[Any, Any], width: int, out: np.ndarray[Any, Any]) -> None:
+    """Write (width, n) byte planes back into interleaved bytes ``out``."""
+    if width == 1:
+        out[:] = planes
+        return
+    grid = out.reshape(-1, width)
+    rows = planes.reshape(width, -1)
+    # Column by column measured several times faster than one transposed copy.
+    for i in range(width):
+        grid[:, i] = rows[i]
+
+
+# -- order-preserving integers and zigzag ----------------------------------------------------
+
+
+def _ordered(u: np.ndarray[Any, Any], dtype: DType) -> np.ndarray[Any, Any]:
+    if dtype.ordering != "float":
+        return u
+    bits = dtype.itemsize * 8
+    signed = u.view(f"<i{dtype.itemsize}")
+    flip = (signed >> (bits - 1)).view(u.dtype)  # all ones for negatives, else zero
+    flip |= u.dtype.type(1 << (bits - 1))
+    return u ^ flip
+
+
+def _unordered(o: np.ndarray[Any, Any], dtype: DType) -> np.ndarray[Any, Any]:
+    if dtype.ordering != "float":
+        return o
+    bits = dtype.itemsize * 8
+    signed = o.view(f"<i{dtype.itemsize}")
+    flip = np.invert((signed >> (bits - 1)).view(o.dtype))  # ones where the value was negative
+    flip |= o.dtype.type(1 << (bits - 1))
+    return o ^ flip
+
+
+def _zigzag(d: np.ndarray[Any, Any], itemsize: int) -> np.ndarray[Any, Any]:
+    bits = itemsize * 8
+    sign = (d.view(f"<i{itemsize}") >> (bits - 1)).view(d.dtype)
+    return (d << d.dtype.type(1)) ^ sign
+
+
+def _unzigzag(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    one = z.dtype.type(1)
+    return (z >> one) ^ (z.dtype.type(0) - (z & one))
+
+
+# -- encode / decode ---------------------------------------------------------------------------
+
+
+def encode_standalone(raw: Any, dtype: DType, chain: int = 0) -> bytes:
+    """Encode a chunk on its own: byte planes + zstd, or the raw bytes when that is smaller."""
+    data = _as_bytes(raw)
+    packed = _cctx().compress(to_planes(data, dtype.itemsize))
+    if len(packed) >= data.size:
+        return _pack_header(CODEC_RAW, dtype, data.size, chain, None) + data.tobytes()
+    return _pack_header(CODEC_PLANES, dtype, data.size, chain, None) + packed
+
+
+def delta_planes(raw: Any, base_raw: Any, dtype: DType) -> np.ndarray[Any, Any]:
+    """The zigzag difference of ``raw`` against ``base_raw`` as byte planes."""
+    a = _ordered(_as_bytes(raw).view(dtype.uint), dtype)
+    b = _ordered(_as_bytes(base_raw).view(dtype.uint), dtype)
+    z = _zigzag(a - b, dtype.itemsize)
+    return to_planes(z.view(np.uint8), dtype.itemsize)
+
+
+def encode_delta(raw: Any, base_raw: Any, dtype: DType, base_id: str) -> bytes:
+    """Encode a chunk as its difference to ``base_raw`` (the raw bytes of chunk ``base_id``,
+    the same length)."""
+    if len(_as_bytes(raw)) != len(_as_bytes(base_raw)):
+        raise ValueError("a delta needs a base of the same length")
+    packed = _cctx().compress(delta_planes(raw, base_raw, dtype))
+    return _pack_header(CODEC_DELTA, dtype, len(_as_bytes(raw)), 0, base_id) + packed
+
+
+def decode_into(
+    blob: bytes | memoryview,
+    out: np.ndarray[Any, Any],
+    base_raw: np.ndarray[Any, Any] | None = None,
+    header: Header | None = None,
+) -> Header:
+    """Decode an encoded chunk into ``out`` (a writable uint8 array of its raw length).
+
+    A delta needs ``base_raw``, the decoded (and verified) raw bytes of its base chunk.
+    The caller verifies ``out`` against the chunk id.
+    """
+    head = header or parse_header(blob)
+    if head.raw_len != out.size:
+        raise StoreCorrupted(f"a chunk decodes to {head.raw_len} bytes where {out.size} belong")
+    payload = memoryview(blob)[head.size :]
+    if head.codec == CODEC_RAW:
+        if len(payload) != out.size:
+            raise StoreCorrupted("a raw chunk file has the wrong length")
+        out[:] = np.frombuffer(payload, dtype=np.uint8)
+        return head
+    dtype = dtype_by_name(head.dtype)
+    try:
+        plain = _dctx().decompress(payload, max_output_size=head.raw_len)
+    except Exception as exc:  # zstandard.ZstdError: the payload is damaged
+        raise StoreCorrupted(f"a chunk's compressed data is damaged: {exc}") from None
+    if len(plain) != head.raw_len:
+        raise StoreCorrupted("a chunk's compressed data decodes to the wrong length")
+    planes = np.frombuffer(plain, dtype=np.uint8)
+    if head.codec == CODEC_PLANES:
+        from_planes(planes, dtype.itemsize, out)
+        return head
+    if base_raw is None or base_raw.size != out.size:
+        raise StoreCorrupted("a delta chunk's base is missing or has the wrong length")
+    from_planes(planes, dtype.itemsize, out)
+    d = _unzigzag(out.view(dtype.uint))
+    b = _ordered(base_raw.view(dtype.uint), dtype)
+    out.view(dtype.uint)[:] = _unordered(b + d, dtype)
+    return head

@@ -1,0 +1,108 @@
+"""Chunks as files: ``.coralx/chunks/ab/cdef...``, written atomically, read-only once written.
+
+Each chunk is one file named by its id (two hex digits of folder, 62 of name). A write goes to
+a temporary file in the same folder, is fsync'd, made read-only (0o444) and renamed into
+place, so a reader or a crash sees the old file or the new one, never part of one. Ids are
+validated before a path is built, so no string can reach outside the chunk folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .. import _fs
+from ..errors import ChunkNotFound
+from ..ids import ChunkId, check_chunk_id
+from .base import ChunkStore
+from .codecs import HEADER_MAX, Header, parse_header
+
+__all__ = ["DiskChunkStore"]
+
+
+class DiskChunkStore(ChunkStore):
+    """Chunk files under ``root`` (``.coralx/chunks`` in a repository).
+
+    >>> store = DiskChunkStore(repo.path / "chunks")
+    """
+
+    def __init__(self, root: str | os.PathLike[str], cache_bytes: int = 64 << 20) -> None:
+        super().__init__(cache_bytes)
+        self.root = Path(root)
+
+    def path(self, chunk_id: str) -> Path:
+        """The file of a chunk (the id is checked first: 64 lowercase hex digits)."""
+        cid = check_chunk_id(chunk_id)
+        return self.root / cid[:2] / cid[2:]
+
+    def has(self, chunk_id: str) -> bool:
+        return self.path(chunk_id).is_file()
+
+    def get_raw_encoded(self, chunk_id: str) -> bytes:
+        try:
+            with open(self.path(chunk_id), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise ChunkNotFound(chunk_id) from None
+
+    def read_header(self, chunk_id: str) -> Header:
+        try:
+            with open(self.path(chunk_id), "rb") as f:
+                return parse_header(f.read(HEADER_MAX))
+        except FileNotFoundError:
+            raise ChunkNotFound(chunk_id) from None
+
+    def put_encoded(self, chunk_id: str, data: bytes, *, replace: bool = False) -> bool:
+        dest = self.path(chunk_id)
+        if not replace and dest.is_file():
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _fs.atomic_writer(dest, "wb", readonly=True) as f:
+            f.write(data)
+        return True
+
+    def delete(self, chunk_id: str) -> bool:
+        try:
+            os.unlink(self.path(chunk_id))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def iter_ids(self) -> Iterator[ChunkId]:
+        if not self.root.is_dir():
+            return
+        for folder in sorted(self.root.iterdir()):
+            if len(folder.name) != 2 or not folder.is_dir():
+                continue
+            for entry in os.scandir(folder):
+                cid = folder.name + entry.name
+                if len(cid) == 64 and not entry.name.startswith("."):
+                    with contextlib.suppress(ValueError):
+                        yield check_chunk_id(cid)
+
+    def encoded_size(self, chunk_id: str) -> int:
+        try:
+            return self.path(chunk_id).stat().st_size
+        except FileNotFoundError:
+            raise ChunkNotFound(chunk_id) from None
+
+    def touch(self, chunk_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.utime(self.path(chunk_id))
+
+    def age_seconds(self, chunk_id: str) -> float:
+        try:
+            return time.time() - self.path(chunk_id).stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
+
+    def iter_temp_files(self) -> Iterator[Path]:
+        """Temporary files of writes in progress (or of writers that crashed)."""
+        if not self.root.is_dir():
+            return
+        for folder in self.root.iterdir():
+            if folder.is_dir():
+                yield from folder.glob(f"{_fs.TEMP_PREFIX}*")
