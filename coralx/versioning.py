@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["DuReport", "FsckReport", "GcReport", "TensorChange", "WeightDiff", "WeightHistory"]
 
 STAGE_FILE = "STAGE.json"
+PINS_DIR = "pins"
 GC_LOCK = "gc.lock"
 REFS_LOCK = "refs.lock"
 DEFAULT_PRUNE_AGE = 3600.0
@@ -190,10 +191,51 @@ class WeightHistory:
         head = self._head_commit()
         parent = self.manifest(head) if head else None
         with self._lock(GC_LOCK, shared=True):
-            for name, array in arrays.items():
-                base = parent.tensors.get(name) if parent else None
-                self.staged[name] = stage_tensor(self.chunks, array, base)
+            try:
+                for name, array in arrays.items():
+                    base = parent.tensors.get(name) if parent else None
+                    self.staged[name] = stage_tensor(self.chunks, array, base)
+            finally:
+                self._write_pin()  # before gc can run again, it knows these chunks are in use
         return list(arrays)
+
+    # -- pins: the chunks a live process has staged, which gc must keep --------------------------
+
+    @property
+    def _pin_path(self) -> Path:
+        from .identity import hostname
+
+        if not hasattr(self, "_pin_name"):
+            import secrets
+
+            self._pin_name = f"{hostname()}-{os.getpid()}-{secrets.token_hex(4)}.json"
+        return self.repo.path / PINS_DIR / self._pin_name
+
+    def _write_pin(self) -> None:
+        chunks = sorted({c for t in self.staged.values() for c in t.entry.chunks})
+        path = self._pin_path
+        if not chunks:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(exist_ok=True)
+        from .identity import hostname
+
+        doc = {"host": hostname(), "pid": os.getpid(), "chunks": chunks}
+        _fs.atomic_write(path, json.dumps(doc), fsync=False)
+
+    def _pinned_chunks(self) -> set[str]:
+        """Chunks staged by live processes; pins of processes gone from this host are removed."""
+        from .identity import hostname
+
+        folder = self.repo.path / PINS_DIR
+        pinned: set[str] = set()
+        for path in folder.glob("*.json") if folder.is_dir() else []:
+            doc = _read_json(path) or {}
+            if doc.get("host") == hostname() and not _alive(int(doc.get("pid", 0))):
+                path.unlink(missing_ok=True)
+                continue
+            pinned.update(c for c in doc.get("chunks", []) if isinstance(c, str))
+        return pinned
 
     def add_file(self, path: str | os.PathLike[str]) -> list[str]:
         """Stage every tensor of a ``.safetensors`` or ``.npz`` file."""
@@ -226,6 +268,7 @@ class WeightHistory:
 
             new = graph.update_ref(self.git, self.repo.path / REFS_LOCK, ref, build)
             self.staged = {}
+            self._write_pin()
             if from_file:
                 (self.repo.path / STAGE_FILE).unlink(missing_ok=True)
             rewrites = [rw for t in staged.values() for rw in t.rewrites]
@@ -598,7 +641,7 @@ class WeightHistory:
         written or reused for a commit in progress is never taken."""
         with self._lock(GC_LOCK):
             commits = self.reachable_commits()
-            keep = set(self._reachable_chunks(commits))
+            keep = set(self._reachable_chunks(commits)) | self._pinned_chunks()
             for cid in list(keep):
                 try:
                     keep.update(self.chunks.base_chain(cid))
@@ -672,6 +715,18 @@ class WeightHistory:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _count_steps(suffix: str) -> int:

@@ -14,8 +14,6 @@ True
 from __future__ import annotations
 
 import abc
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +29,7 @@ from .codecs import (
     encode_delta,
     encode_standalone,
     parse_header,
+    scratch,
 )
 from .tensors import DType
 
@@ -50,12 +49,6 @@ def chunk_id_of(raw: Any) -> ChunkId:
 
 class ChunkStore(abc.ABC):
     """Content-addressed storage of encoded chunks (the abstract core is six methods)."""
-
-    def __init__(self, cache_bytes: int = 64 << 20) -> None:
-        self._cache: OrderedDict[str, np.ndarray[Any, Any]] = OrderedDict()
-        self._cache_bytes = cache_bytes
-        self._cache_used = 0
-        self._cache_lock = threading.Lock()
 
     # -- the abstract core ----------------------------------------------------------------
 
@@ -127,7 +120,6 @@ class ChunkStore(abc.ABC):
         if len(blob) >= current:
             return 0
         self.put_encoded(chunk_id, blob, replace=True)
-        self._forget(chunk_id)
         return current - len(blob)
 
     def get(self, chunk_id: str, what: str = "") -> np.ndarray[Any, Any]:
@@ -139,15 +131,36 @@ class ChunkStore(abc.ABC):
 
     def get_into(self, chunk_id: str, out: np.ndarray[Any, Any], what: str = "") -> None:
         """Decode a chunk into ``out`` (uint8, its raw length), following delta bases, and
-        verify it. :class:`ChecksumMismatch` (with ``what`` in its message) if it is damaged."""
-        blob = self.get_raw_encoded(chunk_id)
-        head = parse_header(blob)
+        verify it. :class:`ChecksumMismatch` (with ``what`` in its message) if it is damaged.
+
+        A chain is decoded from its whole end towards the chunk asked for, alternating
+        between ``out`` and one reused scratch buffer so the result lands in ``out``.
+        """
+        blobs = self._chain_blobs(chunk_id)
+        spare = scratch("chain", out.size)
+        # with k decode steps left, the first goes to out when k is odd, so the last does too
+        bufs = (out, spare) if len(blobs) % 2 == 1 else (spare, out)
         base = None
-        if head.codec == CODEC_DELTA:
-            assert head.base is not None
-            base = self._base(head.base, depth=1, what=what)
-        decode_into(blob, out, base, head)
+        for i, (_cid, blob, head) in enumerate(reversed(blobs)):
+            target = bufs[i % 2]
+            decode_into(blob, target, base, head)
+            base = target
         self._verify(chunk_id, out, what)
+
+    def _chain_blobs(self, chunk_id: str) -> list[tuple[str, bytes, Header]]:
+        """The encoded chunk and its bases, nearest first, ending with a whole chunk."""
+        chain: list[tuple[str, bytes, Header]] = []
+        cid: str = check_chunk_id(chunk_id)
+        while True:
+            blob = self.get_raw_encoded(cid)
+            head = parse_header(blob)
+            chain.append((cid, blob, head))
+            if head.codec != CODEC_DELTA:
+                return chain
+            assert head.base is not None
+            if len(chain) > MAX_CHAIN or any(c == head.base for c, _, _ in chain):
+                raise StoreCorrupted(f"chunk {chunk_id} has a delta chain that does not end")
+            cid = head.base
 
     def verify(self, chunk_id: str, what: str = "") -> None:
         """Decode and check one chunk (and its bases); raise if anything is damaged."""
@@ -166,54 +179,9 @@ class ChunkStore(abc.ABC):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _base(self, base_id: str, depth: int, what: str) -> np.ndarray[Any, Any]:
-        cached = self._cached(base_id)
-        if cached is not None:
-            return cached
-        if depth > MAX_CHAIN:
-            raise StoreCorrupted(f"a delta chain through chunk {base_id} does not end")
-        check_chunk_id(base_id)
-        blob = self.get_raw_encoded(base_id)
-        head = parse_header(blob)
-        base = None
-        if head.codec == CODEC_DELTA:
-            assert head.base is not None
-            base = self._base(head.base, depth + 1, what)
-        out = np.empty(head.raw_len, dtype=np.uint8)
-        decode_into(blob, out, base, head)
-        self._verify(base_id, out, what)
-        out.flags.writeable = False
-        self._remember(base_id, out)
-        return out
-
     @staticmethod
     def _verify(chunk_id: str, raw: np.ndarray[Any, Any], what: str) -> None:
         got = chunk_id_of(raw)
         if got != chunk_id:
             label = f"chunk {chunk_id}" + (f" of {what}" if what else "")
             raise ChecksumMismatch(chunk_id, got, label)
-
-    def _cached(self, chunk_id: str) -> np.ndarray[Any, Any] | None:
-        with self._cache_lock:
-            value = self._cache.get(chunk_id)
-            if value is not None:
-                self._cache.move_to_end(chunk_id)
-            return value
-
-    def _remember(self, chunk_id: str, raw: np.ndarray[Any, Any]) -> None:
-        if raw.nbytes > self._cache_bytes // 4:
-            return
-        with self._cache_lock:
-            if chunk_id in self._cache:
-                return
-            self._cache[chunk_id] = raw
-            self._cache_used += raw.nbytes
-            while self._cache_used > self._cache_bytes:
-                _, old = self._cache.popitem(last=False)
-                self._cache_used -= old.nbytes
-
-    def _forget(self, chunk_id: str) -> None:
-        with self._cache_lock:
-            old = self._cache.pop(chunk_id, None)
-            if old is not None:
-                self._cache_used -= old.nbytes

@@ -100,7 +100,9 @@ def parse_header(blob: bytes | memoryview) -> Header:
     return Header(codec, dtype, raw_len, chain, base, pos)
 
 
-# -- zstd contexts: one per thread (they are not thread-safe, and cheap to keep) --------------
+# -- per-thread state: zstd contexts and scratch buffers ---------------------------------------
+# zstd contexts are not thread-safe; scratch buffers are reused because fresh memory is slow
+# (every new multi-MiB numpy array is page-faulted in).
 
 _local = threading.local()
 
@@ -110,7 +112,12 @@ def _cctx() -> Any:
     if ctx is None:
         import zstandard
 
-        ctx = _local.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        # Level 1 with a long minimum match and a tiny hash table: on weight planes this is
+        # both faster and smaller than the default levels (the planes are literals, not
+        # repeats; short matches only cost time and sequences). Measured in
+        # docs/architecture.md.
+        params = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, min_match=7, hash_log=6)
+        ctx = _local.cctx = zstandard.ZstdCompressor(compression_params=params)
     return ctx
 
 
@@ -123,6 +130,16 @@ def _dctx() -> Any:
     return ctx
 
 
+def scratch(slot: str, nbytes: int) -> np.ndarray[Any, Any]:
+    """A per-thread reusable uint8 buffer of at least ``nbytes`` (a view of exactly that)."""
+    buffers: dict[str, np.ndarray[Any, Any]] = getattr(_local, "buffers", None) or {}
+    _local.buffers = buffers
+    buf = buffers.get(slot)
+    if buf is None or buf.size < nbytes:
+        buf = buffers[slot] = np.empty(max(nbytes, 1), dtype=np.uint8)
+    return buf[:nbytes]
+
+
 # -- byte planes ---------------------------------------------------------------------------
 
 
@@ -131,10 +148,10 @@ def _as_bytes(raw: Any) -> np.ndarray[Any, np.dtype[np.uint8]]:
 
 
 def to_planes(raw: np.ndarray[Any, Any], width: int) -> np.ndarray[Any, Any]:
-    """(n*width,) bytes -> (width, n) byte planes, contiguous."""
+    """(n*width,) bytes -> (width, n) byte planes, in a per-thread scratch buffer."""
     if width == 1:
         return raw
-    planes = np.empty((width, raw.size // width), dtype=np.uint8)
+    planes = scratch("planes", raw.size).reshape(width, raw.size // width)
     np.copyto(planes, raw.reshape(-1, width).T)
     return planes
 
@@ -151,38 +168,46 @@ def from_planes(planes: np.ndarray[Any, Any], width: int, out: np.ndarray[Any, A
         grid[:, i] = rows[i]
 
 
-# -- order-preserving integers and zigzag ----------------------------------------------------
+# -- order-preserving integers and zigzag, in place -------------------------------------------
 
 
-def _ordered(u: np.ndarray[Any, Any], dtype: DType) -> np.ndarray[Any, Any]:
+def _ordered_into(u: np.ndarray[Any, Any], out: np.ndarray[Any, Any], dtype: DType) -> None:
+    """out = u mapped so that integer order is value order (floats: fold the sign)."""
     if dtype.ordering != "float":
-        return u
+        np.copyto(out, u)
+        return
     bits = dtype.itemsize * 8
-    signed = u.view(f"<i{dtype.itemsize}")
-    flip = (signed >> (bits - 1)).view(u.dtype)  # all ones for negatives, else zero
-    flip |= u.dtype.type(1 << (bits - 1))
-    return u ^ flip
+    signed = f"<i{dtype.itemsize}"
+    # all ones for negatives, else zero; then with the sign bit set
+    np.right_shift(u.view(signed), bits - 1, out=out.view(signed))
+    np.bitwise_or(out, u.dtype.type(1 << (bits - 1)), out=out)
+    np.bitwise_xor(out, u, out=out)
 
 
-def _unordered(o: np.ndarray[Any, Any], dtype: DType) -> np.ndarray[Any, Any]:
+def _unordered_inplace(o: np.ndarray[Any, Any], tmp: np.ndarray[Any, Any], dtype: DType) -> None:
     if dtype.ordering != "float":
-        return o
+        return
     bits = dtype.itemsize * 8
-    signed = o.view(f"<i{dtype.itemsize}")
-    flip = np.invert((signed >> (bits - 1)).view(o.dtype))  # ones where the value was negative
-    flip |= o.dtype.type(1 << (bits - 1))
-    return o ^ flip
+    signed = f"<i{dtype.itemsize}"
+    np.right_shift(o.view(signed), bits - 1, out=tmp.view(signed))
+    np.invert(tmp, out=tmp)  # ones where the value was negative
+    np.bitwise_or(tmp, o.dtype.type(1 << (bits - 1)), out=tmp)
+    np.bitwise_xor(o, tmp, out=o)
 
 
-def _zigzag(d: np.ndarray[Any, Any], itemsize: int) -> np.ndarray[Any, Any]:
-    bits = itemsize * 8
-    sign = (d.view(f"<i{itemsize}") >> (bits - 1)).view(d.dtype)
-    return (d << d.dtype.type(1)) ^ sign
+def _zigzag_inplace(d: np.ndarray[Any, Any], tmp: np.ndarray[Any, Any], itemsize: int) -> None:
+    signed = f"<i{itemsize}"
+    np.right_shift(d.view(signed), itemsize * 8 - 1, out=tmp.view(signed))
+    np.left_shift(d, d.dtype.type(1), out=d)
+    np.bitwise_xor(d, tmp, out=d)
 
 
-def _unzigzag(z: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+def _unzigzag_inplace(z: np.ndarray[Any, Any], tmp: np.ndarray[Any, Any]) -> None:
     one = z.dtype.type(1)
-    return (z >> one) ^ (z.dtype.type(0) - (z & one))
+    np.bitwise_and(z, one, out=tmp)
+    np.subtract(z.dtype.type(0), tmp, out=tmp)  # 0 or all ones (wraps)
+    np.right_shift(z, one, out=z)
+    np.bitwise_xor(z, tmp, out=z)
 
 
 # -- encode / decode ---------------------------------------------------------------------------
@@ -198,11 +223,16 @@ def encode_standalone(raw: Any, dtype: DType, chain: int = 0) -> bytes:
 
 
 def delta_planes(raw: Any, base_raw: Any, dtype: DType) -> np.ndarray[Any, Any]:
-    """The zigzag difference of ``raw`` against ``base_raw`` as byte planes."""
-    a = _ordered(_as_bytes(raw).view(dtype.uint), dtype)
-    b = _ordered(_as_bytes(base_raw).view(dtype.uint), dtype)
-    z = _zigzag(a - b, dtype.itemsize)
-    return to_planes(z.view(np.uint8), dtype.itemsize)
+    """The zigzag difference of ``raw`` against ``base_raw`` as byte planes (scratch)."""
+    a = _as_bytes(raw)
+    n = a.size
+    d = scratch("delta", n).view(dtype.uint)
+    tmp = scratch("tmp", n).view(dtype.uint)
+    _ordered_into(a.view(dtype.uint), d, dtype)
+    _ordered_into(_as_bytes(base_raw).view(dtype.uint), tmp, dtype)
+    np.subtract(d, tmp, out=d)  # wraps: lossless for any two bit patterns
+    _zigzag_inplace(d, tmp, dtype.itemsize)
+    return to_planes(d.view(np.uint8), dtype.itemsize)
 
 
 def encode_delta(raw: Any, base_raw: Any, dtype: DType, base_id: str) -> bytes:
@@ -214,6 +244,23 @@ def encode_delta(raw: Any, base_raw: Any, dtype: DType, base_id: str) -> bytes:
     return _pack_header(CODEC_DELTA, dtype, len(_as_bytes(raw)), 0, base_id) + packed
 
 
+def _decompress_into(payload: memoryview, planes: np.ndarray[Any, Any]) -> None:
+    try:
+        reader = _dctx().stream_reader(payload, read_across_frames=False)
+        view = planes.data
+        pos = 0
+        while pos < planes.size:
+            got = reader.readinto(view[pos:])
+            if not got:
+                break
+            pos += got
+        extra = reader.read(1)
+    except Exception as exc:  # zstandard.ZstdError: the payload is damaged
+        raise StoreCorrupted(f"a chunk's compressed data is damaged: {exc}") from None
+    if pos != planes.size or extra:
+        raise StoreCorrupted("a chunk's compressed data decodes to the wrong length")
+
+
 def decode_into(
     blob: bytes | memoryview,
     out: np.ndarray[Any, Any],
@@ -222,7 +269,7 @@ def decode_into(
 ) -> Header:
     """Decode an encoded chunk into ``out`` (a writable uint8 array of its raw length).
 
-    A delta needs ``base_raw``, the decoded (and verified) raw bytes of its base chunk.
+    A delta needs ``base_raw``, the raw bytes of its base chunk (not ``out`` itself).
     The caller verifies ``out`` against the chunk id.
     """
     head = header or parse_header(blob)
@@ -235,20 +282,19 @@ def decode_into(
         out[:] = np.frombuffer(payload, dtype=np.uint8)
         return head
     dtype = dtype_by_name(head.dtype)
-    try:
-        plain = _dctx().decompress(payload, max_output_size=head.raw_len)
-    except Exception as exc:  # zstandard.ZstdError: the payload is damaged
-        raise StoreCorrupted(f"a chunk's compressed data is damaged: {exc}") from None
-    if len(plain) != head.raw_len:
-        raise StoreCorrupted("a chunk's compressed data decodes to the wrong length")
-    planes = np.frombuffer(plain, dtype=np.uint8)
+    if out.size % dtype.itemsize:
+        raise StoreCorrupted("a chunk's length is not a whole number of elements")
+    planes = scratch("planes", head.raw_len)
+    _decompress_into(payload, planes)
+    from_planes(planes, dtype.itemsize, out)
     if head.codec == CODEC_PLANES:
-        from_planes(planes, dtype.itemsize, out)
         return head
     if base_raw is None or base_raw.size != out.size:
         raise StoreCorrupted("a delta chunk's base is missing or has the wrong length")
-    from_planes(planes, dtype.itemsize, out)
-    d = _unzigzag(out.view(dtype.uint))
-    b = _ordered(base_raw.view(dtype.uint), dtype)
-    out.view(dtype.uint)[:] = _unordered(b + d, dtype)
+    z = out.view(dtype.uint)
+    tmp = scratch("tmp", out.size).view(dtype.uint)
+    _unzigzag_inplace(z, tmp)
+    _ordered_into(base_raw.view(dtype.uint), tmp, dtype)
+    np.add(z, tmp, out=z)
+    _unordered_inplace(z, tmp, dtype)
     return head

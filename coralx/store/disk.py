@@ -29,8 +29,7 @@ class DiskChunkStore(ChunkStore):
     >>> store = DiskChunkStore(repo.path / "chunks")
     """
 
-    def __init__(self, root: str | os.PathLike[str], cache_bytes: int = 64 << 20) -> None:
-        super().__init__(cache_bytes)
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
     def path(self, chunk_id: str) -> Path:

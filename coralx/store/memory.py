@@ -18,8 +18,7 @@ class MemoryChunkStore(ChunkStore):
     >>> store = MemoryChunkStore()
     """
 
-    def __init__(self, cache_bytes: int = 64 << 20) -> None:
-        super().__init__(cache_bytes)
+    def __init__(self) -> None:
         self._data: dict[str, bytes] = {}
         self._lock = threading.Lock()
 

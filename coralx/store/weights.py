@@ -40,7 +40,7 @@ __all__ = [
     "stage_tensor",
 ]
 
-CHAIN_LIMIT = 8
+CHAIN_LIMIT = 16
 """At most this many deltas are decoded to reach any version of a chunk (see the
 benchmark numbers in docs/architecture.md for why 8)."""
 
