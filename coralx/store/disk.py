@@ -76,9 +76,11 @@ class DiskChunkStore(ChunkStore):
         for folder in sorted(self.root.iterdir()):
             if len(folder.name) != 2 or not folder.is_dir():
                 continue
-            for entry in os.scandir(folder):
-                cid = folder.name + entry.name
-                if len(cid) == 64 and not entry.name.startswith("."):
+            with os.scandir(folder) as entries:
+                names = [e.name for e in entries]
+            for name in names:
+                cid = folder.name + name
+                if len(cid) == 64 and not name.startswith("."):
                     with contextlib.suppress(ValueError):
                         yield check_chunk_id(cid)
 
