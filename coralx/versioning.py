@@ -196,6 +196,7 @@ class WeightHistory:
                     base = parent.tensors.get(name) if parent else None
                     self.staged[name] = stage_tensor(self.chunks, array, base)
             finally:
+                self.chunks.sync()  # every chunk's rename durable before a commit names it
                 self._write_pin()  # before gc can run again, it knows these chunks are in use
         return list(arrays)
 
@@ -250,7 +251,6 @@ class WeightHistory:
     ) -> graph.WeightCommit:
         """Commit the staged tensors (see ``Repository.commit``)."""
         from .store.manifest import Manifest
-        from .store.weights import chunk_sources, reencode_parents
 
         text = graph.full_message(message, links)
         staged, from_file = self._take_stage()
@@ -271,8 +271,6 @@ class WeightHistory:
             self._write_pin()
             if from_file:
                 (self.repo.path / STAGE_FILE).unlink(missing_ok=True)
-            rewrites = [rw for t in staged.values() for rw in t.rewrites]
-            reencode_parents(self.chunks, rewrites, chunk_sources(staged))
         return graph.read_commit(self.git, new)
 
     def _take_stage(self) -> tuple[dict[str, StagedTensor], bool]:
@@ -308,30 +306,26 @@ class WeightHistory:
         """Merge the in-memory stage into ``.coralx/STAGE.json`` (for the CLI)."""
         path = self.repo.path / STAGE_FILE
         with self._lock("stage.lock"):
-            doc = _read_json(path) or {"format": 1, "tensors": {}, "rewrites": []}
+            doc = _read_json(path) or {"format": 1, "tensors": {}}
             for name, t in self.staged.items():
                 doc["tensors"][name] = t.entry.to_dict()
-                doc["rewrites"].extend([rw.old, rw.new, rw.dtype] for rw in t.rewrites)
             _fs.atomic_write(path, json.dumps(doc))
         self.staged = {}
         return path
 
     def _load_stage_file(self) -> dict[str, StagedTensor]:
         from .store.manifest import TensorEntry
-        from .store.weights import Rewrite, StagedTensor
+        from .store.weights import StagedTensor
 
         doc = _read_json(self.repo.path / STAGE_FILE)
         if not doc or not doc.get("tensors"):
             return {}
         try:
             staged = {n: StagedTensor(TensorEntry.from_dict(e)) for n, e in doc["tensors"].items()}
-            rewrites = [Rewrite(*map(str, rw)) for rw in doc.get("rewrites", [])]
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreCorrupted(
                 f"{STAGE_FILE} is unreadable ({exc}); remove it and stage again"
             ) from None
-        first = next(iter(staged.values()))
-        first.rewrites = rewrites
         return staged
 
     def staged_names(self) -> list[str]:
@@ -655,6 +649,7 @@ class WeightHistory:
                 if dry_run or self.chunks.delete(cid):
                     removed += 1
                     freed += size
+            self.chunks.sync()
             temps = 0
             import time
 

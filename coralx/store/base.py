@@ -14,7 +14,7 @@ True
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,11 @@ from .codecs import (
     CODEC_DELTA,
     HEADER_MAX,
     Header,
+    decode_chain,
     decode_into,
-    encode_delta,
+    encode_delta_parts,
     encode_standalone,
     parse_header,
-    scratch,
 )
 from .tensors import DType
 
@@ -79,6 +79,14 @@ class ChunkStore(abc.ABC):
 
     # -- overridable details ----------------------------------------------------------------
 
+    def put_parts(self, chunk_id: str, parts: Sequence[Any], *, replace: bool = False) -> bool:
+        """:meth:`put_encoded` of the concatenated ``parts`` (a disk store writes them
+        without joining them first)."""
+        return self.put_encoded(chunk_id, b"".join(bytes(p) for p in parts), replace=replace)
+
+    def sync(self) -> None:  # noqa: B027 - optional hook, nothing to do here
+        """Make every write so far durable (a disk store fsyncs the folders it renamed in)."""
+
     def read_header(self, chunk_id: str) -> Header:
         """The chunk's header (a store on disk reads only the first bytes)."""
         return parse_header(self.get_raw_encoded(chunk_id)[:HEADER_MAX])
@@ -115,12 +123,13 @@ class ChunkStore(abc.ABC):
         Returns the bytes saved (0 when the current encoding was kept). The chunk's id and
         content do not change, only how it is stored; the swap is atomic.
         """
-        blob = encode_delta(raw, base_raw, dtype, base_id)
+        parts = encode_delta_parts(raw, base_raw, dtype, base_id)
+        size = sum(len(p) for p in parts)
         current = self.encoded_size(chunk_id)
-        if len(blob) >= current:
+        if size >= current:
             return 0
-        self.put_encoded(chunk_id, blob, replace=True)
-        return current - len(blob)
+        self.put_parts(chunk_id, parts, replace=True)
+        return current - size
 
     def get(self, chunk_id: str, what: str = "") -> np.ndarray[Any, Any]:
         """The chunk's raw bytes as a new uint8 array, verified against its id."""
@@ -133,18 +142,14 @@ class ChunkStore(abc.ABC):
         """Decode a chunk into ``out`` (uint8, its raw length), following delta bases, and
         verify it. :class:`ChecksumMismatch` (with ``what`` in its message) if it is damaged.
 
-        A chain is decoded from its whole end towards the chunk asked for, alternating
-        between ``out`` and one reused scratch buffer so the result lands in ``out``.
+        A chain is decoded from its whole end towards the chunk asked for, in ``out``.
         """
         blobs = self._chain_blobs(chunk_id)
-        spare = scratch("chain", out.size)
-        # with k decode steps left, the first goes to out when k is odd, so the last does too
-        bufs = (out, spare) if len(blobs) % 2 == 1 else (spare, out)
-        base = None
-        for i, (_cid, blob, head) in enumerate(reversed(blobs)):
-            target = bufs[i % 2]
-            decode_into(blob, target, base, head)
-            base = target
+        if len(blobs) == 1:
+            _cid, blob, head = blobs[0]
+            decode_into(blob, out, None, head)
+        else:
+            decode_chain([(blob, head) for _cid, blob, head in reversed(blobs)], out)
         self._verify(chunk_id, out, what)
 
     def _chain_blobs(self, chunk_id: str) -> list[tuple[str, bytes, Header]]:

@@ -215,11 +215,16 @@ def _unzigzag_inplace(z: np.ndarray[Any, Any], tmp: np.ndarray[Any, Any]) -> Non
 
 def encode_standalone(raw: Any, dtype: DType, chain: int = 0) -> bytes:
     """Encode a chunk on its own: byte planes + zstd, or the raw bytes when that is smaller."""
+    return b"".join(encode_standalone_parts(raw, dtype, chain))
+
+
+def encode_standalone_parts(raw: Any, dtype: DType, chain: int = 0) -> list[Any]:
+    """:func:`encode_standalone` as (header, payload) pieces, to write without joining."""
     data = _as_bytes(raw)
     packed = _cctx().compress(to_planes(data, dtype.itemsize))
     if len(packed) >= data.size:
-        return _pack_header(CODEC_RAW, dtype, data.size, chain, None) + data.tobytes()
-    return _pack_header(CODEC_PLANES, dtype, data.size, chain, None) + packed
+        return [_pack_header(CODEC_RAW, dtype, data.size, chain, None), data]
+    return [_pack_header(CODEC_PLANES, dtype, data.size, chain, None), packed]
 
 
 def delta_planes(raw: Any, base_raw: Any, dtype: DType) -> np.ndarray[Any, Any]:
@@ -238,10 +243,15 @@ def delta_planes(raw: Any, base_raw: Any, dtype: DType) -> np.ndarray[Any, Any]:
 def encode_delta(raw: Any, base_raw: Any, dtype: DType, base_id: str) -> bytes:
     """Encode a chunk as its difference to ``base_raw`` (the raw bytes of chunk ``base_id``,
     the same length)."""
+    return b"".join(encode_delta_parts(raw, base_raw, dtype, base_id))
+
+
+def encode_delta_parts(raw: Any, base_raw: Any, dtype: DType, base_id: str) -> list[Any]:
+    """:func:`encode_delta` as (header, payload) pieces."""
     if len(_as_bytes(raw)) != len(_as_bytes(base_raw)):
         raise ValueError("a delta needs a base of the same length")
     packed = _cctx().compress(delta_planes(raw, base_raw, dtype))
-    return _pack_header(CODEC_DELTA, dtype, len(_as_bytes(raw)), 0, base_id) + packed
+    return [_pack_header(CODEC_DELTA, dtype, len(_as_bytes(raw)), 0, base_id), packed]
 
 
 def _decompress_into(payload: memoryview, planes: np.ndarray[Any, Any]) -> None:
@@ -298,3 +308,32 @@ def decode_into(
     np.add(z, tmp, out=z)
     _unordered_inplace(z, tmp, dtype)
     return head
+
+
+def decode_chain(chain: list[tuple[bytes, Header]], out: np.ndarray[Any, Any]) -> None:
+    """Decode a delta chain into ``out``: ``chain`` lists the encoded chunks from the whole
+    one to the delta asked for (each a delta against the one before it).
+
+    The running value stays in the order-preserving integer domain from the whole chunk to
+    the last delta, so each step costs one decompression and one addition.
+    """
+    whole_blob, whole = chain[0]
+    if whole.codec == CODEC_DELTA:
+        raise StoreCorrupted("a delta chain does not start with a whole chunk")
+    dtype = dtype_by_name(whole.dtype)
+    decode_into(whole_blob, out, None, whole)
+    acc = out.view(dtype.uint)
+    tmp = scratch("tmp", out.size).view(dtype.uint)
+    _ordered_into(acc, tmp, dtype)
+    np.copyto(acc, tmp)
+    step = scratch("step", out.size)
+    for blob, head in chain[1:]:
+        if head.codec != CODEC_DELTA or head.dtype != whole.dtype or head.raw_len != out.size:
+            raise StoreCorrupted("a delta chain mixes dtypes, lengths or codecs")
+        planes = scratch("planes", head.raw_len)
+        _decompress_into(memoryview(blob)[head.size :], planes)
+        from_planes(planes, dtype.itemsize, step)
+        z = step.view(dtype.uint)
+        _unzigzag_inplace(z, tmp)
+        np.add(acc, z, out=acc)
+    _unordered_inplace(acc, tmp, dtype)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .. import _fs
 from ..errors import ChunkNotFound
@@ -31,6 +33,8 @@ class DiskChunkStore(ChunkStore):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._pending_dirs: set[Path] = set()
+        self._pending_lock = threading.Lock()
 
     def path(self, chunk_id: str) -> Path:
         """The file of a chunk (the id is checked first: 64 lowercase hex digits)."""
@@ -55,19 +59,47 @@ class DiskChunkStore(ChunkStore):
             raise ChunkNotFound(chunk_id) from None
 
     def put_encoded(self, chunk_id: str, data: bytes, *, replace: bool = False) -> bool:
+        return self.put_parts(chunk_id, [data], replace=replace)
+
+    def put_parts(self, chunk_id: str, parts: Sequence[Any], *, replace: bool = False) -> bool:
+        """Write atomically: a temporary file beside the chunk, fsync'd, made read-only and
+        renamed into place. The folder's fsync (which makes the rename durable) is deferred
+        to :meth:`sync`, once per folder for a whole batch of chunks."""
         dest = self.path(chunk_id)
         if not replace and dest.is_file():
             return False
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with _fs.atomic_writer(dest, "wb", readonly=True) as f:
-            f.write(data)
+        tmp = _fs.temp_name(dest)
+        try:
+            with open(tmp, "wb") as f:
+                for part in parts:
+                    f.write(part)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        with self._pending_lock:
+            self._pending_dirs.add(dest.parent)
         return True
 
+    def sync(self) -> None:
+        with self._pending_lock:
+            dirs, self._pending_dirs = self._pending_dirs, set()
+        for folder in sorted(dirs):
+            _fs.fsync_dir(folder)
+
     def delete(self, chunk_id: str) -> bool:
+        path = self.path(chunk_id)
         try:
-            os.unlink(self.path(chunk_id))
+            os.unlink(path)
         except FileNotFoundError:
             return False
+        with self._pending_lock:
+            self._pending_dirs.add(path.parent)
         return True
 
     def iter_ids(self) -> Iterator[ChunkId]:

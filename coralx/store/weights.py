@@ -1,12 +1,12 @@
 """Writing tensors into chunks and reading them back: the weight engine.
 
 Writing: a tensor's bytes are cut into fixed, element-aligned chunks; each is hashed (BLAKE3),
-and if the store lacks it, encoded standalone and written. Delta chains are kept short and
-point *backwards*: the newest version of a chunk is stored whole, and after the commit the
-version it replaced (the same chunk of the same tensor in the parent commit) is re-encoded as
-a delta against it (:func:`reencode_parents`). Checking out the newest weights, the common
-case, decodes one chunk per chunk; an older version follows at most :data:`CHAIN_LIMIT`
-deltas, because every ``CHAIN_LIMIT + 1``-th version is left whole.
+and if the store lacks it, encoded standalone and written. Delta chains point *backwards*:
+the newest version of a chunk is stored whole, and the version it replaced (the same chunk of
+the same tensor in the parent commit) is re-encoded as a delta against it while the new
+chunk's raw bytes are at hand (:func:`_write_chunk`). Checking out the newest weights, the
+common case, decodes one chunk per chunk; an older version follows a chain of at most
+:data:`CHAIN_LIMIT` deltas, because a version whose chain would grow longer is left whole.
 
 Work is done in blocks (one chunk at a time per worker) on a small thread pool: numpy, zstd
 and BLAKE3 release the GIL.
@@ -18,25 +18,23 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
 
 from ..errors import ChecksumMismatch, InvalidName, InvalidValue
 from .base import ChunkStore, chunk_id_of
-from .codecs import CODEC_DELTA, encode_standalone
+from .codecs import CODEC_DELTA, encode_standalone_parts
 from .manifest import Manifest, TensorEntry
 from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, to_numpy
 
 __all__ = [
     "CHAIN_LIMIT",
-    "Rewrite",
     "StagedTensor",
     "check_tensor_name",
     "iter_tensor_chunks",
     "read_tensors",
-    "reencode_parents",
     "stage_tensor",
 ]
 
@@ -81,22 +79,11 @@ def check_tensor_name(name: object) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class Rewrite:
-    """After commit: re-encode chunk ``old`` (from the parent) as a delta against ``new``."""
-
-    old: str
-    new: str
-    dtype: str
-
-
 @dataclass
 class StagedTensor:
     """A tensor written to the store and waiting for a commit."""
 
     entry: TensorEntry
-    rewrites: list[Rewrite] = field(default_factory=list)
-    source: np.ndarray[Any, Any] | None = None  # the staged array: spares decoding new chunks
 
 
 def prepare(weights: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
@@ -114,7 +101,7 @@ def prepare(weights: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
 def stage_tensor(
     store: ChunkStore, array: np.ndarray[Any, Any], parent: TensorEntry | None
 ) -> StagedTensor:
-    """Write one tensor's chunks (new ones only) and plan the parent's re-encoding."""
+    """Write one tensor's chunks (new ones only), turning the parent's into deltas."""
     dtype = dtype_of(array)
     flat = array.reshape(-1).view(np.uint8)
     spans = list(chunk_spans(flat.size, dtype.itemsize, CHUNK_BYTES))
@@ -123,75 +110,39 @@ def stage_tensor(
         for i, old in enumerate(parent.chunks[: len(spans)]):
             bases[i] = old
 
-    def task(span: slice, base: str | None) -> Callable[[], tuple[str, str | None]]:
+    def task(span: slice, base: str | None) -> Callable[[], tuple[str, bool]]:
         return lambda: _write_chunk(store, flat[span], dtype, base)
 
     tasks = [task(span, base) for span, base in zip(spans, bases)]
-    ids: list[str] = []
-    rewrites: list[Rewrite] = []
-    for (cid, rewrite_base), base in zip(_bounded(tasks, window=8), bases):
-        ids.append(cid)
-        if rewrite_base is not None and base is not None:
-            rewrites.append(Rewrite(base, cid, dtype.name))
-    entry = TensorEntry(dtype.name, tuple(array.shape), flat.size, CHUNK_BYTES, ids)
-    return StagedTensor(entry, rewrites, array)
+    ids = [cid for cid, _delta in _bounded(tasks, window=8)]
+    return StagedTensor(TensorEntry(dtype.name, tuple(array.shape), flat.size, CHUNK_BYTES, ids))
 
 
 def _write_chunk(
     store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
-) -> tuple[str, str | None]:
-    """Store one chunk; return its id and, if the parent's chunk should become a delta
-    against it, that chunk's id."""
+) -> tuple[str, bool]:
+    """Store one chunk whole; if it replaces ``base`` (the same chunk of the same tensor in
+    the parent commit), re-encode ``base`` as a delta against it. Returns the chunk's id and
+    whether the base became a delta.
+
+    The new chunk is durable before its base is swapped for a delta that needs it, and the
+    swap is one atomic rename, so a crash leaves either encoding of the base, both valid.
+    """
     cid = chunk_id_of(raw)
     if store.has(cid):
         store.touch(cid)  # an age-based gc must not take it before the commit names it
-        return cid, None
-    chain = 0
+        return cid, False
     rewrite = None
+    chain = 0
     if base is not None and base != cid and store.has(base):
         head = store.read_header(base)
         if head.codec != CODEC_DELTA and head.raw_len == raw.size and head.chain < CHAIN_LIMIT:
-            chain, rewrite = head.chain + 1, base
-    store.put_encoded(cid, encode_standalone(raw, dtype, chain))
-    return cid, rewrite
-
-
-def reencode_parents(
-    store: ChunkStore, rewrites: list[Rewrite], sources: Mapping[str, np.ndarray[Any, Any]]
-) -> int:
-    """Re-encode each parent chunk as a delta against the chunk that replaced it (when the
-    delta is smaller). ``sources`` maps new chunk ids to their raw bytes where the caller
-    still has them. Returns the bytes saved."""
-
-    def one(rw: Rewrite) -> int:
-        if not (store.has(rw.old) and store.has(rw.new)):
-            return 0
-        if store.read_header(rw.old).codec == CODEC_DELTA:
-            return 0  # already a delta (another writer got here first)
-        new_raw = sources.get(rw.new)
-        if new_raw is None or chunk_id_of(new_raw) != rw.new:
-            new_raw = store.get(rw.new)  # the array changed since staging: use the stored copy
-        old_raw = store.get(rw.old)
-        return store.put_delta(rw.old, old_raw, rw.new, new_raw, dtype_by_name(rw.dtype))
-
-    def task(rw: Rewrite) -> Callable[[], int]:
-        return lambda: one(rw)
-
-    return sum(_bounded([task(rw) for rw in rewrites], window=4))
-
-
-def chunk_sources(staged: Mapping[str, StagedTensor]) -> dict[str, np.ndarray[Any, Any]]:
-    """New chunk id -> its raw bytes in the staged arrays (views, no copies)."""
-    wanted = {rw.new for t in staged.values() for rw in t.rewrites}
-    out: dict[str, np.ndarray[Any, Any]] = {}
-    for tensor in staged.values():
-        if tensor.source is None or not tensor.rewrites:
-            continue
-        flat = tensor.source.reshape(-1).view(np.uint8)
-        for cid, span in zip(tensor.entry.chunks, tensor.entry.spans()):
-            if cid in wanted:
-                out[cid] = flat[span]
-    return out
+            rewrite, chain = base, head.chain + 1
+    store.put_parts(cid, encode_standalone_parts(raw, dtype, chain))
+    if rewrite is None:
+        return cid, False
+    old_raw = store.get(rewrite)
+    return cid, store.put_delta(rewrite, old_raw, cid, raw, dtype) > 0
 
 
 # -- reading -----------------------------------------------------------------------------------
