@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .graph import WeightCommit
     from .repository import Repository
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
+    "WeightCommit": "coralx.graph",
 }
 
-__all__ = ["Repository", "__version__"]
+__all__ = ["Repository", "WeightCommit", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -192,11 +192,11 @@ class WeightHistory:
         parent = self.manifest(head) if head else None
         with self._lock(GC_LOCK, shared=True):
             try:
-                for name, array in arrays.items():
-                    base = parent.tensors.get(name) if parent else None
-                    self.staged[name] = stage_tensor(self.chunks, array, base)
+                with self.chunks.batch():  # every chunk durable before a commit names it
+                    for name, array in arrays.items():
+                        base = parent.tensors.get(name) if parent else None
+                        self.staged[name] = stage_tensor(self.chunks, array, base)
             finally:
-                self.chunks.sync()  # every chunk's rename durable before a commit names it
                 self._write_pin()  # before gc can run again, it knows these chunks are in use
         return list(arrays)
 
@@ -649,7 +649,6 @@ class WeightHistory:
                 if dry_run or self.chunks.delete(cid):
                     removed += 1
                     freed += size
-            self.chunks.sync()
             temps = 0
             import time
 

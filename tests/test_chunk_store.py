@@ -112,6 +112,21 @@ class TestDiskChunkStore(ChunkStoreContract):
         store.put_encoded(cid, store.get_raw_encoded(cid), replace=True)
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o444
 
+    def test_batch_publishes_at_the_end_or_not_at_all(self, tmp_path: Path) -> None:
+        store = DiskChunkStore(tmp_path / "chunks")
+        raw = np.arange(50, dtype=np.float32).view(np.uint8)
+        with store.batch():
+            cid, written = store.put(raw, F32)
+            assert written and store.has(cid)
+            assert not store.path(cid).exists()  # not published yet
+            assert store.get(cid).tobytes() == raw.tobytes()
+        assert store.path(cid).is_file() and not list(store.iter_temp_files())
+        other = np.ones(50, np.float32).view(np.uint8)
+        with pytest.raises(RuntimeError), store.batch():
+            cid2, _ = store.put(other, F32)
+            raise RuntimeError("a writer fails half-way")
+        assert not store.has(cid2) and not list(store.iter_temp_files())
+
 
 class StoreMachine(RuleBasedStateMachine):
     """Random puts, re-encodings and deletes; the store must always agree with a dict."""

@@ -204,7 +204,6 @@ for i in range(int(sys.argv[3])):
 """
 
 
-@pytest.mark.slow
 def test_four_processes_committing_to_one_branch_lose_nothing(repo: Repository) -> None:
     per = 5
     procs = [

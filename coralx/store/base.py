@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -84,8 +85,11 @@ class ChunkStore(abc.ABC):
         without joining them first)."""
         return self.put_encoded(chunk_id, b"".join(bytes(p) for p in parts), replace=replace)
 
-    def sync(self) -> None:  # noqa: B027 - optional hook, nothing to do here
-        """Make every write so far durable (a disk store fsyncs the folders it renamed in)."""
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group many writes: a store may defer their durability work to the end of the
+        block and do it for all at once. Everything is durable when the block ends."""
+        yield
 
     def read_header(self, chunk_id: str) -> Header:
         """The chunk's header (a store on disk reads only the first bytes)."""
