@@ -15,17 +15,19 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .graph import WeightCommit
     from .logger import Logger, LogReader
     from .repository import Repository
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
+    "WeightCommit": "coralx.graph",
     "Logger": "coralx.logger",
     "LogReader": "coralx.logger",
 }
 
-__all__ = ["LogReader", "Logger", "Repository", "__version__"]
+__all__ = ["LogReader", "Logger", "Repository", "WeightCommit", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

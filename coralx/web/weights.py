@@ -8,10 +8,13 @@ size of its chunks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RevisionNotFound, StoreCorrupted
 from ..ids import is_hex
+
+if TYPE_CHECKING:
+    from ..repository import Repository
 
 __all__ = ["commit_details", "export", "overview"]
 
@@ -25,7 +28,7 @@ def _commit_dict(commit: Any) -> dict[str, Any]:
     return info
 
 
-def overview(repo: Any) -> dict[str, Any]:
+def overview(repo: Repository) -> dict[str, Any]:
     """Branches and tags with the commits they point to, and the history of all branches,
     newest first."""
     branches = [b.to_dict() for b in repo.branches()]
@@ -58,7 +61,7 @@ def _check_commit_id(rev: str) -> str:
     return text
 
 
-def commit_details(repo: Any, rev: str) -> dict[str, Any]:
+def commit_details(repo: Repository, rev: str) -> dict[str, Any]:
     """One commit: its metadata, the diff of its tensors against its first parent, and the
     bytes its tensors take raw and as stored."""
     sha = repo.resolve(_check_commit_id(rev))
@@ -70,7 +73,7 @@ def commit_details(repo: Any, rev: str) -> dict[str, Any]:
     return info
 
 
-def _diff_rows(repo: Any, parent: str | None, sha: str) -> list[dict[str, Any]]:
+def _diff_rows(repo: Repository, parent: str | None, sha: str) -> list[dict[str, Any]]:
     """Per tensor: added, removed, changed (max |change|, fraction changed) or same."""
     if parent is None:
         manifest = repo.weights.manifest(sha)
@@ -91,7 +94,7 @@ def _diff_rows(repo: Any, parent: str | None, sha: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _sizes(repo: Any, sha: str, parent: str | None) -> dict[str, Any]:
+def _sizes(repo: Repository, sha: str, parent: str | None) -> dict[str, Any]:
     """Raw bytes of the commit's tensors; stored bytes of its chunks; and what it added:
     the chunks its parent did not have."""
     weights = repo.weights
@@ -121,7 +124,7 @@ def _encoded_size(weights: Any, chunk_id: str) -> int:
         return 0
 
 
-def export(repo: Any, rev: str, dest: Path) -> str:
+def export(repo: Repository, rev: str, dest: Path) -> str:
     """Write a commit's weights to ``dest`` as safetensors; return the commit id."""
     sha = repo.resolve(_check_commit_id(rev))
     repo.export(sha, dest)
