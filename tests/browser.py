@@ -83,5 +83,5 @@ def screenshot(page: Any, name: str) -> Path:
     extra = os.environ.get("CORALX_UI_SCREENSHOTS")
     if extra:
         Path(extra).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(extra) / f"{name}.png"), full_page=False)
+        page.screenshot(path=str(Path(extra) / f"{name}.png"), full_page=True)
     return path

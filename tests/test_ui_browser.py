@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from coralx import Repository
 
 from .browser import launch, require_browser, screenshot
+from .conftest import HAS_GIT, git
 from .ui_helpers import write_record
 from .ui_server import UiServer, running_ui
 
@@ -51,7 +52,7 @@ def _tracked_runs(repo: Repository) -> dict[str, str]:
 
     from coralx import Logger
 
-    tracker = ExperimentTracker(repo, capture_code=False)
+    tracker = ExperimentTracker(repo)
     ids = {}
     for key, name, tags, lr in [
         ("xss", XSS, ["bert"], 0.1),
@@ -87,6 +88,13 @@ def browser_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     written by hand when only the viewer is here."""
     require_browser()
     root = tmp_path_factory.mktemp("browser-store")
+    if HAS_GIT:
+        # A git work tree with an uncommitted change: runs record the commit and a snapshot.
+        git(root, "init", "-q", "-b", "main")
+        (root / "train.py").write_text("lr = 0.1\nprint('training')\n")
+        git(root, "add", "train.py")
+        git(root, "commit", "-q", "-m", "first")
+        (root / "train.py").write_text("lr = 0.2  # tuned\nprint('training')\n")
     sweep_id = None
     if HAS_SWEEP:
         from .ui_demo_sweep import make_demo_store
@@ -218,6 +226,9 @@ def test_run_page_draws_charts_and_steps_figures(
     expect(text.locator("pre")).to_have_text(f"{XSS} at 150")
     text.locator("input.step-slider").fill("0")
     expect(text.locator("pre")).to_have_text(f"{XSS} at 0")
+    if HAS_GIT:
+        expect(page.locator("#diff")).to_contain_text("+lr = 0.2  # tuned")
+    page.keyboard.press("Home")
     screenshot(page, "run")
 
 

@@ -124,6 +124,10 @@
     const card = section("Code", el("p", { class: "muted", text: "loading…" }));
     try {
       const c = await api(`${base}/code`);
+      if (!c.commit && !c.snapshot) {
+        card.replaceChildren(el("h2", { text: "Code" }), el("p", { class: "muted", text: "No code recorded: the run did not start in a git work tree." }));
+        return card;
+      }
       const parts = [kvTable({ commit: c.commit, branch: c.branch, dirty: c.dirty, snapshot: c.snapshot })];
       if (c.files.length) {
         parts.push(el("h2", { text: `Snapshot (${c.files.length} files)` }), el("table", { id: "snapshot-files" }, el("tbody", {},
