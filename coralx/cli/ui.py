@@ -58,9 +58,14 @@ def ui(ctx: click.Context, port: int, host: str, open_browser: bool) -> None:
     # One plain line, flushed: scripts and tests read the address from it.
     click.echo(f"coralx ui: serving {repo.path} at {url} (bound to {host}, {scope}); Ctrl-C stops")
     sys.stdout.flush()
-    server = uvicorn.Server(uvicorn.Config(create_app(repo), log_level="warning", lifespan="off"))
+    import threading
+
+    app = create_app(repo)
+    # Parse the records while the browser is still connecting: the first page then comes from
+    # the cache instead of waiting for thousands of JSON files to be read.
+    threading.Thread(target=app.state.data.records.refresh, daemon=True).start()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     if open_browser:
-        import threading
         import webbrowser
 
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()

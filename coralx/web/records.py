@@ -51,7 +51,7 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any
     flat: dict[str, Any] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, dict) and value:  # records hold plain dicts (and dict is fast)
             flat.update(flatten_params(value, f"{name}."))
         else:
             flat[name] = value
@@ -127,16 +127,18 @@ def _make_row(record: dict[str, Any]) -> Row:
         duration = None
     sweep = record.get("sweep") or {}
     params = record.get("params") or {}
+    if not isinstance(sweep, dict):
+        sweep = {}
     return Row(
         record=record,
         id=str(record.get("experiment_id", "")),
         name=str(record.get("name", "")),
         status=str(record.get("status", "")).lower(),
         tags=[str(t) for t in record.get("tags") or []],
-        params=flatten_params(params) if isinstance(params, Mapping) else {},
+        params=flatten_params(params) if isinstance(params, dict) else {},
         created=parse_time(record.get("created_at")),
         duration=duration,
-        sweep_id=sweep.get("sweep_id") if isinstance(sweep, Mapping) else None,
+        sweep_id=sweep.get("sweep_id"),
         parent=record.get("parent_experiment"),
     )
 
@@ -288,7 +290,7 @@ class RecordCache:
                 cached = self._rows.get(run_id)
                 if cached is not None and cached[0] == key:
                     continue
-                row = self._load(Path(entry.path))
+                row = self._load(entry.path)
                 if row is not None:
                     self._rows[run_id] = (key, row)
                     self._generation += 1
@@ -297,14 +299,15 @@ class RecordCache:
             self._generation += 1
 
     @staticmethod
-    def _load(path: Path) -> Row | None:
+    def _load(path: str) -> Row | None:
         try:
-            record = json.loads(path.read_bytes())
+            with open(path, "rb") as f:
+                record = json.loads(f.read())
         except (OSError, ValueError):
             return None  # unreadable or half-written by a foreign tool: leave it out
         if not isinstance(record, dict):
             return None
-        record.setdefault("experiment_id", path.stem)
+        record.setdefault("experiment_id", os.path.basename(path)[:ID_LENGTH])
         return _make_row(record)
 
     # -- queries ----------------------------------------------------------------------------
