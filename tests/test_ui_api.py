@@ -321,3 +321,9 @@ def test_viewer_never_writes(repo: Repository, store: dict[str, str], tmp_path: 
     ]:
         assert client.get(path).status_code == 200, path
     assert tree_digest(repo.path) == before
+
+
+def test_viewer_never_opens_the_index() -> None:
+    """The viewer reads records and journals only; the SQLite index is the tracker's."""
+    sources = (STATIC_DIR.parent).glob("*.py")
+    assert not [p.name for p in sources if "sqlite" in p.read_text(encoding="utf-8")]

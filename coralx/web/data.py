@@ -375,7 +375,7 @@ def _select(journal: _Journal, name: str) -> tuple[np.ndarray, np.ndarray]:
     from ..records.journal import NO_STEP
 
     if journal.columns is None or name not in journal.names:
-        return np.empty(0), np.empty(0)
+        return np.empty(0, dtype=np.int64), np.empty(0)
     cols = journal.columns
     mask = cols.ids == journal.names[name]
     values = cols.values[mask]
@@ -383,4 +383,4 @@ def _select(journal: _Journal, name: str) -> tuple[np.ndarray, np.ndarray]:
     missing = steps == NO_STEP
     if missing.any():
         steps = np.where(missing, np.arange(len(steps)), steps)
-    return steps.astype(np.float64), values
+    return steps, values
