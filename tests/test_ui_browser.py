@@ -250,6 +250,8 @@ def test_compare_draws_one_trace_per_run(page: Any, server: UiServer, browser_st
 def test_running_run_updates_itself(page: Any, server: UiServer, browser_store: dict) -> None:
     from coralx.experiments import ExperimentTracker
 
+    from coralx.records import media
+
     tracker = ExperimentTracker(browser_store["repo"], capture_code=False)
     exp = tracker.start("live-run", tags=["live"])
     try:
@@ -263,6 +265,10 @@ def test_running_run_updates_itself(page: Any, server: UiServer, browser_store: 
             tracker.log("loss", 1.0 / (step + 1), step=step)
         tracker.flush()
         expect(chart).to_have_attribute("data-total", "25", timeout=3_000)
+        media.log_text(tracker, "progress", "half way", step=25)
+        expect(page.locator(".text-tag[data-tag=progress] pre")).to_have_text(
+            "half way", timeout=3_000
+        )
     finally:
         tracker.end()
     expect(page.locator("h1 .status")).to_have_text("completed", timeout=3_000)

@@ -168,11 +168,28 @@
     }
   }
 
+  // Text and figure sections, replaced when a running run logs new ones.
+  let mediaNodes = [];
+  let artifactCount = 0;
+  function renderMedia(run) {
+    const fresh = [texts(run.media), figures(run.media)].filter(Boolean);
+    if (mediaNodes.length) {
+      mediaNodes[0].before(...fresh);
+      mediaNodes.forEach((n) => n.remove());
+    } else {
+      codeAnchor.before(...fresh);
+    }
+    mediaNodes = fresh;
+    artifactCount = (run.artifacts || []).length;
+  }
+  let codeAnchor;
+
   async function poll(statusNode) {
     try {
       const run = await api(base);
       statusNode.replaceChildren(status(run.status, run.stale));
       await refreshMetrics(run, true);
+      if ((run.artifacts || []).length !== artifactCount) renderMedia(run);
       if (run.status === "running" || run.status === "pending") setTimeout(() => poll(statusNode), 1000);
     } catch (err) {
       setTimeout(() => poll(statusNode), 2000);
@@ -189,9 +206,10 @@
     const right = el("div", {}, weightCommits(run));
     const a = artifacts(run.media);
     if (a) right.append(a);
-    main.replaceChildren(...header(run), el("div", { class: "grid2" }, left, right), metricsCard);
-    for (const part of [texts(run.media), figures(run.media)]) if (part) main.append(part);
-    main.append(await code());
+    codeAnchor = el("div", { id: "code" });
+    main.replaceChildren(...header(run), el("div", { class: "grid2" }, left, right), metricsCard, codeAnchor);
+    renderMedia(run);
+    codeAnchor.append(await code());
     await refreshMetrics(run);
     document.body.dataset.loaded = "true";
     if (run.status === "running" || run.status === "pending") {
