@@ -44,6 +44,9 @@
     el("div", { class: "card", style: "padding:0;overflow:auto;max-height:75vh" }, table),
     el("div", { class: "pager" }, prev, pageInfo, next));
 
+  // The best value of a metric: the highest for the ones that grow as a model improves.
+  const best = (metric) => (/acc|score|f1|auc|precision|recall|reward|iou|bleu/i.test(metric) ? "max" : "min");
+
   function header(label, column) {
     const sorted = state.sort === column;
     return el("th", {
@@ -57,11 +60,11 @@
 
   function render(page) {
     const paramCols = page.columns.params.slice(0, 8);
-    const metricCols = page.columns.metrics.slice(0, 6);
+    const metricCols = page.columns.metrics.slice(0, 4);
     const head = el("tr", {}, el("th", {}, ""), header("name", "name"), header("status", "status"),
       header("tags", "tags"), header("created", "created_at"), header("duration", "duration"),
       paramCols.map((p) => header(p, `params.${p}`)),
-      metricCols.map((m) => [header(`${m} (last)`, `metrics.${m}.last`), header(`${m} (min)`, `metrics.${m}.min`), header(`${m} (max)`, `metrics.${m}.max`)]));
+      metricCols.map((m) => [header(`${m} (last)`, `metrics.${m}.last`), header(`${m} (${best(m)})`, `metrics.${m}.${best(m)}`)]));
     const body = page.rows.map((row) => {
       const box = el("input", { type: "checkbox", "aria-label": `select ${row.name}` });
       box.checked = selected.has(row.id);
@@ -77,7 +80,7 @@
         el("td", {}, row.tags.map((t) => el("span", { class: "tag", text: t }))),
         el("td", { text: time(row.created_at) }), el("td", { text: duration(row.duration) }),
         paramCols.map((p) => el("td", { text: fmt(row.params[p]) })),
-        metricCols.map((c) => ["last", "min", "max"].map((s) => el("td", { text: fmt((m[c] || {})[s]) }))));
+        metricCols.map((c) => ["last", best(c)].map((s) => el("td", { class: "num", text: fmt((m[c] || {})[s]) }))));
     });
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, body));
     const tags = new Set(page.tags);
