@@ -271,7 +271,8 @@ def _ratio(ours: dict[str, Any], base: dict[str, Any]) -> str:
 
 def _rss(phase: dict[str, Any], ckpt_mib: float) -> str:
     peak = phase["peak_rss_mib"]
-    return f"{peak:.0f} MiB = {peak / ckpt_mib:.2f} ckpt"
+    grew = peak - phase["rss_before_mib"]
+    return f"{peak:.0f} MiB (+{grew:.0f} = {grew / ckpt_mib:.2f} ckpt)"
 
 
 def main() -> None:
@@ -297,8 +298,11 @@ def main() -> None:
           f"in {len(shapes())} tensors, {ckpt:.0f} MiB per float32 checkpoint; "
           f"{os.cpu_count()} CPUs")  # fmt: skip
     print(table(results))
-    print("peak RSS: the phase's process, interpreter and imports included; 'ckpt' = one "
-          "checkpoint of that sequence.")  # fmt: skip
+    print("peak RSS: of the phase's own process, interpreter, imports and (commit) the "
+          "generated checkpoint included; (+N) is the growth over the RSS before the phase's "
+          "work (commit: after generating the first checkpoint, in float32 and, for bf16, its "
+          "bf16 copy; checkout/export: after opening the repository), in checkpoints of that "
+          "sequence.")  # fmt: skip
     if ns.json:
         print(json.dumps(results, indent=1))
 

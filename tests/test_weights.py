@@ -459,3 +459,20 @@ def test_torch_tensors_in_and_out(repo: Repository) -> None:
         assert back[name].dtype == tensor.dtype
         assert torch.equal(back[name].view(torch.uint8), tensor.view(torch.uint8))
     assert repo.get_weight("w", framework="torch").dtype == torch.bfloat16
+
+
+def test_a_forked_child_can_commit(repo: Repository) -> None:
+    _commit(repo, _weights(1))  # the parent's worker pool now exists
+    pid = os.fork()
+    if pid == 0:  # the child: its inherited pool has no threads
+        code = 1
+        try:
+            child = Repository(repo.root)
+            child.stage_weights({"from_child": np.ones(10, np.float32)})
+            child.commit("from a forked child", branch="child")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert repo.get_weight("from_child", "child").tolist() == [1.0] * 10
