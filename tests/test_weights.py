@@ -265,7 +265,12 @@ def test_gc_never_drops_staged_chunks(repo: Repository) -> None:
     _commit(repo, _weights(1))
     repo.stage_weights(_weights(7))
     other = Repository(repo.root)
+    # a chunk file another process is writing right now (its temporary file)
+    writing = repo.weights.chunks.root / "ab" / ".tmp-cd.12345.0000"
+    writing.parent.mkdir(exist_ok=True)
+    writing.write_bytes(b"half a chunk")
     other.gc(prune_age=0)  # another process collects while this one has staged
+    assert writing.exists()
     commit = repo.commit("after gc")
     assert _same(repo.get_all_weights(commit.commit_hash), _weights(7))
 
