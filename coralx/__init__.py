@@ -15,14 +15,17 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .experiments import ExperimentStatus, ExperimentTracker
     from .repository import Repository
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
+    "ExperimentTracker": "coralx.experiments",
+    "ExperimentStatus": "coralx.experiments",
 }
 
-__all__ = ["Repository", "__version__"]
+__all__ = ["ExperimentStatus", "ExperimentTracker", "Repository", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
