@@ -66,6 +66,7 @@ __all__ = [
 FLUSH_INTERVAL = 0.5  # seconds: the oldest buffered value is at most about this old
 FLUSH_SIZE = 50_000  # values: flush sooner when this many are buffered
 _TICK = 0.1  # the flusher's period, and the resolution of metric timestamps
+_SMALL_CHUNK = 2000  # buffers up to this size are flushed without numpy
 
 
 class ExperimentStatus(StrEnum):
@@ -364,6 +365,32 @@ def _jnum(value: Any) -> Any:
     return float(value) if isinstance(value, str) else value
 
 
+def _summarize(values: list[float], steps: list[int]) -> dict[str, Any]:
+    """``journal.summarize`` for short Python lists (same results, no numpy)."""
+    last_step = steps[-1]
+    out: dict[str, Any] = {
+        "last": values[-1],
+        "last_step": None if last_step == NO_STEP else last_step,
+        "count": len(values),
+        "min": None,
+        "max": None,
+        "best_step_min": None,
+        "best_step_max": None,
+    }
+    lo = hi = -1
+    for k, v in enumerate(values):
+        if math.isfinite(v):
+            if lo < 0 or v < values[lo]:
+                lo = k
+            if hi < 0 or v > values[hi]:
+                hi = k
+    if lo >= 0:
+        out["min"], out["max"] = values[lo], values[hi]
+        out["best_step_min"] = None if steps[lo] == NO_STEP else steps[lo]
+        out["best_step_max"] = None if steps[hi] == NO_STEP else steps[hi]
+    return out
+
+
 def _check_mode(mode: str) -> None:
     if mode not in ("min", "max"):
         raise InvalidValue(f"mode must be 'min' or 'max', not {mode!r}")
@@ -476,6 +503,7 @@ class _LiveRun:
         self.journal = JournalWriter(self.store.journal_path(record.experiment_id))
         self.last_flush = time.monotonic()
         self.next_lease = time.monotonic() + LEASE_RENEW
+        self.closed = False
         self.dirty_summary = False
         self.error: BaseException | None = None
 
@@ -507,6 +535,9 @@ class _LiveRun:
             self._write_chunk(chunk, new_names)
 
     def _write_chunk(self, chunk: list[tuple[Any, float, int]], new_names: list[Any]) -> None:
+        if len(chunk) <= _SMALL_CHUNK:
+            self._write_small(chunk, new_names)
+            return
         import numpy as np
 
         n = len(chunk)
@@ -541,11 +572,42 @@ class _LiveRun:
             )
         self.dirty_summary = True
 
+    def _write_small(self, chunk: list[tuple[Any, float, int]], new_names: list[Any]) -> None:
+        # The same as the numpy path, in plain Python: for a few hundred values numpy's
+        # per-call overhead costs more than the work.
+        now = time.time()
+        rows: list[tuple[int, float, int, float]] = []
+        pending: list[tuple[int, float, int]] = []
+        for name, value, step in chunk:
+            if name is None:  # a time marker: it dates the values before it
+                rows.extend((i, v, s, value) for i, v, s in pending)
+                pending = []
+            else:
+                pending.append((self.name_ids[name], value, step))
+        rows.extend((i, v, s, now) for i, v, s in pending)
+        if not rows:
+            return
+        ids, vals, stps, times = (list(col) for col in zip(*rows, strict=True))
+        self.journal.append(encode_frame(new_names, ids, vals, stps, times))
+        syncer.add(self.journal.path, folder=False)
+        by_id = {nid: name for name, nid in self.name_ids.items() if name is not None}
+        grouped: dict[int, tuple[list[float], list[int]]] = {}
+        for i, v, s, _t in rows:
+            g = grouped.setdefault(i, ([], []))
+            g[0].append(v)
+            g[1].append(s)
+        for nid, (values, steps) in grouped.items():
+            name = by_id[nid]
+            self.summary[name] = merge_summary(self.summary.get(name), _summarize(values, steps))
+        self.dirty_summary = True
+
     def save(self, lease: bool = True) -> None:
         """Write the record with the summaries so far (and a fresh lease)."""
         from .records.models import MetricSummary
 
         with self.lock:
+            if self.closed:
+                return  # the run ended while the flusher waited for the lock
             rec = self.record
             rec.metrics_summary = {k: MetricSummary(**v) for k, v in self.summary.items()}
             if lease:
@@ -950,6 +1012,7 @@ class ExperimentTracker:
                 if value is not None:
                     setattr(rec, key, value)
             run.save(lease=False)
+            run.closed = True
         self._run = None
         self._unlink_commits()
         exp = run.experiment
@@ -1104,7 +1167,7 @@ class ExperimentTracker:
         self,
         metric: str,
         mode: str = "min",
-        status: ExperimentStatus | str | None = None,
+        status: ExperimentStatus | str | Sequence[ExperimentStatus | str] | None = None,
         tags: Sequence[str] | None = None,
         limit: int | None = 10,
         *,

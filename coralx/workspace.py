@@ -38,13 +38,26 @@ _FILE = 0o100644
 _DIR = 0o040000
 
 
+_work_trees: dict[str, Path | None] = {}
+
+
 def find_work_tree(*starts: Path) -> Path | None:
-    """The top of the first git work tree containing one of ``starts``."""
+    """The top of the first git work tree containing one of ``starts``. Remembered per
+    folder for the life of the process: runs start often, work trees rarely move."""
     for start in starts:
-        here = Path(start).resolve()
-        for folder in (here, *here.parents):
-            if (folder / ".git").exists():
-                return folder
+        key = os.fspath(start)
+        if key not in _work_trees:
+            _work_trees[key] = _find_work_tree(Path(start).resolve())
+        found = _work_trees[key]
+        if found is not None and (found / ".git").exists():
+            return found
+    return None
+
+
+def _find_work_tree(here: Path) -> Path | None:
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder
     return None
 
 

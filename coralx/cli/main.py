@@ -21,6 +21,8 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("coralx.cli.repo", "init"),
     "status": ("coralx.cli.repo", "status"),
+    "exp": ("coralx.cli.exp", "exp"),
+    "reindex": ("coralx.cli.exp", "reindex_command"),
 }
 
 EXIT_INTERRUPTED = 130

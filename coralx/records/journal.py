@@ -85,12 +85,15 @@ class JournalWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._size = os.fstat(self._fd).st_size
+        self._fd = -1  # opened by the first append: a run that logs nothing has no journal
+        self._size = 0
 
     def append(self, frame: bytes) -> None:
         """Write one frame. On a failed or short write the file is cut back to where it was,
         so a later frame never lands after a torn one."""
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._size = os.fstat(self._fd).st_size
         view = memoryview(frame)
         try:
             while view:
