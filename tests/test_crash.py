@@ -84,7 +84,8 @@ WORKER = textwrap.dedent(
     worker = int(sys.argv[2])
     tracker = ExperimentTracker(Repository(sys.argv[1], init=True), capture_code=False)
     for i in range(20):
-        with tracker.start(f"w{worker}-{i}", params={"worker": worker, "i": i}, tags=[f"w{worker}"]):
+        params = {"worker": worker, "i": i}
+        with tracker.start(f"w{worker}-{i}", params=params, tags=[f"w{worker}"]):
             for step in range(10):
                 tracker.log("loss", worker + i / 100 + step / 1000, step=step)
     print("done", flush=True)

@@ -34,13 +34,18 @@ RUN = st.fixed_dictionaries(
 FILTERS = st.fixed_dictionaries(
     {
         "status": st.one_of(st.none(), st.sampled_from(["completed", "failed"])),
-        "tags": st.one_of(st.none(), st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=2, unique=True)),
+        "tags": st.one_of(
+            st.none(),
+            st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=2, unique=True),
+        ),
         "tags_match": st.sampled_from(["all", "any"]),
         "name": st.one_of(st.none(), st.sampled_from(["bert-*", "gpt", "*", "[[]odd]"])),
-        "params": st.one_of(st.none(), st.sampled_from([{"lr": 0.1}, {"lr": 1, "opt": "sgd"}, {"lr": 1.0}])),
+        "params": st.one_of(
+            st.none(), st.sampled_from([{"lr": 0.1}, {"lr": 1, "opt": "sgd"}, {"lr": 1.0}])
+        ),
         "limit": st.one_of(st.none(), st.integers(min_value=0, max_value=4)),
     }
-)  # fmt: skip
+)
 
 
 def _records(store: Path) -> list[dict[str, Any]]:
@@ -96,7 +101,7 @@ def test_list_matches_a_scan_of_the_records(runs: list[dict[str, Any]], f: dict[
                 name=f["name"],
                 params=f["params"],
                 limit=f["limit"],
-            )  # fmt: skip
+            )
         ]
         records = _records(tracker.repo.path)
         want = sorted((r["experiment_id"] for r in records if _keep(r, f)), reverse=True)
@@ -129,17 +134,14 @@ def test_find_best_matches_a_scan_of_the_history(
                 name=f["name"],
                 params=f["params"],
                 limit=f["limit"],
-            )  # fmt: skip
+            )
         ]
         ranked = []
         for rec in _records(tracker.repo.path):
             if not _keep(rec, f):
                 continue
             values = logged[rec["experiment_id"]]
-            if by == "last":
-                candidates = values[-1:]
-            else:
-                candidates = values
+            candidates = values[-1:] if by == "last" else values
             finite = [float(v) for v in candidates if math.isfinite(v)]
             if not finite:
                 continue
@@ -154,6 +156,7 @@ def test_find_best_matches_a_scan_of_the_history(
 
 @pytest.mark.parametrize("n", [0, 1])
 def test_empty_and_tiny_stores(tmp_path: Path, n: int) -> None:
-    tracker, _ = _build(str(tmp_path), [{"name": "x", "params": {}, "tags": [], "status": "completed", "values": [1.0]}] * n)  # fmt: skip
+    spec = {"name": "x", "params": {}, "tags": [], "status": "completed", "values": [1.0]}
+    tracker, _ = _build(str(tmp_path), [spec] * n)
     assert len(tracker.list()) == n
     assert len(tracker.find_best("m")) == n
