@@ -47,7 +47,7 @@ def test_kill_9_marks_the_run_failed_and_keeps_what_was_logged(tmp_path: Path) -
         assert child.stdout is not None
         experiment_id = child.stdout.readline().strip()
         assert len(experiment_id) == 20, experiment_id
-        time.sleep(3.5)
+        time.sleep(5.0)  # 1.5 s of pause, then 3.5 s of logging the clock
         killed_at = time.time()
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)

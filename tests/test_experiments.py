@@ -487,6 +487,7 @@ def test_stale_lease_from_another_host_is_marked_failed(
     run.record.host = "another-host"
     run.record.lease_until = time.time() - 1
     tracker._store.write(run.record)
+    tracker._store.drain()
     tracker._run = None
     other = ExperimentTracker(Repository(repo.root))
     got = other.get(exp.experiment_id)
@@ -506,6 +507,7 @@ def test_dead_pid_on_this_host_is_marked_failed(
     _flusher.discard(run)
     run.record.pid = 2**22 + 12345  # above pid_max: no such process
     tracker._store.write(run.record)
+    tracker._store.drain()  # as if written long ago: its index row is in place
     tracker._run = None
     listed = ExperimentTracker(Repository(repo.root)).list(status="failed")
     assert [e.experiment_id for e in listed] == [exp.experiment_id]

@@ -127,24 +127,38 @@ def list_command(
       coralx exp list --status completed --param lr=0.001 --sort val_loss --limit 10
       coralx exp list --name 'resnet-*' --json
     """
+    from ..errors import InvalidValue
+    from ..records.index import Filters
+    from ..records.store import STATUSES, RecordStore
+
     metric, mode = None, "min"
     if sort:
         metric, mode = (sort[1:], "max") if sort.startswith("-") else (sort, "min")
-    runs = _tracker(ctx).list(
-        status=list(statuses) or None,
+    wrong = [s for s in statuses if s.lower() not in STATUSES]
+    if wrong:
+        raise InvalidValue(f"unknown status {wrong[0]!r}; use one of {', '.join(STATUSES)}")
+    repo = open_repo(ctx)
+    commits = None
+    if ancestor_of is not None:
+        from ..workspace import ancestors
+
+        commits = ancestors(ancestor_of, repo.root, Path.cwd())
+    filters = Filters(
+        status=[s.lower() for s in statuses] or None,
         tags=list(tags) or None,
         tags_match="any" if any_tag else "all",
         branch=branch,
         name=name,
         params=_parse_params(params) or None,
         sweep_id=sweep_id,
-        ancestor_of=ancestor_of,
-        sort_by=metric,
-        mode=mode,
-        limit=limit,
+        code_commits=commits,
+    )
+    # The index alone answers this: no pydantic, no Experiment objects, no rich.
+    runs = RecordStore(repo.path).query(
+        filters, sort_metric=metric, sort_mode=mode, limit=limit, full=as_json
     )
     if as_json:
-        echo_json([r.to_dict(metrics=False) for r in runs])
+        echo_json(runs)
         return
     if not runs:
         click.echo("no runs match")
@@ -154,10 +168,11 @@ def list_command(
         headers.append(f"{metric} ({mode})")
     rows = []
     for r in runs:
-        row = [r.experiment_id, r.name, r.status.value, _when(r.created_at), r.branch or "-"]
-        row.append(",".join(r.tags) or "-")
+        created = datetime.fromtimestamp(r["created_ts"]).strftime("%Y-%m-%d %H:%M")
+        row = [r["experiment_id"], r["name"], r["status"], created, r["branch"] or "-"]
+        row.append(",".join(r["tags"]) or "-")
         if metric:
-            row.append(_fmt((r.metrics_summary.get(metric) or {}).get(mode)))
+            row.append(_fmt(r["value"]))
         rows.append(row)
     click.echo(_plain_table(headers, rows))
     click.echo(f"{len(runs)} run{'s' if len(runs) != 1 else ''}")

@@ -26,10 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["INDEX_FILE", "Filters", "Index", "parse_time"]
+__all__ = ["INDEX_FILE", "Filters", "Index", "file_stamp", "parse_time"]
 
 INDEX_FILE = "index.sqlite"
-SCHEMA = 1
+SCHEMA = 3
 BUSY_TIMEOUT_MS = 60_000
 _MISSING = object()
 
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     commit_hash TEXT,
     params TEXT NOT NULL,
     revision INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
+    stamp TEXT NOT NULL,
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS experiments_status ON experiments(status);
@@ -77,12 +77,22 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE INDEX IF NOT EXISTS metrics_id ON metrics(id);
 CREATE INDEX IF NOT EXISTS metrics_min ON metrics(name, min);
 CREATE INDEX IF NOT EXISTS metrics_max ON metrics(name, max);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT
+);
 """
 
 _EXP_COLUMNS = (
     "id, name, status, created_ts, branch, code_commit, parent, sweep_id, host, pid, "
-    "pid_start, lease_until, commit_hash, params, revision, mtime_ns, record"
+    "pid_start, lease_until, commit_hash, params, revision, stamp, record"
 )
+
+
+def file_stamp(st: os.stat_result) -> str:
+    """What tells one version of a record file from another: every write is a new file
+    (temp + rename), so the inode changes even when two writes share a clock tick."""
+    return f"{st.st_mtime_ns}-{st.st_ino}-{st.st_size}"
 
 
 def parse_time(value: Any) -> float:
@@ -168,6 +178,11 @@ class Index:
         if version < SCHEMA:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # Again, inside the transaction: another process may have just set it up.
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                if 0 < version < SCHEMA:  # an older layout: the index is derived, rebuild it
+                    for table in ("experiments", "tags", "metrics", "meta"):
+                        conn.execute(f"DROP TABLE IF EXISTS {table}")
                 # One statement at a time: executescript() would commit the open transaction.
                 for statement in _SCHEMA_SQL.split(";"):
                     if statement.strip():
@@ -218,18 +233,18 @@ class Index:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def upsert(self, record: dict[str, Any], text: str, mtime_ns: int) -> bool:
+    def upsert(self, record: dict[str, Any], text: str, stamp: str) -> bool:
         """Index one record (``text`` is its JSON as stored). Returns False when the index
         already holds a newer revision of it."""
         with self._write() as conn:
-            return self._upsert(conn, record, text, mtime_ns)
+            return self._upsert(conn, record, text, stamp)
 
-    def upsert_many(self, items: Iterable[tuple[dict[str, Any], str, int]]) -> int:
+    def upsert_many(self, items: Iterable[tuple[dict[str, Any], str, str]]) -> int:
         with self._write() as conn:
             return sum(self._upsert(conn, rec, text, mt) for rec, text, mt in items)
 
     @staticmethod
-    def _upsert(conn: sqlite3.Connection, rec: dict[str, Any], text: str, mtime_ns: int) -> bool:
+    def _upsert(conn: sqlite3.Connection, rec: dict[str, Any], text: str, stamp: str) -> bool:
         eid = rec["experiment_id"]
         code = rec.get("code") or {}
         sweep = rec.get("sweep") or {}
@@ -249,7 +264,7 @@ class Index:
             rec.get("commit_hash"),
             json.dumps(rec.get("params") or {}, sort_keys=True),
             int(rec.get("revision") or 0),
-            mtime_ns,
+            stamp,
             text,
         )
         cur = conn.execute(
@@ -284,13 +299,13 @@ class Index:
 
     def clear(self) -> None:
         with self._write() as conn:
-            for table in ("experiments", "tags", "metrics"):
+            for table in ("experiments", "tags", "metrics", "meta"):
                 conn.execute(f"DELETE FROM {table}")
 
     # -- reading ----------------------------------------------------------------------------
 
-    def mtimes(self) -> dict[str, int]:
-        return dict(self._read("SELECT id, mtime_ns FROM experiments"))
+    def stamps(self) -> dict[str, str]:
+        return dict(self._read("SELECT id, stamp FROM experiments"))
 
     def ids_with_prefix(self, prefix: str, limit: int = 11) -> list[str]:
         """Full ids starting with ``prefix`` (lowercase hex), at most ``limit``."""
@@ -392,13 +407,37 @@ class Index:
 
     # -- keeping in step with the records ---------------------------------------------------
 
-    def sync(self, folder: Path, load: Any) -> dict[str, int]:
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def sync(self, folder: Path, load: Any, force: bool = False) -> dict[str, int]:
         """Bring the index in line with the records in ``folder``: index records that are new
         or changed since they were indexed, drop rows whose record is gone. ``load(path)``
-        returns ``(record dict, text)`` or None for a record that cannot be read."""
-        indexed = self.mtimes()
+        returns ``(record dict, text)`` or None for a record that cannot be read.
+
+        Every record write renames a file into ``folder``, which moves the folder's mtime; when
+        it has not moved since the last full check, nothing can be missing and the check of
+        each file is skipped."""
+        started = time.time()
+        folder_mtime = str(folder.stat().st_mtime_ns)
+        if not force and self.get_meta("folder_mtime") == folder_mtime:
+            return {"indexed": 0, "removed": 0, "unreadable": 0}
+        result = self._sync(folder, load)
+        # Trust the folder's mtime only once it is old enough that a rename in the same clock
+        # tick as our look at it cannot hide behind it.
+        settled = started - int(folder_mtime) / 1e9 > 2.0
+        self.set_meta("folder_mtime", folder_mtime if settled else None)
+        return result
+
+    def _sync(self, folder: Path, load: Any) -> dict[str, int]:
+        indexed = self.stamps()
         seen: set[str] = set()
-        todo: list[tuple[dict[str, Any], str, int]] = []
+        todo: list[tuple[dict[str, Any], str, str]] = []
         skipped = 0
         with os.scandir(folder) as entries:
             for entry in entries:
@@ -408,7 +447,7 @@ class Index:
                 eid = name[:-5]
                 seen.add(eid)
                 try:
-                    mtime = entry.stat().st_mtime_ns
+                    mtime = file_stamp(entry.stat())
                 except FileNotFoundError:
                     continue
                 if indexed.get(eid) == mtime:

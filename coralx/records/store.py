@@ -11,19 +11,18 @@ fast; pydantic is imported when a record is written or validated.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import threading
 import time
+import weakref
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import _fs
-from ..errors import AmbiguousRevision, ExperimentNotFound
-from ..identity import hostname
-from ..ids import check_experiment_id, is_hex
-from .index import INDEX_FILE, Index
-from .sync import syncer
+from ..errors import AmbiguousRevision, ExperimentNotFound, InvalidName
+from .index import INDEX_FILE, Filters, Index, file_stamp
 
 if TYPE_CHECKING:
     from .models import ExperimentRecord
@@ -78,6 +77,8 @@ def liveness(
     host: str | None, pid: int | None, pid_start: int | None, lease_until: float | None
 ) -> str | None:
     """Why a run recorded as running is dead, or None if it may still be alive."""
+    from ..identity import hostname
+
     if host == hostname() and pid is not None and not _pid_alive(pid, pid_start):
         return f"its process (pid {pid} on {host}) is gone: it was killed or crashed"
     if lease_until is not None and time.time() > lease_until:
@@ -89,6 +90,37 @@ def liveness(
     return None
 
 
+INDEX_DELAY = 0.05  # seconds an index row may wait, so that rows are written in batches
+_stores: weakref.WeakSet[RecordStore] = weakref.WeakSet()
+
+
+def _drain_all() -> None:
+    for store in list(_stores):
+        try:
+            store.drain()
+        except Exception:  # at exit: `sync` re-indexes from the records next time
+            pass
+
+
+atexit.register(_drain_all)
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _checked(experiment_id: str) -> str:
+    """A full experiment id, checked before it becomes part of a path."""
+    if (
+        not isinstance(experiment_id, str)
+        or len(experiment_id) != 20
+        or not _HEX.issuperset(experiment_id)
+    ):
+        raise InvalidName("experiment id", experiment_id, "expected 20 lowercase hex digits")
+    return experiment_id
+
+
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+
+
 class RecordStore:
     """The records under ``<store>/experiments`` and the index over them."""
 
@@ -96,6 +128,14 @@ class RecordStore:
         self.store_path = Path(store_path)
         self.folder = self.store_path / EXPERIMENTS_DIR
         self._synced = False
+        # Index rows written behind: the record file is the truth and is written at once;
+        # its index row follows within INDEX_DELAY, many rows in one transaction. Readers in
+        # this process drain the queue first, so they never see the index behind.
+        self._pending: dict[str, tuple[dict[str, Any], str, str]] = {}
+        self._pending_lock = threading.Condition()
+        self._drain_lock = threading.Lock()
+        self._indexer: threading.Thread | None = None
+        _stores.add(self)
 
     @cached_property
     def index(self) -> Index:
@@ -105,10 +145,10 @@ class RecordStore:
     # -- paths --------------------------------------------------------------------------------
 
     def record_path(self, experiment_id: str) -> Path:
-        return self.folder / f"{check_experiment_id(experiment_id)}.json"
+        return self.folder / f"{_checked(experiment_id)}.json"
 
     def journal_path(self, experiment_id: str) -> Path:
-        return self.folder / f"{check_experiment_id(experiment_id)}.metrics"
+        return self.folder / f"{_checked(experiment_id)}.metrics"
 
     def exists(self, experiment_id: str) -> bool:
         return self.record_path(experiment_id).is_file()
@@ -141,7 +181,7 @@ class RecordStore:
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of the run ``id_or_prefix`` names (an id or an unambiguous prefix)."""
         text = str(id_or_prefix).strip().lower()
-        if not text or len(text) > 20 or not is_hex(text):
+        if not text or len(text) > 20 or not _HEX.issuperset(text):
             raise ExperimentNotFound(str(id_or_prefix))
         self.ensure_synced()
         matches = self.index.ids_with_prefix(text)
@@ -157,16 +197,45 @@ class RecordStore:
 
     def write(self, record: ExperimentRecord) -> None:
         """Write ``record`` atomically (its ``revision`` goes up by one) and index it."""
+        from .. import _fs
+        from .sync import syncer
+
         record.revision += 1
         text = record.to_json()
         path = self.record_path(record.experiment_id)
         _fs.atomic_write(path, text, fsync=False)
         syncer.add(path)
-        mtime = path.stat().st_mtime_ns
-        self.index.upsert(json.loads(text), text, mtime)
+        mtime = file_stamp(path.stat())
+        with self._pending_lock:
+            self._pending[record.experiment_id] = (json.loads(text), text, mtime)
+            if self._indexer is None or not self._indexer.is_alive():
+                self._indexer = threading.Thread(
+                    target=self._index_loop, name="coralx-index", daemon=True
+                )
+                self._indexer.start()
+            self._pending_lock.notify()
+
+    def _index_loop(self) -> None:
+        while True:
+            with self._pending_lock:
+                self._pending_lock.wait_for(lambda: bool(self._pending))
+            time.sleep(INDEX_DELAY)  # let a batch gather: one transaction for many rows
+            self.drain()
+
+    def drain(self) -> None:
+        """Write the index rows still queued by this process."""
+        with self._drain_lock:
+            with self._pending_lock:
+                batch, self._pending = self._pending, {}
+            if batch:
+                self.index.upsert_many(batch.values())
 
     def delete(self, experiment_id: str) -> None:
         """Remove a record, its journal and its index row."""
+        from .. import _fs
+
+        self.drain()
+
         for path in (self.record_path(experiment_id), self.journal_path(experiment_id)):
             try:
                 path.unlink()
@@ -175,23 +244,64 @@ class RecordStore:
         _fs.fsync_dir(self.folder)
         self.index.remove(experiment_id)
 
+    # -- queries ------------------------------------------------------------------------------
+
+    def query(
+        self,
+        filters: Filters,
+        *,
+        sort_metric: str | None = None,
+        sort_mode: str = "min",
+        limit: int | None = None,
+        full: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Runs matching ``filters`` (dead runs marked FAILED first), newest first or by
+        ``sort_metric``: whole records with ``full``, else the columns a listing shows
+        (``experiment_id``, ``name``, ``status``, ``created_ts``, ``branch``, ``tags``,
+        ``value``: the run's min or max of ``sort_metric``). Reads only the index."""
+        self.ensure_synced()
+        self.reap()
+        if full:
+            rows = self.index.select(
+                filters, sort_metric=sort_metric, sort_mode=sort_mode, limit=limit
+            )
+            return [json.loads(r[0]) for r in rows]
+        value = ("m.min" if sort_mode == "min" else "m.max") if sort_metric else "NULL"
+        columns = (
+            "e.id, e.name, e.status, e.created_ts, e.branch, "
+            "(SELECT group_concat(t.tag, ',') FROM tags t WHERE t.id = e.id), " + value
+        )
+        rows = self.index.select(
+            filters, sort_metric=sort_metric, sort_mode=sort_mode, limit=limit, columns=columns
+        )
+        keys = ("experiment_id", "name", "status", "created_ts", "branch", "tags", "value")
+        out = []
+        for row in rows:
+            item = dict(zip(keys, row, strict=True))
+            item["tags"] = sorted(item["tags"].split(",")) if item["tags"] else []
+            out.append(item)
+        return out
+
     # -- crashes ------------------------------------------------------------------------------
 
     def ensure_synced(self) -> None:
-        """Once per store object: index records the index misses (or holds stale)."""
+        """Before a query: this process's queued index rows are written, and once per store
+        object, records the index misses (or holds stale) are indexed."""
+        self.drain()
         if not self._synced:
             self.sync()
 
-    def sync(self) -> dict[str, int]:
+    def sync(self, force: bool = False) -> dict[str, int]:
         self._synced = True
         if not self.folder.is_dir():
             return {"indexed": 0, "removed": 0, "unreadable": 0}
-        return self.index.sync(self.folder, self.load)
+        return self.index.sync(self.folder, self.load, force=force)
 
     def reindex(self) -> dict[str, int]:
         """Rebuild the index from the records."""
+        self.drain()
         self.index.clear()
-        result = self.sync()
+        result = self.sync(force=True)
         result["records"] = self.index.count()
         return result
 
@@ -202,6 +312,8 @@ class RecordStore:
             reason = liveness(host, pid, pid_start, lease)
             if reason is not None and self.mark_failed(eid, f"run died: {reason}", check=True):
                 dead.append(eid)
+        if dead:
+            self.drain()
         return dead
 
     def mark_failed(
@@ -217,6 +329,7 @@ class RecordStore:
         With ``check=True`` the run is marked only if the record itself (not just the index)
         still says it is running and its process is gone. Returns whether it was marked.
         """
+        from .. import _fs
         from .models import utcnow
 
         with _fs.FileLock(self.folder / ".mark.lock", timeout=60):
