@@ -377,18 +377,25 @@ def _summarize(values: list[float], steps: list[int]) -> dict[str, Any]:
         "best_step_min": None,
         "best_step_max": None,
     }
-    lo = hi = -1
-    for k, v in enumerate(values):
-        if math.isfinite(v):
-            if lo < 0 or v < values[lo]:
-                lo = k
-            if hi < 0 or v > values[hi]:
-                hi = k
-    if lo >= 0:
-        out["min"], out["max"] = values[lo], values[hi]
-        out["best_step_min"] = None if steps[lo] == NO_STEP else steps[lo]
-        out["best_step_max"] = None if steps[hi] == NO_STEP else steps[hi]
+    finite = [v for v in values if v - v == 0.0]  # drops NaN and infinities
+    if finite:
+        lo, hi = min(finite), max(finite)
+        # The first occurrence of each wins a tie, as in the numpy path.
+        i_lo, i_hi = values.index(lo), values.index(hi)
+        out["min"], out["max"] = lo, hi
+        out["best_step_min"] = None if steps[i_lo] == NO_STEP else steps[i_lo]
+        out["best_step_max"] = None if steps[i_hi] == NO_STEP else steps[i_hi]
     return out
+
+
+_start_times: dict[int, int | None] = {}
+
+
+def _own_start_time() -> int | None:
+    pid = os.getpid()  # keyed by pid: a forked child has its own
+    if pid not in _start_times:
+        _start_times[pid] = process_start_time(pid)
+    return _start_times[pid]
 
 
 def _check_mode(mode: str) -> None:
@@ -573,31 +580,35 @@ class _LiveRun:
         self.dirty_summary = True
 
     def _write_small(self, chunk: list[tuple[Any, float, int]], new_names: list[Any]) -> None:
-        # The same as the numpy path, in plain Python: for a few hundred values numpy's
-        # per-call overhead costs more than the work.
+        # The same as the numpy path, in plain Python (comprehensions): for a few hundred
+        # values numpy's per-call overhead costs more than the work.
         now = time.time()
-        rows: list[tuple[int, float, int, float]] = []
-        pending: list[tuple[int, float, int]] = []
-        for name, value, step in chunk:
-            if name is None:  # a time marker: it dates the values before it
-                rows.extend((i, v, s, value) for i, v, s in pending)
-                pending = []
-            else:
-                pending.append((self.name_ids[name], value, step))
-        rows.extend((i, v, s, now) for i, v, s in pending)
-        if not rows:
-            return
-        ids, vals, stps, times = (list(col) for col in zip(*rows, strict=True))
+        if any(entry[0] is None for entry in chunk):
+            times: list[float] = []
+            stamp = now
+            for entry in reversed(chunk):  # each value takes the time of the next marker
+                if entry[0] is None:
+                    stamp = entry[1]
+                else:
+                    times.append(stamp)
+            times.reverse()
+            chunk = [entry for entry in chunk if entry[0] is not None]
+            if not chunk:
+                return
+        else:
+            times = [now] * len(chunk)
+        name_ids = self.name_ids
+        ids = [name_ids[entry[0]] for entry in chunk]
+        vals = [entry[1] for entry in chunk]
+        stps = [entry[2] for entry in chunk]
         self.journal.append(encode_frame(new_names, ids, vals, stps, times))
         syncer.add(self.journal.path, folder=False)
-        by_id = {nid: name for name, nid in self.name_ids.items() if name is not None}
-        grouped: dict[int, tuple[list[float], list[int]]] = {}
-        for i, v, s, _t in rows:
-            g = grouped.setdefault(i, ([], []))
-            g[0].append(v)
-            g[1].append(s)
-        for nid, (values, steps) in grouped.items():
-            name = by_id[nid]
+        for name in {entry[0] for entry in chunk}:
+            if len(name_ids) == 2:  # one metric (and the marker): no need to pick
+                values, steps = vals, stps
+            else:
+                values = [entry[1] for entry in chunk if entry[0] == name]
+                steps = [entry[2] for entry in chunk if entry[0] == name]
             self.summary[name] = merge_summary(self.summary.get(name), _summarize(values, steps))
         self.dirty_summary = True
 
@@ -789,10 +800,16 @@ class ExperimentTracker:
         record.branch = code.get("branch")
         record.host = hostname()
         record.pid = os.getpid()
-        record.pid_start = process_start_time(os.getpid())
+        record.pid_start = _own_start_time()
         record.lease_until = time.time() + LEASE_SECONDS
         self._store.write(record)
-        exp = self._experiment(record.to_dict())
+        exp = Experiment(
+            experiment_id=record.experiment_id,
+            name=record.name,
+            _journal=self._store.journal_path(record.experiment_id),
+            _tracker=self,
+        )
+        self._refresh(exp, record)
         run = _LiveRun(self, record, exp)
         exp._live = run
         exp._tracker = self
@@ -1066,14 +1083,31 @@ class ExperimentTracker:
         return exp
 
     def _refresh(self, exp: Experiment, record: ExperimentRecord) -> None:
-        fresh = Experiment.from_dict(record.to_dict())
-        for name in (
-            "name", "description", "status", "started_at", "ended_at", "params", "tags",
-            "commit_hash", "branch", "parent_experiment", "notes", "weight_commits", "code",
-            "data", "artifacts", "sweep", "result", "error_message", "error_detail",
-            "metrics_summary", "host", "pid",
-        ):  # fmt: skip
-            setattr(exp, name, getattr(fresh, name))
+        """Copy a record's fields onto the Experiment a user holds (cheaply: this runs at
+        every write of a live run's record)."""
+        exp.name = record.name
+        exp.description = record.description
+        exp.status = ExperimentStatus(record.status)
+        exp.created_at = record.created_at
+        exp.started_at = record.started_at
+        exp.ended_at = record.ended_at
+        exp.params = dict(record.params)
+        exp.tags = list(record.tags)
+        exp.commit_hash = record.commit_hash
+        exp.branch = record.branch
+        exp.parent_experiment = record.parent_experiment
+        exp.notes = record.notes
+        exp.weight_commits = list(record.weight_commits)
+        exp.code = record.code.model_dump()
+        exp.data = dict(record.data)
+        exp.artifacts = [a.model_dump() for a in record.artifacts]
+        exp.sweep = record.sweep.model_dump() if record.sweep is not None else None
+        exp.result = record.result
+        exp.error_message = record.error_message
+        exp.error_detail = record.error_detail
+        exp.metrics_summary = {k: v.model_dump() for k, v in record.metrics_summary.items()}
+        exp.host = record.host
+        exp.pid = record.pid
 
     def _ready(self) -> None:
         """Before answering a query: index what the index misses, mark dead runs FAILED."""

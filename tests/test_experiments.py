@@ -642,3 +642,41 @@ def test_record_model_round_trip(tmp_path: Path) -> None:
 
     with pytest.raises(UnsupportedFormat):
         ExperimentRecord.from_dict(newer)
+
+
+def test_python_and_numpy_summaries_agree() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from coralx.experiments import _summarize
+    from coralx.records.journal import NO_STEP, merge_summary, summarize
+
+    values = st.lists(
+        st.one_of(
+            st.sampled_from([float("nan"), float("inf"), float("-inf"), 0.0, -0.0, 1.0]),
+            st.floats(-5, 5, allow_nan=False),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+
+    @settings(max_examples=100, deadline=None)
+    @given(values, st.integers(0, 30))
+    def check(vals: list[float], cut: int) -> None:
+        steps = [NO_STEP if i % 7 == 3 else i for i in range(len(vals))]
+        whole = summarize(np.array(vals), np.array(steps, dtype=np.int64))
+        assert _same(_summarize(vals, steps), whole)
+        if 0 < cut < len(vals):  # merging two halves gives the summary of the whole
+            merged = merge_summary(
+                _summarize(vals[:cut], steps[:cut]), _summarize(vals[cut:], steps[cut:])
+            )
+            assert _same(merged, whole)
+
+    check()
+
+
+def _same(a: dict, b: dict) -> bool:
+    def norm(v: object) -> object:
+        return "nan" if isinstance(v, float) and math.isnan(v) else v
+
+    return {k: norm(v) for k, v in a.items()} == {k: norm(v) for k, v in b.items()}
