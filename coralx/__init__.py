@@ -16,16 +16,18 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .experiments import ExperimentStatus, ExperimentTracker
+    from .graph import WeightCommit
     from .repository import Repository
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
+    "WeightCommit": "coralx.graph",
     "ExperimentTracker": "coralx.experiments",
     "ExperimentStatus": "coralx.experiments",
 }
 
-__all__ = ["ExperimentStatus", "ExperimentTracker", "Repository", "__version__"]
+__all__ = ["ExperimentStatus", "ExperimentTracker", "Repository", "WeightCommit", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

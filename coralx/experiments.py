@@ -53,6 +53,7 @@ from .records.store import LEASE_RENEW, LEASE_SECONDS, RecordStore, process_star
 from .records.sync import syncer
 
 if TYPE_CHECKING:
+    from .graph import WeightCommit
     from .records.models import ExperimentRecord
     from .repository import Repository
 
@@ -1042,34 +1043,27 @@ class ExperimentTracker:
     # -- weight commits made during a run -----------------------------------------------------
 
     def _link_commits(self, record: ExperimentRecord) -> None:
-        context = getattr(self.repo, "commit_context", None)
-        if isinstance(context, dict):
-            context.clear()
-            context["experiment_id"] = record.experiment_id
-            if record.code.commit:
-                context["code_commit"] = record.code.commit
-            if record.code.branch:
-                context["code_branch"] = record.code.branch
-        listeners = getattr(self.repo, "commit_listeners", None)
-        if isinstance(listeners, list) and self._on_commit not in listeners:
-            listeners.append(self._on_commit)
+        # While the run is active, repo.commit() links new weight commits to it, and the
+        # listener adds each to the run's weight_commits.
+        context = self.repo.commit_context
+        context.clear()
+        context["experiment_id"] = record.experiment_id
+        if record.code.commit:
+            context["code_commit"] = record.code.commit
+        if record.code.branch:
+            context["code_branch"] = record.code.branch
+        if self._on_commit not in self.repo.commit_listeners:
+            self.repo.commit_listeners.append(self._on_commit)
 
     def _unlink_commits(self) -> None:
-        context = getattr(self.repo, "commit_context", None)
-        if isinstance(context, dict):
-            context.clear()
-        listeners = getattr(self.repo, "commit_listeners", None)
-        if isinstance(listeners, list):
-            with contextlib.suppress(ValueError):
-                listeners.remove(self._on_commit)
+        self.repo.commit_context.clear()
+        with contextlib.suppress(ValueError):
+            self.repo.commit_listeners.remove(self._on_commit)
 
-    def _on_commit(self, commit: Any) -> None:
+    def _on_commit(self, commit: WeightCommit) -> None:
         run = self._run
-        if run is None:
-            return
-        linked = getattr(commit, "experiment_id", None)
-        if linked not in (None, run.record.experiment_id):
-            return
+        if run is None or commit.experiment_id != run.record.experiment_id:
+            return  # a commit linked to another run (or to none) is not this run's
         with run.lock:
             run.record.weight_commits.append(str(commit.commit_hash))
             run.save(lease=False)
