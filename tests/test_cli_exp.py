@@ -126,3 +126,35 @@ def test_sparkline() -> None:
     assert sparkline([1.0, float("nan"), 2.0]) == "▁█"
     assert len(sparkline(list(map(float, range(1000))), width=40)) == 40
     assert sparkline([3.0, 3.0]) == "▁▁"
+
+
+def test_list_path_imports_nothing_heavy(repo: Repository, runs: list[str]) -> None:
+    """`coralx exp list` must stay fast: its import path holds no pydantic, numpy, rich,
+    dulwich or git."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from coralx.cli.main import main\n"
+        "try:\n"
+        "    main(['-C', sys.argv[1], 'exp', 'list', '--tag', 'bert'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('numpy', 'pydantic', 'rich', 'dulwich', 'git')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(repo.root)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "run-0" in out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_unreadable_record_is_skipped_and_counted(
+    runner: CliRunner, repo: Repository, runs: list[str]
+) -> None:
+    (repo.path / "experiments" / ("f" * 20 + ".json")).write_text("")  # lost to a power cut
+    result = json.loads(run(runner, repo, "reindex", "--json").output)
+    assert result == {"indexed": 3, "removed": 0, "unreadable": 1, "records": 3}
+    assert len(json.loads(run(runner, repo, "list", "--json").output)) == 3
