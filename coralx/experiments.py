@@ -25,7 +25,6 @@ import json
 import math
 import os
 import sys
-import threading
 import time
 import traceback
 import weakref
@@ -33,7 +32,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +45,11 @@ from .errors import (
 )
 from .identity import hostname
 from .ids import check_experiment_id, new_experiment_id
+from .records.checks import as_float, as_step, check_json, check_metric_name, check_tags
 from .records.index import Filters, parse_time
-from .records.journal import NO_STEP, JournalWriter, encode_frame, merge_summary
-from .records.store import LEASE_RENEW, LEASE_SECONDS, RecordStore, process_start_time
+from .records.journal import NO_STEP
+from .records.live import LiveRun, flusher, own_start_time
+from .records.store import LEASE_SECONDS, RecordStore
 from .records.sync import syncer
 
 if TYPE_CHECKING:
@@ -63,11 +63,6 @@ __all__ = [
     "ExperimentStatus",
     "ExperimentTracker",
 ]
-
-FLUSH_INTERVAL = 0.5  # seconds: the oldest buffered value is at most about this old
-FLUSH_SIZE = 50_000  # values: flush sooner when this many are buffered
-_TICK = 0.1  # the flusher's period, and the resolution of metric timestamps
-_SMALL_CHUNK = 2000  # buffers up to this size are flushed without numpy
 
 
 class ExperimentStatus(StrEnum):
@@ -366,112 +361,9 @@ def _jnum(value: Any) -> Any:
     return float(value) if isinstance(value, str) else value
 
 
-def _summarize(values: list[float], steps: list[int]) -> dict[str, Any]:
-    """``journal.summarize`` for short Python lists (same results, no numpy)."""
-    last_step = steps[-1]
-    out: dict[str, Any] = {
-        "last": values[-1],
-        "last_step": None if last_step == NO_STEP else last_step,
-        "count": len(values),
-        "min": None,
-        "max": None,
-        "best_step_min": None,
-        "best_step_max": None,
-    }
-    finite = [v for v in values if v - v == 0.0]  # drops NaN and infinities
-    if finite:
-        lo, hi = min(finite), max(finite)
-        # The first occurrence of each wins a tie, as in the numpy path.
-        i_lo, i_hi = values.index(lo), values.index(hi)
-        out["min"], out["max"] = lo, hi
-        out["best_step_min"] = None if steps[i_lo] == NO_STEP else steps[i_lo]
-        out["best_step_max"] = None if steps[i_hi] == NO_STEP else steps[i_hi]
-    return out
-
-
-_start_times: dict[int, int | None] = {}
-
-
-def _own_start_time() -> int | None:
-    pid = os.getpid()  # keyed by pid: a forked child has its own
-    if pid not in _start_times:
-        _start_times[pid] = process_start_time(pid)
-    return _start_times[pid]
-
-
 def _check_mode(mode: str) -> None:
     if mode not in ("min", "max"):
         raise InvalidValue(f"mode must be 'min' or 'max', not {mode!r}")
-
-
-# -- validation of what users pass in -------------------------------------------------------------
-
-
-def _as_float(value: Any) -> float:
-    """A logged value as a float: numbers, numpy scalars, 0-d arrays and one-element tensors."""
-    if isinstance(value, str | bytes) or value is None:
-        raise InvalidValue(f"a metric value must be a number, not {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidValue(
-            f"a metric value must be a number (or a numpy scalar or 0-d tensor), not "
-            f"{type(value).__name__}: {exc}"
-        ) from None
-
-
-def _as_step(step: Any) -> int:
-    if step is None:
-        return NO_STEP
-    if isinstance(step, bool) or not hasattr(step, "__index__"):
-        raise InvalidValue(f"a step must be an integer or None, not {step!r}")
-    value = int(step.__index__())
-    if value == NO_STEP:
-        raise InvalidValue(f"step {value} is out of range")
-    return value
-
-
-def _check_metric_name(name: Any) -> str:
-    if not isinstance(name, str):
-        raise InvalidName("metric", name, "a metric name must be a string")
-    if not name.strip():
-        raise InvalidName("metric", name, "a metric name cannot be empty")
-    if len(name) > 250 or any(ord(c) < 32 for c in name):
-        raise InvalidName("metric", name, "use at most 250 printable characters")
-    return name
-
-
-def _check_json(value: Any, what: str) -> Any:
-    """``value`` as plain JSON data (numpy scalars become numbers), or InvalidValue."""
-    try:
-        text = json.dumps(value, allow_nan=False, default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise InvalidValue(
-            f"{what} must be JSON data (numbers, strings, booleans, None, lists and dicts "
-            f"with string keys; no NaN or infinity): {exc}"
-        ) from None
-    return json.loads(text)
-
-
-def _json_default(value: Any) -> Any:
-    item = getattr(value, "item", None)
-    if callable(item) and getattr(value, "ndim", None) == 0:
-        return item()
-    raise TypeError(f"{type(value).__name__} {value!r} is not JSON data")
-
-
-def _check_tags(tags: Iterable[str] | None) -> list[str]:
-    if tags is None:
-        return []
-    if isinstance(tags, str):
-        tags = [tags]
-    out: list[str] = []
-    for tag in tags:
-        if not isinstance(tag, str) or not tag.strip():
-            raise InvalidName("tag", tag, "a tag must be a non-empty string")
-        if tag not in out:
-            out.append(tag)
-    return out
 
 
 def _statuses(status: Any) -> list[str] | None:
@@ -486,202 +378,12 @@ def _statuses(status: Any) -> list[str] | None:
         ) from None
 
 
-# -- the live run ---------------------------------------------------------------------------------
-
-
-class _LiveRun:
-    """The state of the run a tracker is recording: buffer, journal, summaries, lease."""
-
-    def __init__(self, tracker: ExperimentTracker, record: ExperimentRecord, exp: Experiment):
-        self.tracker = tracker
-        self.store = tracker._store
-        self.record = record
-        self.experiment = exp
-        self.pid = os.getpid()
-        # The hot path appends (name, value, step) tuples; the flusher appends
-        # (None, time, NO_STEP) markers, which give the values before them their time.
-        self.buffer: list[tuple[Any, float, int]] = []
-        self.names: set[str] = set()
-        self.name_ids: dict[Any, int] = {None: -1}
-        self.new_names: list[tuple[int, str]] = []
-        self.summary: dict[str, dict[str, Any]] = {
-            k: v.model_dump() for k, v in record.metrics_summary.items()
-        }
-        self.lock = threading.RLock()
-        self.journal = JournalWriter(self.store.journal_path(record.experiment_id))
-        self.last_flush = time.monotonic()
-        self.next_lease = time.monotonic() + LEASE_RENEW
-        self.closed = False
-        self.dirty_summary = False
-        self.error: BaseException | None = None
-
-    def add_name(self, name: Any) -> None:
-        name = _check_metric_name(name)
-        with self.lock:
-            if name not in self.name_ids:
-                nid = len(self.name_ids) - 1
-                self.name_ids[name] = nid
-                self.new_names.append((nid, name))
-            self.names.add(name)
-
-    def mark_time(self) -> None:
-        buf = self.buffer
-        if buf and buf[-1][0] is not None:
-            buf.append((None, time.time(), NO_STEP))
-
-    def flush(self) -> None:
-        """Write what is buffered to the journal and fold it into the summaries."""
-        with self.lock:
-            buf = self.buffer
-            n = len(buf)
-            self.last_flush = time.monotonic()
-            if n == 0:
-                return
-            chunk = buf[:n]
-            del buf[:n]  # the hot path only appends, so this takes exactly `chunk`
-            new_names, self.new_names = self.new_names, []
-            self._write_chunk(chunk, new_names)
-
-    def _write_chunk(self, chunk: list[tuple[Any, float, int]], new_names: list[Any]) -> None:
-        if len(chunk) <= _SMALL_CHUNK:
-            self._write_small(chunk, new_names)
-            return
-        import numpy as np
-
-        n = len(chunk)
-        # map/itemgetter run in C: about 0.1 us a value each, against seconds for zip(*chunk).
-        ids = np.fromiter(
-            map(self.name_ids.__getitem__, map(itemgetter(0), chunk)), dtype=np.int64, count=n
-        )
-        vals = np.fromiter(map(itemgetter(1), chunk), dtype=np.float64, count=n)
-        stps = np.fromiter(map(itemgetter(2), chunk), dtype=np.int64, count=n)
-        is_mark = ids < 0
-        marks = np.flatnonzero(is_mark)
-        keep = np.flatnonzero(~is_mark)
-        if len(keep) == 0:
-            return
-        # Each value gets the time of the first marker after it (the flusher adds one every
-        # tick), values after the last marker get now: times are at most one tick late.
-        nxt = np.searchsorted(marks, keep)
-        mark_times = np.append(vals[marks], time.time())
-        times = mark_times[nxt]
-        ids, vals, stps = ids[keep], vals[keep], stps[keep]
-        frame = encode_frame(new_names, ids, vals, stps, times)
-        self.journal.append(frame)
-        syncer.add(self.journal.path, folder=False)
-        from .records.journal import summarize
-
-        by_id = {nid: name for name, nid in self.name_ids.items() if name is not None}
-        for nid in np.flatnonzero(np.bincount(ids)):
-            mask = ids == nid
-            name = by_id[int(nid)]
-            self.summary[name] = merge_summary(
-                self.summary.get(name), summarize(vals[mask], stps[mask])
-            )
-        self.dirty_summary = True
-
-    def _write_small(self, chunk: list[tuple[Any, float, int]], new_names: list[Any]) -> None:
-        # The same as the numpy path, in plain Python (comprehensions): for a few hundred
-        # values numpy's per-call overhead costs more than the work.
-        now = time.time()
-        if any(entry[0] is None for entry in chunk):
-            times: list[float] = []
-            stamp = now
-            for entry in reversed(chunk):  # each value takes the time of the next marker
-                if entry[0] is None:
-                    stamp = entry[1]
-                else:
-                    times.append(stamp)
-            times.reverse()
-            chunk = [entry for entry in chunk if entry[0] is not None]
-            if not chunk:
-                return
-        else:
-            times = [now] * len(chunk)
-        name_ids = self.name_ids
-        ids = [name_ids[entry[0]] for entry in chunk]
-        vals = [entry[1] for entry in chunk]
-        stps = [entry[2] for entry in chunk]
-        self.journal.append(encode_frame(new_names, ids, vals, stps, times))
-        syncer.add(self.journal.path, folder=False)
-        for name in {entry[0] for entry in chunk}:
-            if len(name_ids) == 2:  # one metric (and the marker): no need to pick
-                values, steps = vals, stps
-            else:
-                values = [entry[1] for entry in chunk if entry[0] == name]
-                steps = [entry[2] for entry in chunk if entry[0] == name]
-            self.summary[name] = merge_summary(self.summary.get(name), _summarize(values, steps))
-        self.dirty_summary = True
-
-    def save(self, lease: bool = True) -> None:
-        """Write the record with the summaries so far (and a fresh lease)."""
-        from .records.models import MetricSummary
-
-        with self.lock:
-            if self.closed:
-                return  # the run ended while the flusher waited for the lock
-            rec = self.record
-            rec.metrics_summary = {k: MetricSummary(**v) for k, v in self.summary.items()}
-            if lease:
-                rec.lease_until = time.time() + LEASE_SECONDS
-                self.next_lease = time.monotonic() + LEASE_RENEW
-            self.store.write(rec)
-            self.dirty_summary = False
-            self.tracker._refresh(self.experiment, rec)
-
-    def tick(self) -> None:
-        """One beat of the flusher: timestamp, flush by age or size, renew the lease."""
-        self.mark_time()
-        now = time.monotonic()
-        if len(self.buffer) >= FLUSH_SIZE or now - self.last_flush >= FLUSH_INTERVAL:
-            self.flush()
-        if now >= self.next_lease:
-            self.save()
-
-
-class _Flusher:
-    """One thread per process beating for every live run."""
-
-    def __init__(self) -> None:
-        self.runs: weakref.WeakSet[_LiveRun] = weakref.WeakSet()
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-
-    def add(self, run: _LiveRun) -> None:
-        with self.lock:
-            self.runs.add(run)
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._loop, name="coralx-flush", daemon=True)
-                self.thread.start()
-
-    def discard(self, run: _LiveRun) -> None:
-        with self.lock:
-            self.runs.discard(run)
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(_TICK)
-            with self.lock:
-                runs = list(self.runs)
-            for run in runs:
-                try:
-                    run.tick()
-                except Exception as exc:  # kept, and raised by the run's end()
-                    run.error = exc
-
-    def reset_after_fork(self) -> None:
-        self.lock = threading.Lock()
-        self.runs = weakref.WeakSet()
-        self.thread = None
-
-
-_flusher = _Flusher()
 _trackers: weakref.WeakSet[ExperimentTracker] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
     # A forked child does not own its parent's runs: it must neither log to them nor end them.
-    _flusher.reset_after_fork()
+    flusher.reset_after_fork()
     for tracker in list(_trackers):
         tracker._run = None
 
@@ -726,7 +428,7 @@ class ExperimentTracker:
         self.repo = repo
         self.capture_code = capture_code
         self._store = RecordStore(repo.path)
-        self._run: _LiveRun | None = None
+        self._run: LiveRun | None = None
         _trackers.add(self)
 
     def __repr__(self) -> str:
@@ -768,9 +470,9 @@ class ExperimentTracker:
             raise ExperimentAlreadyRunning(self._run.record.experiment_id)
         if not isinstance(name, str) or not name.strip():
             raise InvalidName("experiment", name, "a run needs a non-empty name")
-        params_data = _check_json(dict(params or {}), "params")
-        tag_list = _check_tags(tags)
-        sweep_info = SweepInfo(**_check_json(sweep, "sweep")) if sweep is not None else None
+        params_data = check_json(dict(params or {}), "params")
+        tag_list = check_tags(tags)
+        sweep_info = SweepInfo(**check_json(sweep, "sweep")) if sweep is not None else None
         parent = self._store.resolve(parent_experiment) if parent_experiment else None
         existing = self._pending_record(experiment_id) if experiment_id else None
         now = _utcnow()
@@ -781,7 +483,7 @@ class ExperimentTracker:
             record.description = description if description is not None else record.description
             if params is not None:
                 record.params = params_data
-            record.tags = _check_tags([*record.tags, *tag_list])
+            record.tags = check_tags([*record.tags, *tag_list])
             record.parent_experiment = parent or record.parent_experiment
             record.sweep = sweep_info or record.sweep
         else:
@@ -801,7 +503,7 @@ class ExperimentTracker:
         record.branch = code.get("branch")
         record.host = hostname()
         record.pid = os.getpid()
-        record.pid_start = _own_start_time()
+        record.pid_start = own_start_time()
         record.lease_until = time.time() + LEASE_SECONDS
         self._store.write(record)
         exp = Experiment(
@@ -811,11 +513,12 @@ class ExperimentTracker:
             _tracker=self,
         )
         self._refresh(exp, record)
-        run = _LiveRun(self, record, exp)
+        run = LiveRun(self._store, record, on_save=lambda rec: self._refresh(exp, rec))
+        run.experiment = exp
         exp._live = run
         exp._tracker = self
         self._run = run
-        _flusher.add(run)
+        flusher.add(run)
         self._link_commits(record)
         return exp
 
@@ -844,7 +547,7 @@ class ExperimentTracker:
         except Exception:
             return None
 
-    def _active(self, what: str) -> _LiveRun:
+    def _active(self, what: str) -> LiveRun:
         run = self._run
         if run is None:
             raise NoActiveExperiment(what)
@@ -865,12 +568,12 @@ class ExperimentTracker:
             if name not in run.names:
                 run.add_name(name)
         except TypeError:
-            _check_metric_name(name)
+            check_metric_name(name)
             raise
         if value.__class__ is not float:
-            value = _as_float(value)
+            value = as_float(value)
         if step.__class__ is not int:
-            step = _as_step(step)
+            step = as_step(step)
         run.buffer.append((name, value, step))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -878,9 +581,9 @@ class ExperimentTracker:
         run = self._active("log")
         checked = []
         for name, value in metrics.items():
-            _check_metric_name(name)
-            checked.append((name, value if value.__class__ is float else _as_float(value)))
-        stp = _as_step(step)
+            check_metric_name(name)
+            checked.append((name, value if value.__class__ is float else as_float(value)))
+        stp = as_step(step)
         for name, value in checked:
             if name not in run.names:
                 run.add_name(name)
@@ -889,7 +592,7 @@ class ExperimentTracker:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Add or update parameters of the active run."""
         run = self._active("log params")
-        data = _check_json(dict(params), "params")
+        data = check_json(dict(params), "params")
         with run.lock:
             run.record.params.update(data)
             run.save(lease=False)
@@ -897,9 +600,9 @@ class ExperimentTracker:
     def add_tags(self, tags: Iterable[str]) -> None:
         """Add tags to the active run."""
         run = self._active("tag")
-        new = _check_tags(tags)
+        new = check_tags(tags)
         with run.lock:
-            run.record.tags = _check_tags([*run.record.tags, *new])
+            run.record.tags = check_tags([*run.record.tags, *new])
             run.save(lease=False)
 
     def set_notes(self, notes: str) -> None:
@@ -920,7 +623,7 @@ class ExperimentTracker:
         parts = key.split("/") if isinstance(key, str) else []
         if not parts or any(not p for p in parts):
             raise InvalidName("data key", key, "use non-empty parts separated by '/'")
-        checked = _check_json(value, f"data {key!r}")
+        checked = check_json(value, f"data {key!r}")
         with run.lock:
             node = run.record.data
             for part in parts[:-1]:
@@ -961,7 +664,7 @@ class ExperimentTracker:
             size=len(raw),
             media_type=media_type,
             kind=kind,
-            step=None if step is None else _as_step(step),
+            step=None if step is None else as_step(step),
         )
         with run.lock:
             run.record.artifacts.append(ref)
@@ -995,7 +698,7 @@ class ExperimentTracker:
             commit_hash = None
         if commit_hash is not None and not isinstance(commit_hash, str):
             commit_hash = getattr(commit_hash, "commit_hash", None) or str(commit_hash)
-        result_data = _check_json(result, "result") if result is not None else None
+        result_data = check_json(result, "result") if result is not None else None
         final = (_statuses(status) or ["completed"])[0]
         if final in ("pending", "running"):
             raise InvalidValue(f"a run cannot end as {final}")
@@ -1016,7 +719,7 @@ class ExperimentTracker:
 
     def _finish(self, status: str, **fields: Any) -> Experiment:
         run = self._active(f"end as {status}")
-        _flusher.discard(run)
+        flusher.discard(run)
         try:
             run.flush()
         finally:
@@ -1180,11 +883,11 @@ class ExperimentTracker:
             commits = ancestors(ancestor_of, self.repo.root, Path.cwd())
         return Filters(
             status=_statuses(status),
-            tags=_check_tags(tags) if tags else None,
+            tags=check_tags(tags) if tags else None,
             tags_match=tags_match,
             branch=branch,
             name=name,
-            params=_check_json(dict(params), "params") if params else None,
+            params=check_json(dict(params), "params") if params else None,
             since=parse_time(since) if since is not None else None,
             sweep_id=sweep_id,
             parent=self._store.resolve(parent) if parent else None,

@@ -481,9 +481,9 @@ def test_stale_lease_from_another_host_is_marked_failed(
     run = tracker._run
     assert run is not None
     # Make the record look like it belongs to a machine that stopped renewing its lease.
-    from coralx.experiments import _flusher
+    from coralx.records.live import flusher
 
-    _flusher.discard(run)
+    flusher.discard(run)
     run.record.host = "another-host"
     run.record.lease_until = time.time() - 1
     tracker._store.write(run.record)
@@ -502,9 +502,9 @@ def test_dead_pid_on_this_host_is_marked_failed(
     exp = tracker.start("dead")
     run = tracker._run
     assert run is not None
-    from coralx.experiments import _flusher
+    from coralx.records.live import flusher
 
-    _flusher.discard(run)
+    flusher.discard(run)
     run.record.pid = 2**22 + 12345  # above pid_max: no such process
     tracker._store.write(run.record)
     tracker._store.drain()  # as if written long ago: its index row is in place
@@ -648,8 +648,7 @@ def test_python_and_numpy_summaries_agree() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from coralx.experiments import _summarize
-    from coralx.records.journal import NO_STEP, merge_summary, summarize
+    from coralx.records.journal import NO_STEP, merge_summary, summarize, summarize_list
 
     values = st.lists(
         st.one_of(
@@ -665,10 +664,10 @@ def test_python_and_numpy_summaries_agree() -> None:
     def check(vals: list[float], cut: int) -> None:
         steps = [NO_STEP if i % 7 == 3 else i for i in range(len(vals))]
         whole = summarize(np.array(vals), np.array(steps, dtype=np.int64))
-        assert _same(_summarize(vals, steps), whole)
+        assert _same(summarize_list(vals, steps), whole)
         if 0 < cut < len(vals):  # merging two halves gives the summary of the whole
             merged = merge_summary(
-                _summarize(vals[:cut], steps[:cut]), _summarize(vals[cut:], steps[cut:])
+                summarize_list(vals[:cut], steps[:cut]), summarize_list(vals[cut:], steps[cut:])
             )
             assert _same(merged, whole)
 

@@ -36,6 +36,7 @@ __all__ = [
     "merge_summary",
     "read_journal",
     "summarize",
+    "summarize_list",
 ]
 
 MAGIC = b"CXJ1"
@@ -235,6 +236,30 @@ def summarize(values: Any, steps: Any) -> dict[str, Any]:
         out["min"], out["max"] = float(values[lo]), float(values[hi])
         out["best_step_min"] = _step(steps[lo])
         out["best_step_max"] = _step(steps[hi])
+    return out
+
+
+def summarize_list(values: list[float], steps: list[int]) -> dict[str, Any]:
+    """:func:`summarize` for short Python lists: the same result, without numpy's per-call
+    overhead."""
+    last_step = steps[-1]
+    out: dict[str, Any] = {
+        "last": values[-1],
+        "last_step": None if last_step == NO_STEP else last_step,
+        "count": len(values),
+        "min": None,
+        "max": None,
+        "best_step_min": None,
+        "best_step_max": None,
+    }
+    finite = [v for v in values if v - v == 0.0]  # drops NaN and infinities
+    if finite:
+        lo, hi = min(finite), max(finite)
+        # The first occurrence of each wins a tie, as in the numpy path.
+        i_lo, i_hi = values.index(lo), values.index(hi)
+        out["min"], out["max"] = lo, hi
+        out["best_step_min"] = None if steps[i_lo] == NO_STEP else steps[i_lo]
+        out["best_step_max"] = None if steps[i_hi] == NO_STEP else steps[i_hi]
     return out
 
 

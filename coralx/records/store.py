@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import threading
 import time
@@ -91,6 +92,7 @@ def liveness(
 
 
 INDEX_DELAY = 0.05  # seconds an index row may wait, so that rows are written in batches
+SYNC_EVERY = 2.0  # seconds between checks for records the index misses (crash repairs)
 _stores: weakref.WeakSet[RecordStore] = weakref.WeakSet()
 
 
@@ -127,7 +129,7 @@ class RecordStore:
     def __init__(self, store_path: Path) -> None:
         self.store_path = Path(store_path)
         self.folder = self.store_path / EXPERIMENTS_DIR
-        self._synced = False
+        self._synced_at = -math.inf
         # Index rows written behind: the record file is the truth and is written at once;
         # its index row follows within INDEX_DELAY, many rows in one transaction. Readers in
         # this process drain the queue first, so they never see the index behind.
@@ -285,14 +287,14 @@ class RecordStore:
     # -- crashes ------------------------------------------------------------------------------
 
     def ensure_synced(self) -> None:
-        """Before a query: this process's queued index rows are written, and once per store
-        object, records the index misses (or holds stale) are indexed."""
+        """Before a query: this process's queued index rows are written, and (at most every
+        SYNC_EVERY seconds) records the index misses or holds stale are indexed."""
         self.drain()
-        if not self._synced:
+        if time.monotonic() - self._synced_at > SYNC_EVERY:
             self.sync()
 
     def sync(self, force: bool = False) -> dict[str, int]:
-        self._synced = True
+        self._synced_at = time.monotonic()
         if not self.folder.is_dir():
             return {"indexed": 0, "removed": 0, "unreadable": 0}
         return self.index.sync(self.folder, self.load, force=force)
