@@ -201,7 +201,7 @@ class Experiment:
         cols = read_journal(self._journal)
         names = cols.names
         return [
-            _metric(names[int(i)], v, s, t)
+            _metric(names.get(int(i), f"#{i}"), v, s, t)
             for i, v, s, t in zip(
                 cols.ids.tolist(), cols.values.tolist(), cols.steps.tolist(), cols.times.tolist()
             )

@@ -679,3 +679,34 @@ def _same(a: dict, b: dict) -> bool:
         return "nan" if isinstance(v, float) and math.isnan(v) else v
 
     return {k: norm(v) for k, v in a.items()} == {k: norm(v) for k, v in b.items()}
+
+
+def test_a_failed_journal_write_loses_nothing(repo: Repository, tracker: ExperimentTracker) -> None:
+    exp = tracker.start("disk-full")
+    run = tracker._run
+    assert run is not None
+    tracker.log("a", 1.0, step=0)
+    real_append = run.journal.append
+    calls = {"n": 0}
+
+    def failing_append(frame: bytes) -> None:
+        calls["n"] += 1
+        raise OSError(28, "No space left on device")
+
+    run.journal.append = failing_append  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        run.flush()
+    run.journal.append = real_append  # type: ignore[method-assign]
+    tracker.log("a", 2.0, step=1)
+    # A name declared while the buffer held only a time marker is declared with a later frame.
+    run.add_name("b")
+    tracker.flush()
+    run.buffer.append((None, time.time(), -(2**63)))
+    run.flush()
+    tracker.log("b", 3.0, step=2)
+    tracker.end()
+    got = tracker.get(exp.experiment_id)
+    assert calls["n"] == 1
+    assert [(m.name, m.value, m.step) for m in got.metrics] == [
+        ("a", 1.0, 0), ("a", 2.0, 1), ("b", 3.0, 2),
+    ]  # fmt: skip

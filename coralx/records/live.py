@@ -82,6 +82,7 @@ class LiveRun:
         self.next_lease = time.monotonic() + LEASE_RENEW
         self.closed = False
         self.dirty_summary = False
+        self._appended = False
         self.error: BaseException | None = None
 
     def add_name(self, name: Any) -> None:
@@ -109,7 +110,18 @@ class LiveRun:
             chunk = buf[:n]
             del buf[:n]  # the hot path only appends, so this takes exactly `chunk`
             new_names, self.new_names = self.new_names, []
-            self._write_chunk(chunk, new_names)
+            self._appended = False
+            try:
+                self._write_chunk(chunk, new_names)
+            except BaseException:
+                if not self._appended:
+                    # Nothing was written (the journal cuts a failed write back): put the
+                    # values back in front, so a later flush writes them in order.
+                    buf[0:0] = chunk
+                raise
+            finally:
+                if not self._appended:  # names not declared yet go with the next frame
+                    self.new_names[0:0] = new_names
 
     def _write_chunk(self, chunk: list[tuple[Any, float, int]], new_names: list[Any]) -> None:
         if len(chunk) <= SMALL_CHUNK:
@@ -137,6 +149,7 @@ class LiveRun:
         ids, vals, stps = ids[keep], vals[keep], stps[keep]
         frame = encode_frame(new_names, ids, vals, stps, times)
         self.journal.append(frame)
+        self._appended = True
         syncer.add(self.journal.path, folder=False)
         from .journal import summarize
 
@@ -172,6 +185,7 @@ class LiveRun:
         vals = [entry[1] for entry in chunk]
         stps = [entry[2] for entry in chunk]
         self.journal.append(encode_frame(new_names, ids, vals, stps, times))
+        self._appended = True
         syncer.add(self.journal.path, folder=False)
         for name in {entry[0] for entry in chunk}:
             if len(name_ids) == 2:  # one metric (and the marker): no need to pick
