@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .experiments import ExperimentStatus, ExperimentTracker
     from .graph import WeightCommit
     from .repository import Repository
 
@@ -22,9 +23,11 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
     "WeightCommit": "coralx.graph",
+    "ExperimentTracker": "coralx.experiments",
+    "ExperimentStatus": "coralx.experiments",
 }
 
-__all__ = ["Repository", "WeightCommit", "__version__"]
+__all__ = ["ExperimentStatus", "ExperimentTracker", "Repository", "WeightCommit", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
