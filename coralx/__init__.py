@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .experiments import ExperimentStatus, ExperimentTracker
     from .graph import WeightCommit
     from .logger import Logger, LogReader
     from .repository import Repository
@@ -23,11 +24,21 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
     "WeightCommit": "coralx.graph",
+    "ExperimentTracker": "coralx.experiments",
+    "ExperimentStatus": "coralx.experiments",
     "Logger": "coralx.logger",
     "LogReader": "coralx.logger",
 }
 
-__all__ = ["LogReader", "Logger", "Repository", "WeightCommit", "__version__"]
+__all__ = [
+    "ExperimentStatus",
+    "ExperimentTracker",
+    "LogReader",
+    "Logger",
+    "Repository",
+    "WeightCommit",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -182,3 +182,16 @@ def test_running_run_is_followed(repo: Repository) -> None:
     run = client.get(f"/api/runs/{exp.experiment_id}").json()
     assert run["status"] == "running" and "new_metric" in run["metric_names"]
     tracker.end()
+
+
+def test_tracker_log_text_and_figure(repo: Repository) -> None:
+    tracker = _tracker(repo)
+    exp = tracker.start("media")
+    entry = tracker.log_text("notes", "hello", step=1)
+    entries = tracker.log_figure("fig", {"data": [{"y": [1]}]}, step=2, interactive=False)
+    tracker.end()
+    assert entry["kind"] == "text" and entry["step"] == 1
+    assert [e["kind"] for e in entries] == ["figure-static"]
+    run = LogReader(repo).get_run(exp.experiment_id)
+    assert run.load_text("notes") == [(1, "hello")]
+    assert run.load_figure("fig", 2).data[0].y == (1,)
