@@ -4,14 +4,15 @@
 
 Measures, in process through Starlette's TestClient, the server time (the app's own
 Server-Timing header: from the request reaching the app to the response starting) and the wall
-time a client saw:
-the runs page's API (`/api/runs`: the first request, which parses every record; then pages of
-the same query, which the server keeps sorted until a record changes; then a new filter and
-sort each time) with 2,000 and 10,000 runs; one metric of 1,000,000 points (downsampled
-for the chart; cold = first read of the journal, warm = cached); the sweep page of a 10x10
-sweep. The baseline is the wall time of `coralx exp list --json` (a new process) on the same
-store. Records are written with the tracker's own model (`ExperimentRecord`) and indexed once
-with `coralx reindex`, so both sides read the same store.
+time a client saw, for: the runs page's API (`/api/runs`: the first request, which parses every
+record; then pages of the same query, which the server keeps sorted until a record changes;
+then a new filter and sort each time) with 2,000 and 10,000 runs; one metric of 1,000,000
+points (downsampled for the chart; first read of the journal, then cached); the sweep page of a
+10x10 sweep. Where Debian's Chromium and Playwright are installed, also the wall time from
+opening the run page to its 1,000,000-point chart being drawn, through a real `coralx ui`.
+The baseline is the wall time of `coralx exp list --json` (a new process) on the same store.
+Records are written with the tracker's own model (`ExperimentRecord`) and indexed once with
+`coralx reindex`, so both sides read the same store.
 """
 
 from __future__ import annotations
@@ -176,12 +177,64 @@ def bench_metric(base: Path, points: int, repeat: int) -> list[tuple[str, float,
         ExperimentTracker(repo).get(run_id).get_metric_history("loss")
 
     base_t = _time(baseline, 1)
+    browser = bench_browser(root, run_id, points)
     return [
+        *browser,
         (f"metric of {points:,} points -> {shown:,} points, first read", *cold, "target <= 200 ms"),
         (f"metric of {points:,} points -> {shown:,} points, cached", *warm, ""),
         (f"full {points:,}-point JSON download", *full, ""),
         (f"baseline: tracker get_metric_history, {points:,} points", base_t, base_t, "in process"),
     ]
+
+
+def bench_browser(root: Path, run_id: str, points: int) -> list[tuple[str, float, float, str]]:
+    """Wall time from opening the run page in headless Chromium to its chart of ``points``
+    points being drawn, through a real `coralx ui` process; skipped without a browser."""
+    import os
+    import re
+    import signal
+
+    chromium = "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return []
+    if not os.access(chromium, os.X_OK):
+        return []
+    log = root / "ui.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "coralx", "-C", str(root), "ui", "--port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = None
+        for _ in range(600):
+            match = re.search(r"at (http://\S+/)", log.read_text())
+            if match:
+                url = match.group(1)
+                break
+            time.sleep(0.05)
+        assert url, log.read_text()
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+        times = []
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=flags)
+            page = browser.new_page()
+            for _ in range(3):
+                start = time.perf_counter()
+                page.goto(f"{url}runs/{run_id}")
+                page.wait_for_selector(f".chart[data-total='{points}'] .scatterlayer .trace")
+                times.append(time.perf_counter() - start)
+            browser.close()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    t = statistics.median(times)
+    return [(f"run page in Chromium: {points:,}-point chart drawn", t, t, "goal: well under 1 s")]
 
 
 def bench_sweep(base: Path, repeat: int) -> list[tuple[str, float, float, str]]:

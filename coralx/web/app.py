@@ -181,7 +181,10 @@ def _plotly_js(request: Request) -> Response:
             status_code=404,
             media_type="text/javascript",
         )
-    return FileResponse(path, media_type="text/javascript")
+    # It changes only when the plotly package does: let the browser keep it for a day.
+    return FileResponse(
+        path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+    )
 
 
 def _wants_json(request: Request) -> bool:

@@ -140,8 +140,7 @@
     return card;
   }
 
-  async function drawMetric(name, summary) {
-    const data = await api(`${metricUrl(name, "")}&points=2000`);
+  function drawMetric(name, data) {
     const traces = [{ name, x: data.steps, y: data.values }];
     let entry = charts.get(name);
     if (!entry) {
@@ -162,10 +161,13 @@
   // runs every chart is fetched again (the server answers from cache when nothing changed).
   async function refreshMetrics(run, live) {
     const summaries = run.metrics_summary || {};
-    for (const name of run.metric_names) {
+    // Charts are created in name order; their data is fetched in parallel.
+    const wanted = run.metric_names.filter((name) => {
       const known = charts.get(name);
-      if (!known || live || known.count !== (summaries[name] || {}).count) await drawMetric(name, summaries[name]);
-    }
+      return !known || live || known.count !== (summaries[name] || {}).count;
+    });
+    const data = await Promise.all(wanted.map((name) => api(`${metricUrl(name, "")}&points=2000`)));
+    wanted.forEach((name, i) => drawMetric(name, data[i]));
   }
 
   // Text and figure sections, replaced when a running run logs new ones.
@@ -209,8 +211,10 @@
     codeAnchor = el("div", { id: "code" });
     main.replaceChildren(...header(run), el("div", { class: "grid2" }, left, right), metricsCard, codeAnchor);
     renderMedia(run);
-    codeAnchor.append(await code());
+    // Charts first (they are what people open a run for), the code snapshot beside them.
+    const codeCard = code().then((card) => codeAnchor.append(card));
     await refreshMetrics(run);
+    await codeCard;
     document.body.dataset.loaded = "true";
     if (run.status === "running" || run.status === "pending") {
       const h1Status = main.querySelector("h1 .status");
