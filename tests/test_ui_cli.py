@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from coralx import Repository
 
@@ -53,3 +54,21 @@ def test_ui_without_store(tmp_path: Path) -> None:
     )
     assert result.returncode == 4
     assert "coralx init" in result.stderr
+
+
+def test_ui_says_when_it_serves_the_network(repo: Repository) -> None:
+    import urllib.request
+
+    with running_ui(repo.root, "--host", "0.0.0.0") as server:
+        assert "bound to 0.0.0.0, the network" in server.banner
+        assert server.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(server.url) as response:
+            assert response.status == 200
+
+
+def test_ui_help_names_the_defaults(runner: CliRunner) -> None:
+    from coralx.cli.main import cli
+
+    result = runner.invoke(cli, ["ui", "--help"])
+    assert result.exit_code == 0
+    assert "127.0.0.1" in result.output and "8765" in result.output

@@ -23,7 +23,7 @@ class UiServer:
 
 
 @contextmanager
-def running_ui(root: Path, timeout: float = 30.0) -> Iterator[UiServer]:
+def running_ui(root: Path, *args: str, timeout: float = 30.0) -> Iterator[UiServer]:
     """``coralx -C root ui --port 0``: yields once it has said its address.
 
     Its output goes to a file (a pipe nobody drains could fill and stall the server).
@@ -32,7 +32,7 @@ def running_ui(root: Path, timeout: float = 30.0) -> Iterator[UiServer]:
     fd, name = tempfile.mkstemp(prefix="coralx-ui-", suffix=".log")
     log = os.fdopen(fd, "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "coralx", "-C", str(root), "ui", "--port", "0"],
+        [sys.executable, "-m", "coralx", "-C", str(root), "ui", "--port", "0", *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
