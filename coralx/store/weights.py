@@ -87,6 +87,10 @@ def check_tensor_name(name: object) -> str:
         raise InvalidName("tensor name", name, "a tensor name cannot be empty or contain NUL")
     if name == "__metadata__":
         raise InvalidName("tensor name", name, "safetensors reserves this key")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName("tensor name", name, "a tensor name must be valid unicode") from None
     return name
 
 
