@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ChecksumMismatch, InvalidName, InvalidValue
 from .base import ChunkStore, chunk_id_of
-from .codecs import CODEC_DELTA, encode_standalone_parts
+from .codecs import CODEC_DELTA, encode_standalone_parts, scratch
 from .manifest import Manifest, TensorEntry
 from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, to_numpy
 
@@ -156,7 +156,8 @@ def _write_chunk(
     store.put_parts(cid, encode_standalone_parts(raw, dtype, chain))
     if rewrite is None:
         return cid, False
-    old_raw = store.get(rewrite)
+    old_raw = scratch("old", raw.size)  # reused: fresh memory is slow
+    store.get_into(rewrite, old_raw)
     return cid, store.put_delta(rewrite, old_raw, cid, raw, dtype) > 0
 
 
