@@ -88,6 +88,21 @@ def test_experiment_methods_on_a_plain_experiment() -> None:
     assert len(restored.metrics) == 5
     with pytest.raises(InvalidValue):
         exp.get_best_metric("loss", mode="lowest")
+    given = Experiment(
+        experiment_id="x",
+        name="all-fields",
+        description="d",
+        status=ExperimentStatus.RUNNING,
+        metrics=[ExperimentMetric("acc", 0.5, step=1)],
+        params={"a": 1},
+        tags=["t"],
+        commit_hash="c" * 40,
+        branch="main",
+        parent_experiment="p",
+        notes="n",
+    )
+    assert given.get_latest_metric("acc").step == 1
+    assert given.duration is None and given.metric_names == ["acc"]
 
 
 # -- the seed's workflow ------------------------------------------------------------------------
