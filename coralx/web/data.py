@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ArtifactNotFound, InvalidValue, NotFound, SweepNotFound
 from ..ids import is_hex
+from ..records.media import FIGURE_KIND, FIGURE_KINDS, TEXT_KIND
 from .downsample import minmax_downsample
 from .records import RecordCache, RunQuery
 
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
     from ..repository import Repository
 
 __all__ = ["RunQuery", "ViewerData"]
-
-FIGURE_KINDS = ("figure", "figure-static")
-TEXT_KIND = "text"
-MAX_DIFF_BYTES = 512 * 1024
 
 
 class ViewerData:
@@ -150,7 +147,7 @@ class ViewerData:
                 by_step = figures.setdefault(str(art.get("name")), {})
                 fig = by_step.setdefault(
                     art.get("step"),
-                    {"step": art.get("step"), "interactive": kind == "figure", "formats": {}},
+                    {"step": art.get("step"), "interactive": kind == FIGURE_KIND, "formats": {}},
                 )
                 fig["formats"][str(art.get("media_type"))] = art.get("blob")
             else:
@@ -354,8 +351,6 @@ class _Journal:
     """One version of a run's metric journal, as numpy columns."""
 
     def __init__(self, version: Any, path: Path | None) -> None:
-        import numpy as np
-
         self.version = version
         if path is None:
             self.names: dict[str, int] = {}
@@ -365,7 +360,6 @@ class _Journal:
 
         self.columns = read_journal(path)
         self.names = {name: nid for nid, name in self.columns.names.items()}
-        self._np = np
 
 
 def _select(journal: _Journal, name: str) -> tuple[np.ndarray, np.ndarray]:
