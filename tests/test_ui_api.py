@@ -295,6 +295,28 @@ def test_sweep_with_the_runners_plan(
     assert sweep["grid"][0][2] is None and sweep["grid"][0][0] == pytest.approx(0.5)
 
 
+def test_sweep_axes_of_length_one_are_not_dimensions(repo: Repository) -> None:
+    """A sweep of one base config over a 2x2 grid has shape [1, 2, 2]: still a grid."""
+    import json
+
+    sweep_id = "0" * 12 + "00c0ffee"
+    for i in range(4):
+        write_record(
+            repo,
+            name="moons",
+            params={"hidden": [8, 32][i // 2], "lr": [0.3, 1.0][i % 2]},
+            sweep={"sweep_id": sweep_id, "position": [0, i // 2, i % 2], "repeat": 0},
+            result={"val_acc": i / 10},
+        )
+    (repo.path / "sweeps").mkdir()
+    meta = {"sweep_id": sweep_id, "shape": [1, 2, 2], "metric": "val_acc", "mode": "max"}
+    (repo.path / "sweeps" / f"{sweep_id}.json").write_text(json.dumps(meta))
+    sweep = TestClient(create_app(repo)).get(f"/api/sweeps/{sweep_id}").json()
+    assert sweep["grid_axes"] == [1, 2]
+    assert [sweep["axes"][i]["name"] for i in (1, 2)] == ["hidden", "lr"]
+    assert sweep["grid"] == [[0.0, 0.1], [0.2, 0.3]]
+
+
 def test_every_page_serves(client: TestClient) -> None:
     for path in ["/", "/compare?ids=x", "/sweeps", "/weights"]:
         response = client.get(path)

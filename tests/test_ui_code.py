@@ -69,3 +69,18 @@ def test_snapshot_without_the_users_repository(repo: Repository) -> None:
     code = TestClient(create_app(repo)).get(f"/api/runs/{run_id}/code").json()
     assert [f["path"] for f in code["files"]] == ["a.py"]
     assert code["diff"] is None and code["diff_base_found"] is False
+
+
+def test_diff_uses_the_work_tree_the_run_recorded(git_workdir: Path, tmp_path: Path) -> None:
+    """A store outside the code's work tree (``coralx -C`` elsewhere) still diffs against the
+    commit, found through the ``code.root`` the run recorded."""
+    repo = Repository.init(tmp_path / "elsewhere")
+    head = git(git_workdir, "rev-parse", "HEAD").strip()
+    snapshot = _snapshot(repo, {"train.py": b"print('changed')\n"})
+    run_id = write_record(
+        repo,
+        code={"commit": head, "dirty": True, "snapshot": snapshot, "root": str(git_workdir)},
+    )
+    code = TestClient(create_app(repo)).get(f"/api/runs/{run_id}/code").json()
+    assert code["files"] == [{"path": "train.py", "size": 17, "change": "modified"}]
+    assert "+print('changed')" in code["diff"]

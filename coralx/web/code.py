@@ -27,13 +27,17 @@ def _tree_files(object_store: Any, tree_id: bytes) -> dict[str, tuple[int, bytes
     }
 
 
-def _open_user_repo(repo: Repository) -> Any:
-    """The user's git repository (dulwich), or None outside a git work tree."""
+def _open_user_repo(repo: Repository, root: str | None) -> Any:
+    """The user's git repository (dulwich): the work tree the run recorded (``code.root``),
+    else the one around the store; None outside a git work tree."""
+    from pathlib import Path
+
     from dulwich.repo import Repo
 
     from ..repository import find_git_dir
 
-    git_dir = find_git_dir(repo.root)
+    start = Path(root) if root and Path(root).is_dir() else repo.root
+    git_dir = find_git_dir(start)
     if git_dir is None:
         return None
     try:
@@ -62,7 +66,9 @@ def _text(store: Any, sha: bytes | None) -> list[str] | None:
     return data.decode("utf-8", "replace").splitlines(keepends=True)
 
 
-def snapshot_details(repo: Repository, snapshot: str, commit: str | None) -> dict[str, Any]:
+def snapshot_details(
+    repo: Repository, snapshot: str, commit: str | None, root: str | None = None
+) -> dict[str, Any]:
     """``{"files": [{"path", "size", "change"}], "diff": str | None}`` for a snapshot tree."""
     if not (len(snapshot) == 40 and is_hex(snapshot)):
         return {"files": [], "diff": None, "snapshot_error": "not a tree id"}
@@ -71,7 +77,7 @@ def snapshot_details(repo: Repository, snapshot: str, commit: str | None) -> dic
         snap = _tree_files(store, snapshot.encode())
     except KeyError:
         return {"files": [], "diff": None, "snapshot_error": "snapshot tree missing"}
-    user = _open_user_repo(repo)
+    user = _open_user_repo(repo, root)
     try:
         return _details(store, snap, user, commit)
     finally:

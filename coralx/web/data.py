@@ -220,7 +220,8 @@ class ViewerData:
         }
         snapshot = info.get("snapshot")
         if snapshot:
-            out.update(code.snapshot_details(self.repo, str(snapshot), info.get("commit")))
+            root = info.get("root") if isinstance(info.get("root"), str) else None
+            out.update(code.snapshot_details(self.repo, str(snapshot), info.get("commit"), root))
         return out
 
     # -- compare --------------------------------------------------------------------------------

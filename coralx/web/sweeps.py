@@ -142,12 +142,17 @@ def sweep_layout(
         (_position(r), r.params) for r in rows if _position(r)
     ]
     axes = _axes(points, shape) if shape else []
+    # Axes of length one (a sweep of one base config over a grid) do not make a dimension.
+    wide = [i for i, size in enumerate(shape) if size > 1]
     grid = None
-    if len(shape) == 2:
-        grid = [[None] * shape[1] for _ in range(shape[0])]
+    grid_axes = None
+    if len(wide) == 2:
+        rows_axis, cols_axis = wide
+        grid_axes = wide
+        grid = [[None] * shape[cols_axis] for _ in range(shape[rows_axis])]
         for pos, cell in cells.items():
-            if len(pos) == 2 and pos[0] < shape[0] and pos[1] < shape[1]:
-                grid[pos[0]][pos[1]] = cell["value"]
+            if len(pos) == len(shape):
+                grid[pos[rows_axis]][pos[cols_axis]] = cell["value"]
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
@@ -166,6 +171,7 @@ def sweep_layout(
         "shape": shape,
         "axes": axes,
         "grid": grid,
+        "grid_axes": grid_axes,
         "cells": [cells[p] for p in sorted(cells)],
         "statuses": counts,
         "runs": len(rows),

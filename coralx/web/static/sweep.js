@@ -8,7 +8,8 @@
   const metric = new URLSearchParams(location.search).get("metric");
 
   function heatmap(s) {
-    const [rows, cols] = s.axes;
+    const [rows, cols] = s.grid_axes.map((i) => s.axes[i]);
+    const [ri, ci] = s.grid_axes;
     const div = el("div", { id: "sweep-grid" });
     const text = s.grid.map((r) => r.map((v) => (v === null ? "" : fmt(v))));
     Plotly.newPlot(div, [{
@@ -21,7 +22,7 @@
     }, coralx.plotConfig());
     div.on && div.on("plotly_click", (ev) => {
       const p = ev.points[0];
-      const cell = s.cells.find((c) => cols.labels[c.position[1]] === p.x && rows.labels[c.position[0]] === p.y);
+      const cell = s.cells.find((c) => cols.labels[c.position[ci]] === p.x && rows.labels[c.position[ri]] === p.y);
       if (cell && cell.runs.length) location.href = `/runs/${cell.runs[0].id}`;
     });
     return div;
@@ -35,7 +36,7 @@
     const parts = [el("h1", { text: `Sweep ${s.name}` }),
       section("Summary", kvTable({ id: s.sweep_id, runs: s.runs, "main metric": s.metric, shape: s.axes.map((a) => `${a.name} (${a.labels.length})`).join(" × ") }), counts)];
     if (s.verdict !== null && s.verdict !== undefined) parts.push(section("Verdict", el("pre", { id: "verdict", text: typeof s.verdict === "string" ? s.verdict : JSON.stringify(s.verdict, null, 2) })));
-    if (s.grid) parts.push(section(`${s.metric} by ${s.axes[0].name} and ${s.axes[1].name}`, heatmap(s)));
+    if (s.grid) parts.push(section(`${s.metric} by ${s.axes[s.grid_axes[0]].name} and ${s.axes[s.grid_axes[1]].name}`, heatmap(s)));
     parts.push(section("Configurations", el("table", { id: "cells" }, el("thead", {}, el("tr", {}, ["position", ...s.axes.map((a) => a.name), "runs", s.metric || "value"].map((h) => el("th", { text: h })))),
       el("tbody", {}, s.cells.map((c) => el("tr", {}, el("td", { class: "mono", text: c.position.join(",") }),
         s.axes.map((a, i) => el("td", { text: a.labels[c.position[i]] ?? "" })),
