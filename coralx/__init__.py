@@ -20,16 +20,33 @@ if TYPE_CHECKING:
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
+    # the sweep runner (``coralx.sweep`` itself is the package, callable as sweep())
+    "sweep": "coralx.sweep",
+    "experiment": "coralx.sweep.experiment",
+    "Config": "coralx.sweep.config",
+    "Run": "coralx.sweep.run",
+    "merge": "coralx.sweep.config",
+    "grid": "coralx.sweep.config",
+    "repeat": "coralx.sweep.config",
+    "load_config": "coralx.sweep.config",
+    "Verdict": "coralx.sweep.experiment",
+    "ResultSet": "coralx.sweep.results",
+    "EarlyStopping": "coralx.sweep.callbacks",
+    "Checkpoint": "coralx.sweep.callbacks",
+    "Executor": "coralx.sweep.executors",
+    "get_executor": "coralx.sweep.executors",
 }
 
-__all__ = ["Repository", "__version__"]
+__all__ = ["Repository", "__version__", *sorted(set(_LAZY) - {"Repository"})]
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'coralx' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = importlib.import_module(module)
+    if module != f"coralx.{name}":  # a subpackage is itself the public name
+        value = getattr(value, name)
     globals()[name] = value
     return value
 

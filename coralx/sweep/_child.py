@@ -1,0 +1,187 @@
+"""Running one task where an executor put it: :func:`execute_task`, and the entry point of a
+subprocess child (``python -m coralx.sweep._child JOB.json OUTCOME.json``).
+
+The child imports as little as it can: the standard library, this package's light modules, the
+user's script, and the tracker only when the task has a store. Every way a task can end is
+turned into an :class:`Outcome`; only a process that dies outright (a segfault, ``os._exit``)
+leaves no outcome, and the parent then reports it (see ``task.crash_outcome``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+from .task import Outcome, Task
+
+__all__ = ["execute_task", "execute_task_dict", "main"]
+
+
+def execute_task(task: Task, *, prefer_local: bool = False) -> Outcome:
+    """Run ``task`` here and now: seed, start its record, call the function, end the record."""
+    start = time.monotonic()
+    for entry in task.sys_path:
+        if entry not in sys.path:
+            sys.path.append(entry)
+    tracker = None
+    try:
+        target = task.fn.load(prefer_local=prefer_local)
+        fn, callbacks, hooks = _unpack(target)
+        from .seeding import apply_seeds
+
+        apply_seeds(task.seeds)
+        repo = None
+        if task.repo is not None:
+            tracker, repo = _start_record(task)
+        from .run import Run
+
+        run = Run(task, tracker=tracker, repo=repo, callbacks=callbacks, hooks=hooks)
+    except BaseException as exc:
+        return _failed(task, tracker, exc, start, during="setting up the run")
+    return _call(task, fn, run, tracker, start)
+
+
+def _call(task: Task, fn: Any, run: Any, tracker: Any, start: float) -> Outcome:
+    try:
+        run._start()
+        value = fn(run.config, run) if _arity(fn) >= 2 else fn(run.config)
+        result, context_update = _normalise(value)
+        run._finish("completed")
+        if tracker is not None:
+            tracker.end(commit_hash=run.final_commit, result=result)
+    except KeyboardInterrupt:
+        if tracker is not None:
+            _quietly(tracker.cancel)
+        return Outcome(
+            status="cancelled",
+            error={"type": "KeyboardInterrupt", "message": "cancelled (Ctrl-C)"},
+            duration=time.monotonic() - start,
+            experiment_id=task.experiment_id,
+            metrics=run.metrics,
+        )
+    except BaseException as exc:
+        _quietly(run._finish, "failed")
+        outcome = _failed(task, tracker, exc, start)
+        outcome.metrics = run.metrics
+        return outcome
+    merged = dict(run._context_update)
+    merged.update(context_update or {})
+    return Outcome(
+        status="completed",
+        result=result,
+        duration=time.monotonic() - start,
+        experiment_id=task.experiment_id,
+        metrics=run.metrics,
+        context_update=merged or None,
+    )
+
+
+def _start_record(task: Task) -> tuple[Any, Any]:
+    from ..experiments import ExperimentTracker
+    from ..repository import Repository
+
+    repo = Repository(task.repo or ".")
+    tracker = ExperimentTracker(repo)
+    tracker.start(
+        task.experiment,
+        description=task.description,
+        params=task.config,
+        tags=list(task.tags),
+        parent_experiment=task.parent_experiment,
+        experiment_id=task.experiment_id,
+        sweep=task.sweep_info,
+    )
+    return tracker, repo
+
+
+def _unpack(target: Any) -> tuple[Any, list[Any], dict[str, list[Any]]]:
+    """An experiment object gives its function, callbacks and hooks; a plain function, itself."""
+    fn = getattr(target, "fn", None)
+    if fn is not None and callable(fn):
+        return fn, list(getattr(target, "callbacks", [])), dict(getattr(target, "hooks", {}))
+    if not callable(target):
+        raise TypeError(f"{target!r} is not callable")
+    return target, [], {}
+
+
+def _arity(fn: Any) -> int:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return 2
+    count: int = code.co_argcount
+    return count - 1 if hasattr(fn, "__self__") else count
+
+
+def _normalise(value: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    from .config import check_json
+
+    if value is None:
+        return None, None
+    if not isinstance(value, dict):
+        value = {"value": value}
+    value = dict(value)
+    context_update = value.pop("context_update", None)
+    check_json(value, "the returned result")
+    if context_update is not None:
+        check_json(context_update, "context_update")
+    return value, context_update
+
+
+def _failed(
+    task: Task, tracker: Any, exc: BaseException, start: float, during: str = ""
+) -> Outcome:
+    message = f"{type(exc).__name__}: {exc}"
+    if during:
+        message = f"{message} (while {during})"
+    detail = traceback.format_exc()
+    if tracker is not None:
+        _quietly(tracker.fail, message, detail)
+    return Outcome(
+        status="failed",
+        error={"type": type(exc).__name__, "message": str(exc), "traceback": detail},
+        duration=time.monotonic() - start,
+        experiment_id=task.experiment_id,
+    )
+
+
+def _quietly(fn: Any, *args: Any) -> None:
+    # Best effort while already handling an error: the original error is what gets reported.
+    try:
+        fn(*args)
+    except Exception:
+        traceback.print_exc()
+
+
+def execute_task_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """:func:`execute_task` over plain dicts (for executors that ship JSON, like Ray)."""
+    return execute_task(Task.from_dict(data)).to_dict()
+
+
+def write_outcome(path: str, outcome: Outcome) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(outcome.to_dict(), f)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m coralx.sweep._child JOB.json OUTCOME.json", file=sys.stderr)
+        return 2
+    job_path, outcome_path = args
+    with open(job_path, encoding="utf-8") as f:
+        task = Task.from_dict(json.load(f))
+    outcome = execute_task(task)
+    write_outcome(outcome_path, outcome)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

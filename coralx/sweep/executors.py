@@ -1,0 +1,546 @@
+"""Where configurations run: the :class:`Executor` interface and its four implementations.
+
+==============  =========  ==========================================================
+executor        isolation  how
+==============  =========  ==========================================================
+``subprocess``  strong     a fresh interpreter per configuration (the default)
+``fork``        strong     ``workers`` forked processes, reused; same module state
+``inline``      none       in this process, one at a time: for debugging
+``ray``         strong     Ray tasks, locally or on a cluster (``ray://host:10001``)
+==============  =========  ==========================================================
+
+With ``subprocess``, ``fork`` and ``ray`` an exception, ``os._exit`` or a segfault fails that
+configuration alone. A custom executor subclasses :class:`Executor` and implements
+:meth:`Executor.run`, usually by calling :func:`coralx.sweep.execute_task` somewhere:
+
+>>> class Local(Executor):
+...     name = "mine"
+...     def run(self, task):
+...         return execute_task(task)
+>>> train.run(executor=Local())
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import IO, Any
+
+from ..errors import InvalidValue, MissingDependency
+from .task import Outcome, Task, crash_outcome, read_tail
+
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "ForkExecutor",
+    "InlineExecutor",
+    "RayExecutor",
+    "SubprocessExecutor",
+    "get_executor",
+]
+
+
+class Executor(abc.ABC):
+    """Runs tasks. The runner calls :meth:`start` once, then :meth:`run` from up to ``workers``
+    threads at once, :meth:`cancel` on Ctrl-C, and :meth:`shutdown` at the end."""
+
+    #: The name used on the command line and in records.
+    name: str = "custom"
+    #: At most this many tasks at once (None: as many as ``workers``).
+    max_workers: int | None = None
+
+    def start(self, workers: int) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Prepare to run up to ``workers`` tasks at once."""
+
+    @abc.abstractmethod
+    def run(self, task: Task) -> Outcome:
+        """Run one task to its end and return its outcome; never raise for the task's own
+        failure (return a failed Outcome instead)."""
+
+    def cancel(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Ask running tasks to stop (Ctrl-C): they should end as ``cancelled``."""
+
+    def shutdown(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Release workers and connections."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+# -- inline ----------------------------------------------------------------------------------
+
+
+class InlineExecutor(Executor):
+    """In the calling process, one configuration at a time; no isolation (for debugging: a
+    breakpoint in the function works)."""
+
+    name = "inline"
+    max_workers = 1
+
+    def run(self, task: Task) -> Outcome:
+        from ._child import execute_task
+
+        outcome = execute_task(task, prefer_local=True)
+        if outcome.status == "cancelled":
+            raise KeyboardInterrupt
+        return outcome
+
+
+# -- subprocess ------------------------------------------------------------------------------
+
+
+class _Tee(threading.Thread):
+    """Copy a child's pipe to our stream, keeping the tail."""
+
+    def __init__(self, source: IO[bytes], sink: IO[str], prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.source, self.sink, self.prefix = source, sink, prefix
+        self.tail: collections.deque[bytes] = collections.deque(maxlen=200)
+
+    def run(self) -> None:
+        for line in iter(self.source.readline, b""):
+            self.tail.append(line)
+            self.sink.write(self.prefix + line.decode("utf-8", errors="replace"))
+            self.sink.flush()
+
+    def text(self, limit: int = 4000) -> str:
+        return b"".join(self.tail)[-limit:].decode("utf-8", errors="replace")
+
+
+class SubprocessExecutor(Executor):
+    """A fresh Python interpreter per configuration (the default).
+
+    The child imports the function by reference (its module, or the script file), runs it and
+    writes its outcome to a file; its stdout and stderr go to log files (or stream to the
+    terminal with ``stream=True``, ``-s``). A child that dies is reported with its exit
+    status or signal and the tail of its stderr.
+    """
+
+    name = "subprocess"
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def run(self, task: Task) -> Outcome:
+        with _task_files(task) as files:
+            with open(files["job"], "w", encoding="utf-8") as f:
+                f.write(task.to_json())
+            env = dict(os.environ, PYTHONFAULTHANDLER="1")
+            if "pythonhashseed" in task.seeds:
+                env["PYTHONHASHSEED"] = str(task.seeds["pythonhashseed"])
+            cmd = [self.python, "-m", "coralx.sweep._child", files["job"], files["outcome"]]
+            start = time.monotonic()
+            if task.stream:
+                returncode, tail = self._run_streaming(cmd, env, task.name)
+            else:
+                returncode, tail = self._run_captured(cmd, env, files)
+            return _read_outcome(task, files["outcome"], returncode, tail, start)
+
+    def _popen(self, cmd: list[str], env: dict[str, str], **kw: Any) -> subprocess.Popen[bytes]:
+        # Its own session: Ctrl-C reaches the parent only, which then cancels each child once.
+        proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True, **kw
+        )
+        with self._lock:
+            self._procs.add(proc)
+        return proc
+
+    def _wait(self, proc: subprocess.Popen[bytes]) -> int:
+        try:
+            return proc.wait()
+        finally:
+            with self._lock:
+                self._procs.discard(proc)
+
+    def _run_captured(
+        self, cmd: list[str], env: dict[str, str], files: dict[str, str]
+    ) -> tuple[int, str]:
+        with open(files["stdout"], "ab") as out, open(files["stderr"], "ab") as err:
+            proc = self._popen(cmd, env, stdout=out, stderr=err)
+            returncode = self._wait(proc)
+        return returncode, read_tail(files["stderr"])
+
+    def _run_streaming(self, cmd: list[str], env: dict[str, str], name: str) -> tuple[int, str]:
+        proc = self._popen(cmd, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        tees = [
+            _Tee(proc.stdout, sys.stdout, f"[{name}] "),
+            _Tee(proc.stderr, sys.stderr, f"[{name}] "),
+        ]
+        for tee in tees:
+            tee.start()
+        returncode = self._wait(proc)
+        for tee in tees:
+            tee.join()
+        return returncode, tees[1].text()
+
+    def cancel(self) -> None:
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+
+@contextlib.contextmanager
+def _task_files(task: Task) -> Any:
+    """Paths for a task's job, outcome and logs: logs in ``task.log_dir`` when the runner gives
+    one (kept), everything else in a temporary folder (removed)."""
+    with tempfile.TemporaryDirectory(prefix="coralx-task-") as tmp:
+        logs = task.log_dir or tmp
+        os.makedirs(logs, exist_ok=True)
+        stem = task.experiment_id or f"task{task.index}"
+        yield {
+            "job": os.path.join(tmp, "job.json"),
+            "outcome": os.path.join(tmp, "outcome.json"),
+            "stdout": os.path.join(logs, f"{stem}.out"),
+            "stderr": os.path.join(logs, f"{stem}.err"),
+        }
+
+
+def _read_outcome(task: Task, path: str, returncode: int, tail: str, start: float) -> Outcome:
+    try:
+        with open(path, encoding="utf-8") as f:
+            outcome = Outcome.from_dict(json.load(f))
+    except (OSError, ValueError):
+        return crash_outcome(task, returncode, tail, time.monotonic() - start)
+    if outcome.error is not None and tail:
+        outcome.error.setdefault("stderr_tail", tail)
+    return outcome
+
+
+# -- fork ------------------------------------------------------------------------------------
+
+
+# The parent's ends of every live worker's pipes: a new fork closes them, or it would hold
+# another worker's task pipe open and that worker would never see the end of its input.
+_PARENT_FDS: set[int] = set()
+
+
+class _ForkWorker:
+    """A forked process serving tasks over a pair of pipes, one JSON line each way."""
+
+    def __init__(self) -> None:
+        task_r, task_w = os.pipe()
+        result_r, result_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: serve until the parent closes the pipe
+            os.close(task_w)
+            os.close(result_r)
+            for fd in _PARENT_FDS:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            code = 1
+            try:
+                os.setsid()  # Ctrl-C reaches the parent, which cancels tasks one by one
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                _serve(task_r, result_w)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(task_r)
+        os.close(result_w)
+        self._fds = (task_w, result_r)
+        _PARENT_FDS.update(self._fds)
+        self.pid = pid
+        self.busy = False
+        self.tasks_done = 0
+        self._to = os.fdopen(task_w, "w", encoding="utf-8")
+        self._from = os.fdopen(result_r, "r", encoding="utf-8")
+
+    def request(self, task: Task) -> str:
+        """Send a task; return the outcome line, or '' if the worker died."""
+        try:
+            self._to.write(task.to_json() + "\n")
+            self._to.flush()
+        except BrokenPipeError:
+            return ""
+        return self._from.readline()
+
+    def reap(self) -> int | None:
+        """Close the pipes and collect the process; its return code (negative: a signal)."""
+        for f in (self._to, self._from):
+            with contextlib.suppress(OSError):
+                f.close()
+        _PARENT_FDS.difference_update(self._fds)
+        try:
+            _pid, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(status)
+
+
+def _serve(task_r: int, result_w: int) -> None:
+    from ._child import execute_task
+
+    inbox = os.fdopen(task_r, "r", encoding="utf-8")
+    outbox = os.fdopen(result_w, "w", encoding="utf-8")
+    for line in inbox:
+        task = Task.from_dict(json.loads(line))
+        with _redirected(task):
+            try:
+                outcome = execute_task(task, prefer_local=True)
+            except KeyboardInterrupt:
+                outcome = Outcome("cancelled", error={"type": "KeyboardInterrupt"})
+        outbox.write(json.dumps(outcome.to_dict()) + "\n")
+        outbox.flush()
+
+
+@contextlib.contextmanager
+def _redirected(task: Task) -> Any:
+    """Point fds 1 and 2 at the task's log files (or leave them, when streaming), with fresh
+    ``sys.stdout``/``sys.stderr`` objects: the parent's may hold locks taken by other threads
+    at the moment of the fork."""
+    if task.stream or not task.log_dir:
+        yield
+        return
+    stem = task.experiment_id or f"task{task.index}"
+    os.makedirs(task.log_dir, exist_ok=True)
+    saved = os.dup(1), os.dup(2)
+    out = os.open(os.path.join(task.log_dir, f"{stem}.out"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    err = os.open(os.path.join(task.log_dir, f"{stem}.err"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    os.close(out)
+    os.close(err)
+    sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115 - replaced below
+    sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+class ForkExecutor(Executor):
+    """``workers`` processes forked from this one (Unix), reused from one configuration to the
+    next, so a configuration starts in a fraction of a millisecond with the parent's module
+    state. A worker that dies fails only the configuration it was running and is replaced.
+    ``max_tasks_per_worker=1`` gives each configuration a fresh fork instead."""
+
+    name = "fork"
+
+    def __init__(self, max_tasks_per_worker: int | None = None) -> None:
+        if not hasattr(os, "fork"):
+            raise InvalidValue("the fork executor needs a Unix system; use 'subprocess'")
+        self.max_tasks_per_worker = max_tasks_per_worker
+        self._idle: queue.SimpleQueue[_ForkWorker] = queue.SimpleQueue()
+        self._all: set[_ForkWorker] = set()
+        self._lock = threading.Lock()
+        self._started = False
+
+    def start(self, workers: int) -> None:
+        # Fork before any thread of ours exists, so the workers inherit no held locks.
+        for _ in range(max(1, workers)):
+            self._add_worker()
+        self._started = True
+
+    def _add_worker(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        worker = _ForkWorker()
+        with self._lock:
+            self._all.add(worker)
+        self._idle.put(worker)
+
+    def run(self, task: Task) -> Outcome:
+        if not self._started:
+            self.start(1)
+        worker = self._idle.get()
+        worker.busy = True
+        start = time.monotonic()
+        line = worker.request(task)
+        worker.busy = False
+        worker.tasks_done += 1
+        if line:
+            outcome = Outcome.from_dict(json.loads(line))
+            if outcome.error is not None and task.log_dir:
+                outcome.error.setdefault("stderr_tail", read_tail(_err_log(task)))
+            if self.max_tasks_per_worker and worker.tasks_done >= self.max_tasks_per_worker:
+                self._retire(worker)
+                self._add_worker()
+            else:
+                self._idle.put(worker)
+            return outcome
+        returncode = self._retire(worker)
+        self._add_worker()
+        return crash_outcome(task, returncode, read_tail(_err_log(task)), time.monotonic() - start)
+
+    def _retire(self, worker: _ForkWorker) -> int | None:
+        with self._lock:
+            self._all.discard(worker)
+        return worker.reap()
+
+    def cancel(self) -> None:
+        with self._lock:
+            busy = [w for w in self._all if w.busy]
+        for worker in busy:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGINT)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            workers = list(self._all)
+            self._all.clear()
+        for worker in workers:
+            if worker.busy:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)
+            worker.reap()
+        self._started = False
+
+
+def _err_log(task: Task) -> str | None:
+    if not task.log_dir:
+        return None
+    return os.path.join(task.log_dir, f"{task.experiment_id or f'task{task.index}'}.err")
+
+
+# -- ray -------------------------------------------------------------------------------------
+
+
+class RayExecutor(Executor):
+    """Ray tasks: a local Ray instance (``address=None``), an existing cluster (``"auto"``), or
+    a remote one (``"ray://host:10001"``). Needs ``pip install 'coralx[ray]'``; the store must
+    be reachable from the workers (a shared file system). ``runtime_env``, ``num_cpus`` and
+    ``num_gpus`` pass through to Ray."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        runtime_env: dict[str, Any] | None = None,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        init_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise MissingDependency("Ray", "the ray executor", "ray")
+        self.address = address
+        self.runtime_env = runtime_env
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.init_kwargs = dict(init_kwargs or {})
+        self._owns_ray = False
+        self._remote: Any = None
+        self._refs: set[Any] = set()
+        self._lock = threading.Lock()
+
+    def start(self, workers: int) -> None:
+        import ray
+
+        from ._child import execute_task_dict
+
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if self.address:
+                kwargs["address"] = self.address
+            else:
+                kwargs["num_cpus"] = max(1, workers)
+            if self.runtime_env:
+                kwargs["runtime_env"] = self.runtime_env
+            kwargs.update(self.init_kwargs)
+            ray.init(**kwargs)
+            self._owns_ray = True
+        self._remote = ray.remote(max_retries=0)(execute_task_dict).options(
+            num_cpus=self.num_cpus, num_gpus=self.num_gpus
+        )
+
+    def run(self, task: Task) -> Outcome:
+        import ray
+
+        if self._remote is None:
+            self.start(1)
+        start = time.monotonic()
+        ref = self._remote.remote(task.to_dict())
+        with self._lock:
+            self._refs.add(ref)
+        try:
+            return Outcome.from_dict(ray.get(ref))
+        except ray.exceptions.TaskCancelledError:
+            return Outcome("cancelled", error={"type": "Cancelled", "message": "cancelled"})
+        except ray.exceptions.RayError as exc:
+            outcome = crash_outcome(task, None, str(exc)[-4000:], time.monotonic() - start)
+            assert outcome.error is not None
+            outcome.error["type"] = type(exc).__name__
+            return outcome
+        finally:
+            with self._lock:
+                self._refs.discard(ref)
+
+    def cancel(self) -> None:
+        import ray
+
+        with self._lock:
+            refs = list(self._refs)
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+
+    def shutdown(self) -> None:
+        if self._owns_ray:
+            import ray
+
+            ray.shutdown()
+            self._owns_ray = False
+
+
+EXECUTORS: dict[str, type[Executor]] = {
+    "inline": InlineExecutor,
+    "fork": ForkExecutor,
+    "subprocess": SubprocessExecutor,
+    "ray": RayExecutor,
+}
+
+
+def get_executor(spec: str | Executor | None = None) -> Executor:
+    """An executor from a name (``"subprocess"``, ``"fork"``, ``"inline"``, ``"ray"``,
+    ``"ray:auto"``, ``"ray://host:10001"``) or an :class:`Executor` instance (returned as is).
+    Raises before anything runs for an unknown name, or for Ray when it is not installed."""
+    if spec is None:
+        return SubprocessExecutor()
+    if isinstance(spec, Executor):
+        return spec
+    if isinstance(spec, type) and issubclass(spec, Executor):
+        return spec()
+    if not isinstance(spec, str):
+        raise InvalidValue(f"an executor is a name or an Executor instance, not {spec!r}")
+    if spec.startswith("ray://"):
+        return RayExecutor(address=spec)
+    if spec.startswith("ray:"):
+        return RayExecutor(address=spec[len("ray:") :])
+    cls = EXECUTORS.get(spec)
+    if cls is None:
+        names = ", ".join(sorted(EXECUTORS))
+        raise InvalidValue(
+            f"unknown executor {spec!r}; use one of {names}, 'ray:<address>', "
+            "or pass an Executor instance"
+        )
+    return cls()

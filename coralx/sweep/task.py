@@ -1,0 +1,228 @@
+"""What an executor runs (a :class:`Task`) and what it hands back (an :class:`Outcome`).
+
+Both are plain JSON, so a task crosses a process boundary (subprocess, fork, Ray) without
+pickling user code: the function travels as a reference (:class:`FunctionRef`, a module or a
+file plus a qualified name) and is imported where it runs. This module imports only the
+standard library: it is on the path of every child process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["FunctionRef", "Outcome", "Task"]
+
+# Modules loaded from a script file get this name prefix, so a child can tell they must be
+# loaded from the file again rather than imported by name.
+SCRIPT_MODULE_PREFIX = "_coralx_script_"
+
+# In-process registry for executors that share memory with the parent (inline, fork): the
+# function object itself, so even a function that cannot be imported by name runs there.
+_LOCAL: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    """Where a function lives: an importable module, or a script file, and its qualname."""
+
+    qualname: str
+    module: str | None = None
+    file: str | None = None
+    local_key: str | None = None
+
+    @classmethod
+    def of(cls, obj: Any, qualname: str | None = None) -> FunctionRef:
+        """A reference to ``obj`` (a function or an experiment defined at module level)."""
+        module_name = getattr(obj, "__module__", None) or "__main__"
+        name = str(qualname or getattr(obj, "__qualname__", None) or getattr(obj, "__name__", ""))
+        module = sys.modules.get(module_name)
+        spec = getattr(module, "__spec__", None)
+        key = f"{module_name}:{name}:{id(obj)}"
+        _LOCAL[key] = obj
+        if module_name == "__main__" or module_name.startswith(SCRIPT_MODULE_PREFIX) or not spec:
+            file = getattr(module, "__file__", None)
+            return cls(qualname=name, file=os.path.abspath(file) if file else None, local_key=key)
+        return cls(qualname=name, module=module_name, local_key=key)
+
+    @property
+    def label(self) -> str:
+        return f"{self.module or self.file}:{self.qualname}"
+
+    def load(self, prefer_local: bool = False) -> Any:
+        """Import the module (or load the script) and return the object."""
+        if prefer_local and self.local_key in _LOCAL:
+            return _LOCAL[self.local_key]
+        if self.module is not None:
+            obj: Any = importlib.import_module(self.module)
+        elif self.file is not None:
+            obj = load_script(self.file)
+        else:
+            raise RuntimeError(
+                f"{self.qualname} was defined interactively and cannot be imported in another "
+                "process; define it in a file, or use executor='inline'"
+            )
+        for part in self.qualname.split("."):
+            if part == "<locals>":
+                raise RuntimeError(
+                    f"{self.qualname} is defined inside a function and cannot be imported in "
+                    "another process; define it at module level, or use executor='inline'/'fork'"
+                )
+            obj = getattr(obj, part)
+        return obj
+
+
+def load_script(path: str) -> Any:
+    """Load a script file as a module (not as ``__main__``, so its main block does not run)."""
+    path = os.path.abspath(path)
+    name = SCRIPT_MODULE_PREFIX + _slug(path)
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path} as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    folder = os.path.dirname(path)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _slug(path: str) -> str:
+    import hashlib
+
+    stem = os.path.splitext(os.path.basename(path))[0]
+    safe = "".join(c if c.isalnum() else "_" for c in stem)
+    return f"{safe}_{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class Task:
+    """One configuration to run: the function, its config, and where its record goes."""
+
+    fn: FunctionRef
+    config: dict[str, Any]
+    name: str
+    index: int = 0
+    position: list[int] = field(default_factory=list)
+    config_hash: str = ""
+    experiment: str = ""
+    experiment_id: str | None = None
+    sweep_id: str | None = None
+    repo: str | None = None
+    parent_experiment: str | None = None
+    tags: list[str] = field(default_factory=list)
+    description: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    seeds: dict[str, int] = field(default_factory=dict)
+    repeat: int | None = None
+    testing: bool = False
+    out_dir: str | None = None
+    log_dir: str | None = None
+    stream: bool = False
+    sys_path: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        data = dict(data)
+        data["fn"] = FunctionRef(**data["fn"])
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @property
+    def sweep_info(self) -> dict[str, Any]:
+        """The record's ``sweep`` field (see the contract for experiment records)."""
+        return {
+            "sweep_id": self.sweep_id,
+            "config_name": self.name,
+            "config_hash": self.config_hash,
+            "position": list(self.position),
+            "repeat": self.repeat,
+        }
+
+
+@dataclass
+class Outcome:
+    """What became of a task. ``error`` holds ``type``, ``message``, and where known
+    ``traceback``, ``returncode`` and ``stderr_tail``."""
+
+    status: str
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    duration: float = 0.0
+    experiment_id: str | None = None
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    context_update: dict[str, Any] | None = None
+    #: True when the process running the task died, so no record was finalised by it.
+    crashed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        return cls(**data)
+
+
+def signal_name(returncode: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def crash_outcome(task: Task, returncode: int | None, stderr_tail: str, duration: float) -> Outcome:
+    """The outcome of a task whose process died without reporting back."""
+    if returncode is not None and returncode < 0:
+        how = f"was killed by {signal_name(returncode)}"
+        kind = "Crashed"
+    elif returncode is not None:
+        how = f"exited with status {returncode} without reporting a result (os._exit or exit())"
+        kind = "Exited"
+    else:
+        how = "ended without reporting a result"
+        kind = "Crashed"
+    return Outcome(
+        status="failed",
+        error={
+            "type": kind,
+            "message": f"the process running {task.name!r} {how}",
+            "returncode": returncode,
+            "stderr_tail": stderr_tail,
+        },
+        duration=duration,
+        experiment_id=task.experiment_id,
+        crashed=True,
+    )
+
+
+def read_tail(path: str | None, limit: int = 4000) -> str:
+    """The last ``limit`` bytes of a log file, as text."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
