@@ -18,7 +18,7 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(PY) pyproject.toml
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev,ray]'
 ifneq ($(TORCH_WHEEL),)
 	$(PIP) install --quiet '$(TORCH_WHEEL)'
 endif

@@ -70,3 +70,61 @@ def _plain_configs() -> Any:
 def empty(config: Config) -> None:
     """Does nothing: the benchmark measures what running it costs."""
     return None
+
+
+@coralx.experiment(
+    name="early",
+    callbacks=[coralx.EarlyStopping("val_loss", patience=2, min_delta=0.01, mode="min")],
+)
+def early(config: Config, run: Run) -> dict[str, Any]:
+    """val_loss improves until step 3, then stalls: patience 2 stops it at step 5."""
+    curve = [1.0, 0.8, 0.6, 0.5, 0.505, 0.499, 0.4, 0.3]
+    steps = 0
+    for step, value in enumerate(curve):
+        run.log("val_loss", value, step=step)
+        steps += 1
+        if run.should_stop:
+            break
+    return {"steps": steps, "stopped": run["early_stopping"]}
+
+
+@coralx.experiment(name="hooks")
+def hooked(config: Config, run: Run) -> dict[str, Any]:
+    """Named hooks, nested data, the setup context and testing mode."""
+    data = run.apply_hook("process_data", default=[1, 2, 3], data=[1, 2, 3])
+    run["results/total"] = sum(data)
+    run["results/n"] = len(data)
+    return {
+        "total": run["results/total"],
+        "results": run["results"],
+        "setup_path": run.setup.get("path"),
+        "epochs": config.epochs,
+        "testing": run.testing,
+        "seen_last": run.setup.get("last"),
+        "context_update": {"last": config.name},
+    }
+
+
+@hooked.hook("process_data")
+def _double(run: Run, data: list[int]) -> list[int]:
+    return [2 * x for x in data]
+
+
+@hooked.setup(order=2)
+def _setup_b() -> dict[str, Any]:
+    return {"path": "/data/b", "seed": 3}
+
+
+@hooked.setup(order=1)
+def _setup_a() -> dict[str, Any]:
+    return {"path": "/data/a", "other": 1}
+
+
+@hooked.testing
+def _shrink(config: Config) -> None:
+    config.epochs = 1
+
+
+@hooked.configs
+def _hooked_configs() -> Any:
+    return [{"name": "one", "epochs": 10}, {"name": "two", "epochs": 20}]

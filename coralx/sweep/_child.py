@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from typing import Any
 
 from .task import Outcome, Task
@@ -137,6 +136,8 @@ def _failed(
     message = f"{type(exc).__name__}: {exc}"
     if during:
         message = f"{message} (while {during})"
+    import traceback
+
     detail = traceback.format_exc()
     if tracker is not None:
         _quietly(tracker.fail, message, detail)
@@ -153,6 +154,8 @@ def _quietly(fn: Any, *args: Any) -> None:
     try:
         fn(*args)
     except Exception:
+        import traceback
+
         traceback.print_exc()
 
 

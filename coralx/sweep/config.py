@@ -13,13 +13,14 @@ merging with dot-notation keys, config files with ``imports:``, repeats, and the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 from ..errors import InvalidConfig
 
@@ -273,6 +274,8 @@ def canonical_json(value: Any) -> str:
 def config_hash(config: Mapping[str, Any]) -> str:
     """16 hex digits of SHA-256 over the config's values in canonical JSON, without its name:
     renaming a configuration does not make it new; changing any value does."""
+    import hashlib
+
     body = {k: v for k, v in config.items() if k not in RESERVED_KEYS}
     return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()[:16]
 
@@ -334,6 +337,8 @@ def load_config(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
     >>> load_config("experiment.yaml")        # imports base.yaml, then overrides it
     >>> load_config(["base.yaml", "overrides.toml"])
     """
+    from pathlib import Path
+
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     out = Config()

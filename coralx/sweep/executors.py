@@ -25,15 +25,19 @@ from __future__ import annotations
 import abc
 import collections
 import contextlib
+import functools
 import json
 import os
 import queue
+import selectors
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 from ..errors import InvalidValue, MissingDependency
@@ -50,14 +54,23 @@ __all__ = [
 ]
 
 
+Callback = Callable[[Task], None]
+#: The status of a task an executor took but never started (the sweep was cancelled first).
+NOT_STARTED = "not started"
+
+
 class Executor(abc.ABC):
-    """Runs tasks. The runner calls :meth:`start` once, then :meth:`run` from up to ``workers``
-    threads at once, :meth:`cancel` on Ctrl-C, and :meth:`shutdown` at the end."""
+    """Runs tasks. The runner calls :meth:`start` once, then :meth:`run_all`, which by default
+    calls :meth:`run` from up to ``workers`` threads at once; :meth:`cancel` on Ctrl-C;
+    :meth:`shutdown` at the end. A subclass must implement :meth:`run` and may override
+    :meth:`run_all` when it can dispatch more cheaply than a thread per task."""
 
     #: The name used on the command line and in records.
     name: str = "custom"
     #: At most this many tasks at once (None: as many as ``workers``).
     max_workers: int | None = None
+    #: Runs tasks in this very process (then one at a time, in the calling thread).
+    in_process: bool = False
 
     def start(self, workers: int) -> None:  # noqa: B027 - an optional hook, empty by default
         """Prepare to run up to ``workers`` tasks at once."""
@@ -73,27 +86,111 @@ class Executor(abc.ABC):
     def shutdown(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Release workers and connections."""
 
+    def run_all(
+        self,
+        tasks: Iterable[Task],
+        workers: int,
+        *,
+        on_start: Callback | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> Iterator[tuple[Task, Outcome]]:
+        """Run ``tasks`` (taken from the iterable only when a worker is free), up to
+        ``workers`` at once; yield ``(task, outcome)`` as each ends. ``tick`` is called about
+        four times a second while waiting. On Ctrl-C no new task starts, the running ones are
+        cancelled and their outcomes yielded, then KeyboardInterrupt is raised."""
+        if self.in_process:
+            yield from _run_in_process(self, tasks, on_start)
+            return
+        pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="coralx")
+        done: queue.SimpleQueue[tuple[Task, Future[Outcome]]] = queue.SimpleQueue()
+        source = iter(tasks)
+        running = 0
+        interrupted = False
+        try:
+            while True:
+                while running < workers and not interrupted:
+                    task = next(source, None)
+                    if task is None:
+                        break
+                    if on_start is not None:
+                        on_start(task)
+                    future = pool.submit(self.run, task)
+                    future.add_done_callback(functools.partial(_put_done, done, task))
+                    running += 1
+                if not running:
+                    break
+                try:
+                    task, future = done.get(timeout=0.25)
+                except queue.Empty:
+                    if tick is not None:
+                        tick()
+                    continue
+                except KeyboardInterrupt:
+                    interrupted = True
+                    self.cancel()
+                    continue
+                running -= 1
+                yield task, _future_outcome(task, future)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if interrupted:
+            raise KeyboardInterrupt
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def _put_done(
+    done: queue.SimpleQueue[tuple[Task, Future[Outcome]]], task: Task, future: Future[Outcome]
+) -> None:
+    done.put((task, future))
+
+
+def _run_in_process(
+    executor: Executor, tasks: Iterable[Task], on_start: Callback | None
+) -> Iterator[tuple[Task, Outcome]]:
+    for task in tasks:
+        if on_start is not None:
+            on_start(task)
+        outcome = executor.run(task)
+        yield task, outcome
+        if outcome.status == "cancelled":
+            raise KeyboardInterrupt
+
+
+def _future_outcome(task: Task, future: Future[Outcome]) -> Outcome:
+    try:
+        return future.result()
+    except BaseException as exc:  # an executor bug must not lose the sweep's bookkeeping
+        import traceback
+
+        return Outcome(
+            status="failed",
+            error={
+                "type": type(exc).__name__,
+                "message": f"the executor failed: {exc}",
+                "traceback": traceback.format_exc(),
+            },
+            experiment_id=task.experiment_id,
+            crashed=True,
+        )
 
 
 # -- inline ----------------------------------------------------------------------------------
 
 
 class InlineExecutor(Executor):
-    """In the calling process, one configuration at a time; no isolation (for debugging: a
-    breakpoint in the function works)."""
+    """In the calling process and thread, one configuration at a time; no isolation (for
+    debugging: a breakpoint in the function works)."""
 
     name = "inline"
     max_workers = 1
+    in_process = True
 
     def run(self, task: Task) -> Outcome:
         from ._child import execute_task
 
-        outcome = execute_task(task, prefer_local=True)
-        if outcome.status == "cancelled":
-            raise KeyboardInterrupt
-        return outcome
+        return execute_task(task, prefer_local=True)
 
 
 # -- subprocess ------------------------------------------------------------------------------
@@ -264,23 +361,38 @@ class _ForkWorker:
         self.pid = pid
         self.busy = False
         self.tasks_done = 0
-        self._to = os.fdopen(task_w, "w", encoding="utf-8")
-        self._from = os.fdopen(result_r, "r", encoding="utf-8")
+        self._buffer = b""
 
-    def request(self, task: Task) -> str:
-        """Send a task; return the outcome line, or '' if the worker died."""
+    @property
+    def result_fd(self) -> int:
+        return self._fds[1]
+
+    def send(self, task: Task) -> bool:
+        """Send a task; False if the worker is gone."""
         try:
-            self._to.write(task.to_json() + "\n")
-            self._to.flush()
-        except BrokenPipeError:
-            return ""
-        return self._from.readline()
+            os.write(self._fds[0], task.to_json().encode("utf-8") + b"\n")
+        except OSError:
+            return False
+        return True
+
+    def receive(self) -> tuple[list[bytes], bool]:
+        """The complete outcome lines that have arrived (call when the pipe is readable), and
+        whether the worker is still there (False once its end of the pipe is closed)."""
+        try:
+            chunk = os.read(self._fds[1], 1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return [], False
+        self._buffer += chunk
+        *lines, self._buffer = self._buffer.split(b"\n")
+        return lines, True
 
     def reap(self) -> int | None:
         """Close the pipes and collect the process; its return code (negative: a signal)."""
-        for f in (self._to, self._from):
+        for fd in self._fds:
             with contextlib.suppress(OSError):
-                f.close()
+                os.close(fd)
         _PARENT_FDS.difference_update(self._fds)
         try:
             _pid, status = os.waitpid(self.pid, 0)
@@ -294,13 +406,18 @@ def _serve(task_r: int, result_w: int) -> None:
 
     inbox = os.fdopen(task_r, "r", encoding="utf-8")
     outbox = os.fdopen(result_w, "w", encoding="utf-8")
+    cancelled = False
     for line in inbox:
         task = Task.from_dict(json.loads(line))
-        with _redirected(task):
-            try:
-                outcome = execute_task(task, prefer_local=True)
-            except KeyboardInterrupt:
-                outcome = Outcome("cancelled", error={"type": "KeyboardInterrupt"})
+        if cancelled:  # queued behind a cancelled task: never started
+            outcome = Outcome(NOT_STARTED, experiment_id=task.experiment_id)
+        else:
+            with _redirected(task):
+                try:
+                    outcome = execute_task(task, prefer_local=True)
+                except KeyboardInterrupt:
+                    outcome = Outcome("cancelled", error={"type": "KeyboardInterrupt"})
+            cancelled = outcome.status == "cancelled"
         outbox.write(json.dumps(outcome.to_dict()) + "\n")
         outbox.flush()
 
@@ -343,6 +460,9 @@ class ForkExecutor(Executor):
 
     name = "fork"
 
+    #: Tasks queued at a worker ahead of time (1: hand a task over only when it is free).
+    prefetch = 2
+
     def __init__(self, max_tasks_per_worker: int | None = None) -> None:
         if not hasattr(os, "fork"):
             raise InvalidValue("the fork executor needs a Unix system; use 'subprocess'")
@@ -367,27 +487,131 @@ class ForkExecutor(Executor):
         self._idle.put(worker)
 
     def run(self, task: Task) -> Outcome:
-        if not self._started:
-            self.start(1)
-        worker = self._idle.get()
-        worker.busy = True
-        start = time.monotonic()
-        line = worker.request(task)
-        worker.busy = False
-        worker.tasks_done += 1
-        if line:
-            outcome = Outcome.from_dict(json.loads(line))
-            if outcome.error is not None and task.log_dir:
-                outcome.error.setdefault("stderr_tail", read_tail(_err_log(task)))
-            if self.max_tasks_per_worker and worker.tasks_done >= self.max_tasks_per_worker:
-                self._retire(worker)
-                self._add_worker()
-            else:
-                self._idle.put(worker)
+        for _task, outcome in self.run_all([task], 1):
             return outcome
-        returncode = self._retire(worker)
-        self._add_worker()
-        return crash_outcome(task, returncode, read_tail(_err_log(task)), time.monotonic() - start)
+        raise RuntimeError("the fork executor returned no outcome")
+
+    def run_all(
+        self,
+        tasks: Iterable[Task],
+        workers: int,
+        *,
+        on_start: Callback | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> Iterator[tuple[Task, Outcome]]:
+        """One thread hands tasks to the workers and waits on all their pipes at once
+        (``selectors``): no thread or future per configuration. Each worker gets its next task
+        before it finishes the current one (``prefetch``), so it never waits for this process;
+        when a worker dies, the task it was running fails and the ones queued behind it go
+        to another worker."""
+        if not self._started:
+            self.start(workers)
+        workers_now: list[_ForkWorker] = []
+        while True:
+            try:
+                workers_now.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        inflight: dict[_ForkWorker, collections.deque[tuple[Task, float]]] = {
+            w: collections.deque() for w in workers_now
+        }
+        retry: collections.deque[Task] = collections.deque()
+        source = iter(tasks)
+        exhausted = interrupted = False
+        with selectors.DefaultSelector() as sel:
+            for worker in workers_now:
+                sel.register(worker.result_fd, selectors.EVENT_READ, worker)
+            try:
+                while True:
+                    if not interrupted:
+                        exhausted = self._feed(inflight, retry, source, exhausted, on_start)
+                    if not any(inflight.values()):
+                        break
+                    try:
+                        events = sel.select(timeout=0.25)
+                    except KeyboardInterrupt:
+                        interrupted = True
+                        self.cancel()
+                        continue
+                    if not events and tick is not None:
+                        tick()
+                    for key, _mask in events:
+                        worker = key.data
+                        lines, alive = worker.receive()
+                        for line in lines:
+                            task, started = inflight[worker].popleft()
+                            worker.tasks_done += 1
+                            yield task, self._outcome(task, line, started)
+                        retire = self.max_tasks_per_worker and (
+                            worker.tasks_done >= self.max_tasks_per_worker
+                        )
+                        if alive and not retire:
+                            worker.busy = bool(inflight[worker])
+                            continue
+                        sel.unregister(worker.result_fd)
+                        queued = inflight.pop(worker)
+                        returncode = self._retire(worker)
+                        if not alive and queued:  # it died running the first of these
+                            task, started = queued.popleft()
+                            tail = read_tail(_err_log(task))
+                            elapsed = time.monotonic() - started
+                            yield task, crash_outcome(task, returncode, tail, elapsed)
+                        retry.extend(t for t, _ in queued)
+                        fresh = self._replace()
+                        inflight[fresh] = collections.deque()
+                        sel.register(fresh.result_fd, selectors.EVENT_READ, fresh)
+                    if interrupted and retry:
+                        for task in retry:
+                            yield task, Outcome(NOT_STARTED, experiment_id=task.experiment_id)
+                        retry.clear()
+            finally:
+                for worker in inflight:
+                    self._idle.put(worker)
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def _feed(
+        self,
+        inflight: dict[_ForkWorker, collections.deque[tuple[Task, float]]],
+        retry: collections.deque[Task],
+        source: Iterator[Task],
+        exhausted: bool,
+        on_start: Callback | None,
+    ) -> bool:
+        """Top every worker up to ``prefetch`` tasks; return whether the source is empty."""
+        for worker, queued in inflight.items():
+            # A worker retired after N tasks must not have started one more behind them.
+            depth = 1 if self.max_tasks_per_worker else self.prefetch
+            while len(queued) < depth:
+                if retry:
+                    task = retry.popleft()
+                elif exhausted:
+                    return True
+                else:
+                    got = next(source, None)
+                    if got is None:
+                        return True
+                    task = got
+                    if on_start is not None:
+                        on_start(task)
+                if not worker.send(task):
+                    retry.appendleft(task)
+                    break  # the worker is gone: its pipe reports it as an event
+                queued.append((task, time.monotonic()))
+                worker.busy = True
+        return exhausted
+
+    def _outcome(self, task: Task, line: bytes, started: float) -> Outcome:
+        outcome = Outcome.from_dict(json.loads(line))
+        if outcome.error is not None and task.log_dir:
+            outcome.error.setdefault("stderr_tail", read_tail(_err_log(task)))
+        return outcome
+
+    def _replace(self) -> _ForkWorker:
+        fresh = _ForkWorker()
+        with self._lock:
+            self._all.add(fresh)
+        return fresh
 
     def _retire(self, worker: _ForkWorker) -> int | None:
         with self._lock:

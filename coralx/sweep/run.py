@@ -16,19 +16,18 @@ in memory.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidName, InvalidValue
 from .config import Config, check_json
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..repository import Repository
     from .callbacks import Callback
     from .task import Task
@@ -55,7 +54,7 @@ class Run:
         self._hooks = dict(hooks or {})
         self._data: dict[str, Any] = {}
         self._summary: dict[str, dict[str, Any]] = {}
-        self._out: Path | None = Path(task.out_dir) if task.out_dir else None
+        self._out: str | None = task.out_dir
         self._context_update: dict[str, Any] = {}
         #: Set by EarlyStopping (or by you): the function should wind down and return.
         self.should_stop = False
@@ -107,10 +106,15 @@ class Run:
     def out(self) -> Path:
         """A folder for this run's files; every file in it is recorded (by content hash) as an
         artifact of the run when the function returns."""
+        from pathlib import Path
+
         if self._out is None:
-            self._out = Path(tempfile.mkdtemp(prefix=f"coralx-{self.name}-"))
-        self._out.mkdir(parents=True, exist_ok=True)
-        return self._out
+            import tempfile
+
+            self._out = tempfile.mkdtemp(prefix=f"coralx-{self.name}-")
+        out = Path(self._out)
+        out.mkdir(parents=True, exist_ok=True)
+        return out
 
     # -- metrics -------------------------------------------------------------------------------
 
@@ -229,11 +233,14 @@ class Run:
         return {"name": name, "size": len(data), "media_type": media_type, "kind": kind}
 
     def _record_out_folder(self) -> None:
-        if self._tracker is None or self._out is None or not self._out.is_dir():
+        if self._tracker is None or self._out is None or not os.path.isdir(self._out):
             return
-        for path in sorted(self._out.rglob("*")):
+        from pathlib import Path
+
+        root = Path(self._out)
+        for path in sorted(root.rglob("*")):
             if path.is_file():
-                rel = path.relative_to(self._out).as_posix()
+                rel = path.relative_to(root).as_posix()
                 self._tracker.log_artifact(
                     rel, path, media_type=_guess_media(rel), kind="out", step=None
                 )
@@ -298,13 +305,15 @@ class Run:
 def _split_key(key: str) -> list[str]:
     if not isinstance(key, str) or not key:
         raise InvalidName("data key", key, "use a non-empty string like 'results/loss'")
-    parts = PurePosixPath(key).parts
+    parts = [p for p in key.split("/") if p]
     if key.startswith("/") or any(p in ("..", ".") for p in parts) or "\\" in key:
         raise InvalidName("data key", key, "use relative slash-separated names, no '..'")
     return list(parts)
 
 
 def _artifact_bytes(name: str, obj: Any) -> tuple[bytes, str, str]:
+    from pathlib import Path
+
     if isinstance(obj, os.PathLike):
         path = Path(obj)
         if not path.is_file():
@@ -315,6 +324,8 @@ def _artifact_bytes(name: str, obj: Any) -> tuple[bytes, str, str]:
     if isinstance(obj, str):
         return obj.encode("utf-8"), "text/plain", "text"
     if hasattr(obj, "savefig"):
+        import io
+
         buf = io.BytesIO()
         obj.savefig(buf, format="png")
         return buf.getvalue(), "image/png", "figure"

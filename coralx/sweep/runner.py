@@ -15,15 +15,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidValue
 from ..ids import new_experiment_id, new_sweep_id
 from .config import Config, ConfigList, config_hash
-from .executors import Executor, get_executor
+from .executors import NOT_STARTED, Executor, get_executor
 from .record import FINAL, Attempt, SweepRecord, find_sweep, list_sweeps, now, sweep_dir, sweep_lock
 from .results import Result, ResultSet
 from .seeding import seeds_of
@@ -270,85 +269,55 @@ class _SweepRun:
             self.executor.shutdown()
 
     def _dispatch(self, todo: list[_Planned]) -> str:
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="coralx-sweep")
-        futures: dict[Future[Outcome], _Planned] = {}
-        try:
-            for planned in todo:
-                futures[pool.submit(self._run_one, planned)] = planned
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    self._collect(futures[future], future)
-                self._notify(None)
-        except KeyboardInterrupt:
-            self._cancel(pool, futures)
-            return "cancelled"
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        return "completed"
+        by_index = {p.index: p for p in todo}
+        started: set[int] = set()
 
-    def _run_one(self, planned: _Planned) -> Outcome:
-        with self._lock:
+        def on_start(task: Task) -> None:
+            started.add(task.index)
             self.progress.running += 1
-            task = self._task(planned)
-            attempt = self._find_attempt(planned)
+            attempt = self._find_attempt(by_index[task.index])
             if attempt is not None:
                 attempt.status = "running"
                 attempt.started_at = now()
-        try:
-            return self.executor.run(task)
-        finally:
-            with self._lock:
-                self.progress.running -= 1
 
-    def _collect(self, planned: _Planned, future: Future[Outcome]) -> None:
-        try:
-            outcome = future.result()
-        except BaseException as exc:  # an executor bug must not lose the sweep's bookkeeping
-            import traceback
+        def tick() -> None:
+            self._notify(None)
 
-            outcome = Outcome(
-                status="failed",
-                error={
-                    "type": type(exc).__name__,
-                    "message": f"the executor failed: {exc}",
-                    "traceback": traceback.format_exc(),
-                },
-                experiment_id=planned.experiment_id,
-                crashed=True,
-            )
-        self._deliver(planned, outcome)
+        stopping: list[bool] = []
 
-    def _cancel(self, pool: ThreadPoolExecutor, futures: dict[Future[Outcome], _Planned]) -> None:
-        """Ctrl-C: tasks not started never start; running ones are asked to stop, and their
-        outcomes (cancelled, or whatever they reached) are recorded."""
-        for future in futures:
-            future.cancel()
-        self.executor.cancel()
-        deadline = time.monotonic() + 30
-        for future, planned in futures.items():
-            if future.cancelled():
-                self._drop_attempt(planned)
-                continue
+        def tasks() -> Iterator[Task]:
+            # Built when a worker is free, so they see context updates; none after Ctrl-C.
+            for planned in todo:
+                if stopping:
+                    return
+                yield self._task(planned)
+
+        outcomes = self.executor.run_all(tasks(), self.workers, on_start=on_start, tick=tick)
+        cancelled = False
+        while True:
             try:
-                future.result(timeout=max(0.1, deadline - time.monotonic()))
+                task, outcome = next(outcomes)
+            except StopIteration:
+                break
+            except KeyboardInterrupt:  # the executor drained its running tasks, then re-raised
+                cancelled = True
+                break
+            try:
+                self.progress.running -= 1
+                if outcome.status == NOT_STARTED:
+                    started.discard(task.index)
+                    continue
+                self._deliver(by_index[task.index], outcome)
             except KeyboardInterrupt:
-                pass
-            except Exception:
-                pass
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._deliver(planned, future.result())
-            else:
-                self._deliver(
-                    planned,
-                    Outcome(
-                        status="cancelled",
-                        error={"type": "KeyboardInterrupt", "message": "cancelled (Ctrl-C)"},
-                        experiment_id=planned.experiment_id,
-                        crashed=True,
-                    ),
-                )
+                cancelled = True
+                stopping.append(True)
+                self.executor.cancel()
+        if cancelled:
+            for planned in todo:
+                if planned.index not in started:
+                    self._drop_attempt(planned)
+            return "cancelled"
+        return "completed"
 
     # -- bookkeeping -----------------------------------------------------------------------------
 

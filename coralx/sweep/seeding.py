@@ -14,9 +14,7 @@ the processes the run starts.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import random
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +40,8 @@ def apply_seeds(seeds: Mapping[str, int]) -> list[str]:
     done: list[str] = []
     base = seeds.get("seed")
     if base is not None:
+        import random
+
         random.seed(base)
         done.append("random")
     numpy_seed = seeds.get("numpy_seed", base)
@@ -61,6 +61,8 @@ def apply_seeds(seeds: Mapping[str, int]) -> list[str]:
 
 
 def _available(module: str) -> bool:
+    import importlib.util
+
     return module in sys.modules or importlib.util.find_spec(module) is not None
 
 

@@ -9,12 +9,13 @@ standard library: it is on the path of every child process.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FunctionRef", "Outcome", "Task"]
 
@@ -27,14 +28,39 @@ SCRIPT_MODULE_PREFIX = "_coralx_script_"
 _LOCAL: dict[str, Any] = {}
 
 
-@dataclass(frozen=True)
 class FunctionRef:
     """Where a function lives: an importable module, or a script file, and its qualname."""
 
-    qualname: str
-    module: str | None = None
-    file: str | None = None
-    local_key: str | None = None
+    __slots__ = ("file", "local_key", "module", "qualname")
+
+    def __init__(
+        self,
+        qualname: str,
+        module: str | None = None,
+        file: str | None = None,
+        local_key: str | None = None,
+    ) -> None:
+        self.qualname = qualname
+        self.module = module
+        self.file = file
+        self.local_key = local_key
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "qualname": self.qualname,
+            "module": self.module,
+            "file": self.file,
+            "local_key": self.local_key,
+        }
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FunctionRef) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.qualname, self.module, self.file))
+
+    def __repr__(self) -> str:
+        return f"FunctionRef({self.label!r})"
 
     @classmethod
     def of(cls, obj: Any, qualname: str | None = None) -> FunctionRef:
@@ -79,6 +105,8 @@ class FunctionRef:
 
 def load_script(path: str) -> Any:
     """Load a script file as a module (not as ``__main__``, so its main block does not run)."""
+    import importlib.util
+
     path = os.path.abspath(path)
     name = SCRIPT_MODULE_PREFIX + _slug(path)
     if name in sys.modules:
@@ -107,40 +135,78 @@ def _slug(path: str) -> str:
     return f"{safe}_{hashlib.sha1(path.encode()).hexdigest()[:8]}"
 
 
-@dataclass
+_TASK_FIELDS: dict[str, Any] = {
+    "config": dict,
+    "name": "",
+    "index": 0,
+    "position": list,
+    "config_hash": "",
+    "experiment": "",
+    "experiment_id": None,
+    "sweep_id": None,
+    "repo": None,
+    "parent_experiment": None,
+    "tags": list,
+    "description": None,
+    "context": dict,
+    "seeds": dict,
+    "repeat": None,
+    "testing": False,
+    "out_dir": None,
+    "log_dir": None,
+    "stream": False,
+    "sys_path": list,
+}
+
+
 class Task:
-    """One configuration to run: the function, its config, and where its record goes."""
+    """One configuration to run: the function, its config, and where its record goes.
+
+    A plain class rather than a dataclass: this module is imported by every child process,
+    and ``dataclasses`` (with ``inspect``) would be most of its import time.
+    """
 
     fn: FunctionRef
     config: dict[str, Any]
     name: str
-    index: int = 0
-    position: list[int] = field(default_factory=list)
-    config_hash: str = ""
-    experiment: str = ""
-    experiment_id: str | None = None
-    sweep_id: str | None = None
-    repo: str | None = None
-    parent_experiment: str | None = None
-    tags: list[str] = field(default_factory=list)
-    description: str | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-    seeds: dict[str, int] = field(default_factory=dict)
-    repeat: int | None = None
-    testing: bool = False
-    out_dir: str | None = None
-    log_dir: str | None = None
-    stream: bool = False
-    sys_path: list[str] = field(default_factory=list)
+    index: int
+    position: list[int]
+    config_hash: str
+    experiment: str
+    experiment_id: str | None
+    sweep_id: str | None
+    repo: str | None
+    parent_experiment: str | None
+    tags: list[str]
+    description: str | None
+    context: dict[str, Any]
+    seeds: dict[str, int]
+    repeat: int | None
+    testing: bool
+    out_dir: str | None
+    log_dir: str | None
+    stream: bool
+    sys_path: list[str]
+
+    def __init__(self, fn: FunctionRef, **values: Any) -> None:
+        unknown = set(values) - set(_TASK_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown task fields: {sorted(unknown)}")
+        self.fn = fn
+        for key, default in _TASK_FIELDS.items():
+            value = values[key] if key in values else (default() if callable(default) else default)
+            setattr(self, key, value)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {key: getattr(self, key) for key in _TASK_FIELDS}
+        out["fn"] = self.fn.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
         data = dict(data)
-        data["fn"] = FunctionRef(**data["fn"])
-        return cls(**data)
+        fn = FunctionRef(**data.pop("fn"))
+        return cls(fn, **data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -157,27 +223,51 @@ class Task:
         }
 
 
-@dataclass
 class Outcome:
     """What became of a task. ``error`` holds ``type``, ``message``, and where known
-    ``traceback``, ``returncode`` and ``stderr_tail``."""
+    ``traceback``, ``returncode`` and ``stderr_tail``. ``crashed`` is True when the process
+    running the task died, so no record was finalised by it."""
 
-    status: str
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    duration: float = 0.0
-    experiment_id: str | None = None
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    context_update: dict[str, Any] | None = None
-    #: True when the process running the task died, so no record was finalised by it.
-    crashed: bool = False
+    __slots__ = (
+        "context_update",
+        "crashed",
+        "duration",
+        "error",
+        "experiment_id",
+        "metrics",
+        "result",
+        "status",
+    )
+
+    def __init__(
+        self,
+        status: str,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        duration: float = 0.0,
+        experiment_id: str | None = None,
+        metrics: dict[str, dict[str, Any]] | None = None,
+        context_update: dict[str, Any] | None = None,
+        crashed: bool = False,
+    ) -> None:
+        self.status = status
+        self.result = result
+        self.error = error
+        self.duration = duration
+        self.experiment_id = experiment_id
+        self.metrics = metrics if metrics is not None else {}
+        self.context_update = context_update
+        self.crashed = crashed
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: getattr(self, key) for key in self.__slots__}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Outcome:
         return cls(**data)
+
+    def __repr__(self) -> str:
+        return f"<Outcome {self.status}>"
 
 
 def signal_name(returncode: int) -> str:
