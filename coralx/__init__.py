@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .graph import WeightCommit
     from .repository import Repository
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
+    "WeightCommit": "coralx.graph",
     # the sweep runner (``coralx.sweep`` itself is the package, callable as sweep())
     "sweep": "coralx.sweep",
     "experiment": "coralx.sweep.experiment",
@@ -37,7 +39,12 @@ _LAZY: dict[str, str] = {
     "get_executor": "coralx.sweep.executors",
 }
 
-__all__ = ["Repository", "__version__", *sorted(set(_LAZY) - {"Repository"})]
+__all__ = [
+    "Repository",
+    "WeightCommit",
+    "__version__",
+    *sorted(set(_LAZY) - {"Repository", "WeightCommit"}),
+]
 
 
 def __getattr__(name: str) -> Any:

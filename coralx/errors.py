@@ -14,6 +14,7 @@ __all__ = [
     "AmbiguousRevision",
     "ArtifactNotFound",
     "ChecksumMismatch",
+    "ChunkNotFound",
     "ConcurrentUpdate",
     "CoralxError",
     "ExperimentNotActive",
@@ -30,6 +31,7 @@ __all__ = [
     "StoreCorrupted",
     "SweepBusy",
     "SweepNotFound",
+    "TensorNotFound",
     "UnsupportedFormat",
 ]
 
@@ -154,6 +156,18 @@ class SweepNotFound(NotFound):
         self.sweep_id = sweep_id
 
 
+class TensorNotFound(NotFound):
+    """No tensor by this name in a weight commit."""
+
+    def __init__(self, name: str, commit: str) -> None:
+        super().__init__(
+            f"no tensor {name!r} in commit {commit[:12]}; `coralx show {commit[:12]}` lists "
+            "its tensors"
+        )
+        self.name = name
+        self.commit = commit
+
+
 class ArtifactNotFound(NotFound):
     """No artifact, figure or text under this name."""
 
@@ -184,6 +198,19 @@ class StoreCorrupted(CoralxError):
     """A stored object is missing or unreadable."""
 
     exit_code = 3
+
+
+class ChunkNotFound(StoreCorrupted, KeyError):
+    """A chunk that a manifest or a delta names is not in the chunk store."""
+
+    def __init__(self, chunk_id: str, what: str = "") -> None:
+        where = f" ({what})" if what else ""
+        super().__init__(
+            f"chunk {chunk_id} is missing from the store{where}; run `coralx fsck` to list "
+            "everything affected"
+        )
+        self.chunk_id = chunk_id
+        self.what = what
 
 
 class ConcurrentUpdate(CoralxError):

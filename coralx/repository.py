@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +30,9 @@ from .errors import NotACoralxStore, RepositoryNotFound, UnsupportedFormat
 
 if TYPE_CHECKING:
     from dulwich.repo import Repo as DulwichRepo
+
+    from .graph import BranchInfo, TagInfo, WeightCommit
+    from .versioning import DuReport, FsckReport, GcReport, WeightDiff, WeightHistory
 
 __all__ = ["FORMAT_VERSION", "STORE_DIR", "Repository", "RepositoryStatus"]
 
@@ -78,6 +82,11 @@ class Repository:
         self.root: Path = root
         self.path: Path = root / STORE_DIR
         self.config: dict[str, Any] = _read_config(self.path)
+        # Defaults for commit()'s links (experiment_id, code_commit, code_branch): the tracker
+        # sets them while a run is active, so a commit inside a run is linked to it.
+        self.commit_context: dict[str, str] = {}
+        # Called with each new WeightCommit after its branch ref has moved.
+        self.commit_listeners: list[Callable[[WeightCommit], None]] = []
 
     # -- construction -----------------------------------------------------------------------
 
@@ -112,6 +121,161 @@ class Repository:
         from dulwich.repo import Repo
 
         return Repo(str(self.path))
+
+    @cached_property
+    def weights(self) -> WeightHistory:
+        """The weight history: chunk store, staging area and commit graph."""
+        from .versioning import WeightHistory
+
+        return WeightHistory(self)
+
+    # -- weights ------------------------------------------------------------------------------
+
+    def stage_weights(self, weights: Mapping[str, Any]) -> list[str]:
+        """Stage tensors (numpy arrays or torch tensors) for the next :meth:`commit`.
+
+        Their chunks are written now, so later changes to the arrays do not leak into the
+        commit. A commit holds exactly the tensors staged since the last one. Bad input (a
+        non-array, an object dtype, an empty name) raises before anything is stored.
+
+        >>> repo.stage_weights({"encoder.weight": w, "encoder.bias": b})
+        """
+        return self.weights.stage_weights(weights)
+
+    def add_file(self, path: str | os.PathLike[str]) -> list[str]:
+        """Stage every tensor of a ``.safetensors`` or ``.npz`` file (nothing is unpickled).
+
+        >>> repo.add_file("model.safetensors"); repo.commit("imported")
+        """
+        return self.weights.add_file(path)
+
+    def commit(
+        self,
+        message: str,
+        *,
+        branch: str | None = None,
+        experiment_id: str | None = None,
+        code_commit: str | None = None,
+        code_branch: str | None = None,
+    ) -> WeightCommit:
+        """Commit the staged tensors to ``branch`` (default: HEAD's branch, or detached HEAD).
+
+        Links left None come from :attr:`commit_context`. A branch that does not exist yet
+        starts at HEAD's commit. Concurrent commits to one branch are serialised by
+        compare-and-swap: each lands on top of the other, none is lost.
+
+        >>> commit = repo.commit("epoch 3: val_loss 0.41")
+        >>> commit.commit_hash
+        """
+        ctx = self.commit_context
+        links = {
+            "experiment_id": experiment_id or ctx.get("experiment_id"),
+            "code_commit": code_commit or ctx.get("code_commit"),
+            "code_branch": code_branch or ctx.get("code_branch"),
+        }
+        result = self.weights.commit(message, branch=branch, links=links)
+        for listener in list(self.commit_listeners):
+            listener(result)
+        return result
+
+    def get_all_weights(self, rev: str | None = None, framework: str = "numpy") -> dict[str, Any]:
+        """Every tensor of a revision (default HEAD), bit-exact, each chunk verified.
+
+        >>> weights = repo.get_all_weights(best["commit_hash"])
+        >>> state = repo.get_all_weights("main", framework="torch")
+        """
+        return self.weights.get_all_weights(rev, framework)
+
+    def get_weight(self, name: str, rev: str | None = None, framework: str = "numpy") -> Any:
+        """One tensor of a revision; :class:`~coralx.errors.TensorNotFound` if absent.
+
+        >>> repo.get_weight("encoder.weight", "HEAD~1")
+        """
+        return self.weights.get_weight(name, rev, framework)
+
+    def resolve(self, rev: str) -> str:
+        """The commit id a revision names: a full or short commit id, a branch, a tag,
+        ``HEAD``, ``X~n`` / ``X^``, or an experiment id (or unambiguous prefix of one).
+
+        >>> repo.resolve("main~2")
+        """
+        return self.weights.resolve(rev)
+
+    def checkout(self, rev: str) -> WeightCommit:
+        """Move HEAD to a branch (later commits go there) or to any revision (detached).
+
+        >>> repo.checkout("main"); repo.checkout("v1.0")
+        """
+        return self.weights.checkout(rev)
+
+    def create_branch(self, name: str, rev: str | None = None, force: bool = False) -> BranchInfo:
+        """Create a branch at ``rev`` (default HEAD).
+
+        >>> repo.create_branch("lr-sweep", "main~3")
+        """
+        return self.weights.create_branch(name, rev, force)
+
+    def branches(self) -> list[BranchInfo]:
+        """Every branch with its head commit, the current one marked."""
+        return self.weights.branches()
+
+    def tag(self, name: str, rev: str | None = None, message: str | None = None) -> TagInfo:
+        """Tag a revision (annotated when a message is given). Tags never move.
+
+        >>> repo.tag("best", commit.commit_hash, message="val_loss 0.31")
+        """
+        return self.weights.tag(name, rev, message)
+
+    def tags(self) -> list[TagInfo]:
+        """Every tag with the commit it names."""
+        return self.weights.tags()
+
+    def log(self, rev: str | None = None, limit: int | None = None) -> list[WeightCommit]:
+        """Commits reachable from ``rev`` (default HEAD), newest first.
+
+        >>> [c.message for c in repo.log(limit=5)]
+        """
+        return self.weights.log(rev, limit)
+
+    def diff(self, rev_a: str, rev_b: str) -> WeightDiff:
+        """Tensors added, removed and changed (max |change|, L2 of the change, fraction of
+        elements changed) from ``rev_a`` to ``rev_b``.
+
+        >>> repo.diff("HEAD~1", "HEAD").changed
+        """
+        return self.weights.diff(rev_a, rev_b)
+
+    def export(
+        self,
+        rev: str | None,
+        path: str | os.PathLike[str],
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Write a revision's tensors to a safetensors file, streamed, with the commit's
+        metadata in its ``__metadata__``.
+
+        >>> repo.export("best", "model.safetensors")
+        """
+        return self.weights.export(rev, path, progress)
+
+    def gc(self, prune_age: float = 3600.0, dry_run: bool = False) -> GcReport:
+        """Delete chunks no ref, tag, HEAD, stage or experiment record reaches and that are
+        older than ``prune_age`` seconds.
+
+        >>> repo.gc().freed_bytes
+        """
+        return self.weights.gc(prune_age, dry_run)
+
+    def fsck(self) -> FsckReport:
+        """Decode every reachable chunk against its id; list damaged tensors and commits.
+
+        >>> assert repo.fsck().ok
+        """
+        return self.weights.fsck()
+
+    def du(self) -> DuReport:
+        """Stored, unique raw and logical bytes of the weights, and their ratios."""
+        return self.weights.du()
 
     # -- status -------------------------------------------------------------------------------
 

@@ -21,6 +21,18 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("coralx.cli.repo", "init"),
     "status": ("coralx.cli.repo", "status"),
+    "add": ("coralx.cli.weights", "add"),
+    "commit": ("coralx.cli.weights", "commit"),
+    "log": ("coralx.cli.weights", "log"),
+    "branch": ("coralx.cli.weights", "branch"),
+    "tag": ("coralx.cli.weights", "tag"),
+    "checkout": ("coralx.cli.weights", "checkout"),
+    "diff": ("coralx.cli.weights", "diff"),
+    "show": ("coralx.cli.weights", "show"),
+    "export": ("coralx.cli.weights", "export"),
+    "gc": ("coralx.cli.weights", "gc"),
+    "fsck": ("coralx.cli.weights", "fsck"),
+    "du": ("coralx.cli.weights", "du"),
 }
 
 EXIT_INTERRUPTED = 130

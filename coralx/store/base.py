@@ -1,0 +1,196 @@
+"""The chunk store interface: a small abstract core, and everything else written once on it.
+
+A chunk store maps a :data:`~coralx.ids.ChunkId` (the BLAKE3 of a chunk's raw bytes) to the
+chunk's *encoded* bytes. Implementations (:class:`~coralx.store.disk.DiskChunkStore`,
+:class:`~coralx.store.memory.MemoryChunkStore`) only store and fetch bytes; encoding,
+following delta chains, caching and verifying every read against its id live here.
+
+>>> store = MemoryChunkStore()
+>>> chunk_id, written = store.put(raw_bytes, dtype)
+>>> store.get(chunk_id).tobytes() == raw_bytes
+True
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ChecksumMismatch, StoreCorrupted
+from ..ids import ChunkId, check_chunk_id
+from .codecs import (
+    CODEC_DELTA,
+    HEADER_MAX,
+    Header,
+    decode_chain,
+    decode_into,
+    encode_delta_parts,
+    encode_standalone,
+    parse_header,
+)
+from .tensors import DType
+
+__all__ = ["MAX_CHAIN", "ChunkStore", "chunk_id_of"]
+
+MAX_CHAIN = 64
+"""Decoding refuses chains longer than this: a writer keeps chains far shorter (see
+``weights.CHAIN_LIMIT``), so a longer one means a damaged or cyclic store."""
+
+
+def chunk_id_of(raw: Any) -> ChunkId:
+    """The id of a raw chunk: BLAKE3 of its bytes, 64 hex digits."""
+    import blake3
+
+    return ChunkId(blake3.blake3(raw).hexdigest())
+
+
+class ChunkStore(abc.ABC):
+    """Content-addressed storage of encoded chunks (the abstract core is six methods)."""
+
+    # -- the abstract core ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def has(self, chunk_id: str) -> bool:
+        """True if the chunk is stored."""
+
+    @abc.abstractmethod
+    def get_raw_encoded(self, chunk_id: str) -> bytes:
+        """The chunk's encoded bytes (header + payload); :class:`ChunkNotFound` if absent."""
+
+    @abc.abstractmethod
+    def put_encoded(self, chunk_id: str, data: bytes, *, replace: bool = False) -> bool:
+        """Store encoded bytes under ``chunk_id`` atomically. An existing chunk is kept
+        (return False) unless ``replace``, which swaps its encoding (same raw content)."""
+
+    @abc.abstractmethod
+    def delete(self, chunk_id: str) -> bool:
+        """Remove a chunk; False if it was not there."""
+
+    @abc.abstractmethod
+    def iter_ids(self) -> Iterator[ChunkId]:
+        """Every stored chunk id, in no particular order."""
+
+    @abc.abstractmethod
+    def encoded_size(self, chunk_id: str) -> int:
+        """Bytes the chunk takes in storage."""
+
+    # -- overridable details ----------------------------------------------------------------
+
+    def put_parts(self, chunk_id: str, parts: Sequence[Any], *, replace: bool = False) -> bool:
+        """:meth:`put_encoded` of the concatenated ``parts`` (a disk store writes them
+        without joining them first)."""
+        return self.put_encoded(chunk_id, b"".join(bytes(p) for p in parts), replace=replace)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group many writes: a store may defer their durability work to the end of the
+        block and do it for all at once. Everything is durable when the block ends."""
+        yield
+
+    def read_header(self, chunk_id: str) -> Header:
+        """The chunk's header (a store on disk reads only the first bytes)."""
+        return parse_header(self.get_raw_encoded(chunk_id)[:HEADER_MAX])
+
+    def touch(self, chunk_id: str) -> None:  # noqa: B027 - optional hook, nothing to do here
+        """Mark a chunk as just used, so an age-based gc spares it (disk stores)."""
+
+    def age_seconds(self, chunk_id: str) -> float:
+        """Seconds since the chunk was written or touched (infinite where not tracked)."""
+        return float("inf")
+
+    # -- helpers written once ---------------------------------------------------------------
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return isinstance(chunk_id, str) and self.has(chunk_id)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.iter_ids())
+
+    def stored_bytes(self) -> int:
+        """Total encoded bytes of every chunk."""
+        return sum(self.encoded_size(c) for c in self.iter_ids())
+
+    def put(self, raw: Any, dtype: DType, chain: int = 0) -> tuple[ChunkId, bool]:
+        """Store a raw chunk (standalone encoding); return its id and whether it was new."""
+        chunk_id = chunk_id_of(raw)
+        if self.has(chunk_id):
+            return chunk_id, False
+        return chunk_id, self.put_encoded(chunk_id, encode_standalone(raw, dtype, chain))
+
+    def put_delta(self, chunk_id: str, raw: Any, base_id: str, base_raw: Any, dtype: DType) -> int:
+        """Re-encode a stored chunk as a delta against ``base_id`` when that is smaller.
+
+        Returns the bytes saved (0 when the current encoding was kept). The chunk's id and
+        content do not change, only how it is stored; the swap is atomic.
+        """
+        parts = encode_delta_parts(raw, base_raw, dtype, base_id)
+        size = sum(len(p) for p in parts)
+        current = self.encoded_size(chunk_id)
+        if size >= current:
+            return 0
+        self.put_parts(chunk_id, parts, replace=True)
+        return current - size
+
+    def get(self, chunk_id: str, what: str = "") -> np.ndarray[Any, Any]:
+        """The chunk's raw bytes as a new uint8 array, verified against its id."""
+        head = self.read_header(chunk_id)
+        out = np.empty(head.raw_len, dtype=np.uint8)
+        self.get_into(chunk_id, out, what)
+        return out
+
+    def get_into(self, chunk_id: str, out: np.ndarray[Any, Any], what: str = "") -> None:
+        """Decode a chunk into ``out`` (uint8, its raw length), following delta bases, and
+        verify it. :class:`ChecksumMismatch` (with ``what`` in its message) if it is damaged.
+
+        A chain is decoded from its whole end towards the chunk asked for, in ``out``.
+        """
+        blobs = self._chain_blobs(chunk_id)
+        if len(blobs) == 1:
+            _cid, blob, head = blobs[0]
+            decode_into(blob, out, None, head)
+        else:
+            decode_chain([(blob, head) for _cid, blob, head in reversed(blobs)], out)
+        self._verify(chunk_id, out, what)
+
+    def _chain_blobs(self, chunk_id: str) -> list[tuple[str, bytes, Header]]:
+        """The encoded chunk and its bases, nearest first, ending with a whole chunk."""
+        chain: list[tuple[str, bytes, Header]] = []
+        cid: str = check_chunk_id(chunk_id)
+        while True:
+            blob = self.get_raw_encoded(cid)
+            head = parse_header(blob)
+            chain.append((cid, blob, head))
+            if head.codec != CODEC_DELTA:
+                return chain
+            assert head.base is not None
+            if len(chain) > MAX_CHAIN or any(c == head.base for c, _, _ in chain):
+                raise StoreCorrupted(f"chunk {chunk_id} has a delta chain that does not end")
+            cid = head.base
+
+    def verify(self, chunk_id: str, what: str = "") -> None:
+        """Decode and check one chunk (and its bases); raise if anything is damaged."""
+        self.get(chunk_id, what)
+
+    def base_chain(self, chunk_id: str) -> list[str]:
+        """The ids of the bases a chunk's decoding goes through, nearest first."""
+        chain: list[str] = []
+        head = self.read_header(chunk_id)
+        while head.codec == CODEC_DELTA and head.base is not None:
+            if len(chain) >= MAX_CHAIN or head.base in chain:
+                raise StoreCorrupted(f"chunk {chunk_id} has a delta chain that does not end")
+            chain.append(head.base)
+            head = self.read_header(head.base)
+        return chain
+
+    # -- internals --------------------------------------------------------------------------
+
+    @staticmethod
+    def _verify(chunk_id: str, raw: np.ndarray[Any, Any], what: str) -> None:
+        got = chunk_id_of(raw)
+        if got != chunk_id:
+            label = f"chunk {chunk_id}" + (f" of {what}" if what else "")
+            raise ChecksumMismatch(chunk_id, got, label)

@@ -1,0 +1,231 @@
+"""Chunks as files: ``.coralx/chunks/ab/cdef...``, written atomically, read-only once written.
+
+Each chunk is one file named by its id (two hex digits of folder, 62 of name). A write goes to
+a temporary file in the same folder, is fsync'd, made read-only (0o444) and renamed into
+place, so a reader or a crash sees the old file or the new one, never part of one. Ids are
+validated before a path is built, so no string can reach outside the chunk folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import _fs
+from ..errors import ChunkNotFound
+from ..ids import ChunkId, check_chunk_id
+from .base import ChunkStore
+from .codecs import HEADER_MAX, Header, parse_header
+
+__all__ = ["DiskChunkStore"]
+
+
+class DiskChunkStore(ChunkStore):
+    """Chunk files under ``root`` (``.coralx/chunks`` in a repository).
+
+    >>> store = DiskChunkStore(repo.path / "chunks")
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        # The open batch (shared by the worker threads writing for it) and its nesting depth.
+        self._open_batch: _Batch | None = None
+        self._batch_depth = 0
+        self._batch_lock = threading.Lock()
+
+    def path(self, chunk_id: str) -> Path:
+        """The file of a chunk (the id is checked first: 64 lowercase hex digits)."""
+        cid = check_chunk_id(chunk_id)
+        return self.root / cid[:2] / cid[2:]
+
+    def has(self, chunk_id: str) -> bool:
+        return self.path(chunk_id).is_file() or self._pending_file(chunk_id) is not None
+
+    def _readable(self, chunk_id: str) -> Path:
+        return self._pending_file(chunk_id) or self.path(chunk_id)
+
+    def get_raw_encoded(self, chunk_id: str) -> bytes:
+        try:
+            with open(self._readable(chunk_id), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise ChunkNotFound(chunk_id) from None
+
+    def read_header(self, chunk_id: str) -> Header:
+        try:
+            with open(self._readable(chunk_id), "rb") as f:
+                return parse_header(f.read(HEADER_MAX))
+        except FileNotFoundError:
+            raise ChunkNotFound(chunk_id) from None
+
+    def put_encoded(self, chunk_id: str, data: bytes, *, replace: bool = False) -> bool:
+        return self.put_parts(chunk_id, [data], replace=replace)
+
+    def put_parts(self, chunk_id: str, parts: Sequence[Any], *, replace: bool = False) -> bool:
+        """Write atomically: a temporary file beside the chunk, fsync'd, made read-only and
+        renamed into place. Inside :meth:`batch`, the fsync and rename wait for the end of
+        the batch, where they are done for all the batch's chunks at once."""
+        dest = self.path(chunk_id)
+        batch = self._open_batch
+        if not replace and (dest.is_file() or (batch is not None and dest in batch.files)):
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _fs.temp_name(dest)
+        try:
+            with open(tmp, "wb") as f:
+                for part in parts:
+                    f.write(part)
+                if batch is None:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+            if batch is None:
+                os.replace(tmp, dest)
+                _fs.fsync_dir(dest.parent)
+                return True
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        batch.add(dest, tmp, replace)
+        return True
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Defer the durability work of every write in the block to its end: then all
+        temporary files are fsync'd at once (the file system joins concurrent fsyncs into
+        few journal commits), new chunks are renamed into place and their folders fsync'd,
+        and only then are re-encoded chunks swapped in, so a delta never becomes visible
+        before its base is durable. If the block fails, nothing is published."""
+        with self._batch_lock:
+            if self._open_batch is None:
+                self._open_batch = _Batch()
+            batch = self._open_batch
+            self._batch_depth += 1
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            with self._batch_lock:
+                self._batch_depth -= 1
+                last = self._batch_depth == 0
+                if last:
+                    self._open_batch = None
+            if last and failed:
+                batch.discard()
+        if last:
+            batch.publish()
+
+    def _pending_file(self, chunk_id: str) -> Path | None:
+        batch = self._open_batch
+        if batch is None:
+            return None
+        return batch.files.get(self.path(chunk_id))
+
+    def delete(self, chunk_id: str) -> bool:
+        path = self.path(chunk_id)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        _fs.fsync_dir(path.parent)
+        return True
+
+    def iter_ids(self) -> Iterator[ChunkId]:
+        if not self.root.is_dir():
+            return
+        for folder in sorted(self.root.iterdir()):
+            if len(folder.name) != 2 or not folder.is_dir():
+                continue
+            with os.scandir(folder) as entries:
+                names = [e.name for e in entries]
+            for name in names:
+                cid = folder.name + name
+                if len(cid) == 64 and not name.startswith("."):
+                    with contextlib.suppress(ValueError):
+                        yield check_chunk_id(cid)
+
+    def encoded_size(self, chunk_id: str) -> int:
+        try:
+            return self._readable(chunk_id).stat().st_size
+        except FileNotFoundError:
+            raise ChunkNotFound(chunk_id) from None
+
+    def touch(self, chunk_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            os.utime(self.path(chunk_id))
+
+    def age_seconds(self, chunk_id: str) -> float:
+        try:
+            return time.time() - self.path(chunk_id).stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
+
+    def iter_temp_files(self) -> Iterator[Path]:
+        """Temporary files of writes in progress (or of writers that crashed)."""
+        if not self.root.is_dir():
+            return
+        for folder in self.root.iterdir():
+            if folder.is_dir():
+                yield from folder.glob(f"{_fs.TEMP_PREFIX}*")
+
+
+class _Batch:
+    """Chunk files written inside :meth:`DiskChunkStore.batch`, not yet published."""
+
+    IO_THREADS = 16  # fsync waits on the disk, not the CPU: many at once cost little
+
+    def __init__(self) -> None:
+        self.files: dict[Path, Path] = {}  # destination -> temporary file
+        self.replacing: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def add(self, dest: Path, tmp: Path, replace: bool) -> None:
+        with self._lock:
+            old = self.files.get(dest)
+            self.files[dest] = tmp
+            if replace:
+                self.replacing.add(dest)
+        if old is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(old)
+
+    def publish(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if not self.files:
+            return
+        fresh = [d for d in self.files if d not in self.replacing]
+        swaps = [d for d in self.files if d in self.replacing]
+        with ThreadPoolExecutor(self.IO_THREADS, thread_name_prefix="coralx-io") as io:
+            try:
+                list(io.map(_fsync_file, self.files.values()))
+            except BaseException:
+                self.discard()
+                raise
+            for group in (fresh, swaps):
+                for dest in group:
+                    os.replace(self.files.pop(dest), dest)
+                list(io.map(_fs.fsync_dir, sorted({d.parent for d in group})))
+
+    def discard(self) -> None:
+        for tmp in self.files.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self.files.clear()
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

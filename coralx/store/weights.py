@@ -1,0 +1,256 @@
+"""Writing tensors into chunks and reading them back: the weight engine.
+
+Writing: a tensor's bytes are cut into fixed, element-aligned chunks; each is hashed (BLAKE3),
+and if the store lacks it, encoded standalone and written. Delta chains point *backwards*:
+the newest version of a chunk is stored whole, and the version it replaced (the same chunk of
+the same tensor in the parent commit) is re-encoded as a delta against it while the new
+chunk's raw bytes are at hand (:func:`_write_chunk`). Checking out the newest weights, the
+common case, decodes one chunk per chunk; an older version follows a chain of at most
+:data:`CHAIN_LIMIT` deltas, because a version whose chain would grow longer is left whole.
+
+Work is done in blocks (one chunk at a time per worker) on a small thread pool: numpy, zstd
+and BLAKE3 release the GIL.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from ..errors import ChecksumMismatch, InvalidName, InvalidValue
+from .base import ChunkStore, chunk_id_of
+from .codecs import CODEC_DELTA, encode_standalone_parts
+from .manifest import Manifest, TensorEntry
+from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, to_numpy
+
+__all__ = [
+    "CHAIN_LIMIT",
+    "StagedTensor",
+    "check_tensor_name",
+    "iter_tensor_chunks",
+    "read_tensors",
+    "stage_tensor",
+]
+
+CHAIN_LIMIT = 16
+"""At most this many deltas are decoded to reach any version of a chunk (see the
+benchmark numbers in docs/architecture.md for why 8)."""
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def pool() -> ThreadPoolExecutor:
+    """The process's small worker pool (2-4 threads), created on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = max(2, min(4, os.cpu_count() or 2))
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="coralx")
+        return _pool
+
+
+def _bounded(tasks: Iterable[Callable[[], Any]], window: int) -> Iterator[Any]:
+    """Run tasks on the pool, at most ``window`` at once, yielding results in order."""
+    pending: list[Future[Any]] = []
+    executor = pool()
+    for task in tasks:
+        pending.append(executor.submit(task))
+        if len(pending) >= window:
+            yield pending.pop(0).result()
+    for fut in pending:
+        yield fut.result()
+
+
+def check_tensor_name(name: object) -> str:
+    """A tensor name is any non-empty string without NUL (a safetensors key)."""
+    if not isinstance(name, str):
+        raise InvalidName("tensor name", name, "tensor names are strings")
+    if not name or "\x00" in name:
+        raise InvalidName("tensor name", name, "a tensor name cannot be empty or contain NUL")
+    if name == "__metadata__":
+        raise InvalidName("tensor name", name, "safetensors reserves this key")
+    return name
+
+
+@dataclass
+class StagedTensor:
+    """A tensor written to the store and waiting for a commit."""
+
+    entry: TensorEntry
+
+
+def prepare(weights: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    """Validate every name and value before anything is written: bad input stores nothing."""
+    if not isinstance(weights, Mapping):
+        raise InvalidValue(
+            f"stage_weights takes a mapping of name -> array, not {type(weights).__name__}"
+        )
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    for name, value in weights.items():
+        arrays[check_tensor_name(name)] = to_numpy(value, name)
+    return arrays
+
+
+def stage_tensor(
+    store: ChunkStore, array: np.ndarray[Any, Any], parent: TensorEntry | None
+) -> StagedTensor:
+    """Write one tensor's chunks (new ones only), turning the parent's into deltas."""
+    dtype = dtype_of(array)
+    flat = array.reshape(-1).view(np.uint8)
+    spans = list(chunk_spans(flat.size, dtype.itemsize, CHUNK_BYTES))
+    bases: list[str | None] = [None] * len(spans)
+    if parent is not None and parent.dtype == dtype.name and parent.chunk_bytes == CHUNK_BYTES:
+        for i, old in enumerate(parent.chunks[: len(spans)]):
+            bases[i] = old
+
+    def task(span: slice, base: str | None) -> Callable[[], tuple[str, bool]]:
+        return lambda: _write_chunk(store, flat[span], dtype, base)
+
+    tasks = [task(span, base) for span, base in zip(spans, bases)]
+    ids = [cid for cid, _delta in _bounded(tasks, window=8)]
+    return StagedTensor(TensorEntry(dtype.name, tuple(array.shape), flat.size, CHUNK_BYTES, ids))
+
+
+def _write_chunk(
+    store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
+) -> tuple[str, bool]:
+    """Store one chunk whole; if it replaces ``base`` (the same chunk of the same tensor in
+    the parent commit), re-encode ``base`` as a delta against it. Returns the chunk's id and
+    whether the base became a delta.
+
+    The new chunk is durable before its base is swapped for a delta that needs it, and the
+    swap is one atomic rename, so a crash leaves either encoding of the base, both valid.
+    """
+    cid = chunk_id_of(raw)
+    if store.has(cid):
+        store.touch(cid)  # an age-based gc must not take it before the commit names it
+        return cid, False
+    rewrite = None
+    chain = 0
+    if base is not None and base != cid and store.has(base):
+        head = store.read_header(base)
+        if head.codec != CODEC_DELTA and head.raw_len == raw.size and head.chain < CHAIN_LIMIT:
+            rewrite, chain = base, head.chain + 1
+    store.put_parts(cid, encode_standalone_parts(raw, dtype, chain))
+    if rewrite is None:
+        return cid, False
+    old_raw = store.get(rewrite)
+    return cid, store.put_delta(rewrite, old_raw, cid, raw, dtype) > 0
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def _what(name: str, commit: str | None) -> str:
+    return f"tensor {name!r}" + (f" in commit {commit}" if commit else "")
+
+
+def read_tensors(
+    store: ChunkStore, manifest: Manifest, names: Iterable[str], commit: str | None = None
+) -> dict[str, np.ndarray[Any, Any]]:
+    """Decode tensors into new numpy arrays, every chunk verified against its id."""
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    tasks: list[Callable[[], None]] = []
+    for name in names:
+        entry = manifest.tensors[name]
+        array = np.empty(entry.shape, dtype=dtype_by_name(entry.dtype).numpy)
+        flat = array.reshape(-1).view(np.uint8)
+        what = _what(name, commit)
+        for cid, span in zip(entry.chunks, entry.spans()):
+            tasks.append(_decode_task(store, cid, flat[span], what))
+        arrays[name] = array
+    for _ in _bounded(tasks, window=8):
+        pass
+    return arrays
+
+
+def _decode_task(
+    store: ChunkStore, cid: str, out: np.ndarray[Any, Any], what: str
+) -> Callable[[], None]:
+    return lambda: store.get_into(cid, out, what)
+
+
+def iter_tensor_chunks(
+    store: ChunkStore, manifest: Manifest, commit: str | None = None, window: int = 6
+) -> Iterator[np.ndarray[Any, Any]]:
+    """Every tensor's raw bytes in manifest order, one decoded chunk at a time, decoded
+    ahead on the pool into a few reused buffers (for streaming export)."""
+    jobs = [
+        (cid, span.stop - span.start, _what(name, commit))
+        for name, entry in manifest.tensors.items()
+        for cid, span in zip(entry.chunks, entry.spans())
+    ]
+    free: list[np.ndarray[Any, Any]] = [
+        np.empty(CHUNK_BYTES, dtype=np.uint8) for _ in range(window + 1)
+    ]
+    buffers: dict[int, np.ndarray[Any, Any]] = {}
+
+    def decode(i: int, cid: str, size: int, what: str) -> np.ndarray[Any, Any]:
+        buf = buffers[i]
+        view = buf[:size] if size <= buf.size else np.empty(size, dtype=np.uint8)
+        store.get_into(cid, view, what)
+        return view
+
+    pending: list[tuple[int, Future[np.ndarray[Any, Any]]]] = []
+    executor = pool()
+    for i, (cid, size, what) in enumerate(jobs):
+        buffers[i] = free.pop()
+        pending.append((i, executor.submit(decode, i, cid, size, what)))
+        if len(pending) >= window:
+            j, fut = pending.pop(0)
+            yield fut.result()
+            free.append(buffers.pop(j))
+    for j, fut in pending:
+        yield fut.result()
+        free.append(buffers.pop(j))
+
+
+def write_safetensors(
+    out: IO[bytes],
+    store: ChunkStore,
+    manifest: Manifest,
+    metadata: Mapping[str, str],
+    commit: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Stream a safetensors file: header, then every tensor's bytes chunk by chunk."""
+    import json
+
+    header: dict[str, Any] = {"__metadata__": dict(metadata)}
+    offset = 0
+    for name, entry in manifest.tensors.items():
+        header[name] = {
+            "dtype": entry.dtype,
+            "shape": list(entry.shape),
+            "data_offsets": [offset, offset + entry.nbytes],
+        }
+        offset += entry.nbytes
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # data starts 8-byte aligned
+    out.write(len(text).to_bytes(8, "little"))
+    out.write(text)
+    written = 0
+    for block in iter_tensor_chunks(store, manifest, commit):
+        out.write(block.data)
+        written += block.size
+        if progress is not None:
+            progress(block.size)
+    return 8 + len(text) + written
+
+
+def verify_chunk(store: ChunkStore, chunk_id: str) -> str | None:
+    """Decode one chunk and its bases; return what is wrong, or None if it is sound."""
+    from ..errors import StoreCorrupted
+
+    try:
+        store.verify(chunk_id)
+    except (ChecksumMismatch, StoreCorrupted) as exc:
+        return str(exc)
+    return None

@@ -1,0 +1,813 @@
+"""The weight history of a repository: stage, commit, check out, compare, clean, check.
+
+This joins the chunk store (:mod:`coralx.store`) and the commit graph (:mod:`coralx.graph`).
+:class:`~coralx.repository.Repository` delegates its weight methods here; use those:
+
+>>> repo.stage_weights({"layer.weight": w})
+>>> commit = repo.commit("epoch 3")
+>>> repo.get_all_weights(commit.commit_hash)["layer.weight"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _fs, graph
+from .errors import (
+    AmbiguousRevision,
+    ChunkNotFound,
+    InvalidName,
+    InvalidValue,
+    RevisionNotFound,
+    StoreCorrupted,
+    TensorNotFound,
+)
+from .ids import check_ref_name, is_hex
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .repository import Repository
+    from .store.disk import DiskChunkStore
+    from .store.manifest import Manifest
+    from .store.weights import StagedTensor
+
+__all__ = ["DuReport", "FsckReport", "GcReport", "TensorChange", "WeightDiff", "WeightHistory"]
+
+STAGE_FILE = "STAGE.json"
+PINS_DIR = "pins"
+GC_LOCK = "gc.lock"
+REFS_LOCK = "refs.lock"
+DEFAULT_PRUNE_AGE = 3600.0
+_SUFFIX = re.compile(r"(~\d*|\^)+$")
+
+
+@dataclass
+class TensorChange:
+    """How one tensor differs between two commits."""
+
+    name: str
+    dtype: tuple[str, str]
+    shape: tuple[list[int], list[int]]
+    max_abs_change: float | None
+    l2_change: float | None
+    fraction_changed: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": list(self.dtype),
+            "shape": [list(s) for s in self.shape],
+            "max_abs_change": self.max_abs_change,
+            "l2_change": self.l2_change,
+            "fraction_changed": self.fraction_changed,
+        }
+
+
+@dataclass
+class WeightDiff:
+    """Tensors added, removed, changed and unchanged from ``rev_a`` to ``rev_b``."""
+
+    rev_a: str
+    rev_b: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[TensorChange] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rev_a": self.rev_a,
+            "rev_b": self.rev_b,
+            "added": self.added,
+            "removed": self.removed,
+            "changed": [c.to_dict() for c in self.changed],
+            "unchanged": self.unchanged,
+        }
+
+
+@dataclass
+class GcReport:
+    reachable_commits: int
+    kept_chunks: int
+    removed_chunks: int
+    freed_bytes: int
+    removed_temp_files: int
+    dry_run: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FsckReport:
+    """``damaged``: one entry per bad chunk, naming every (commit, tensor) that uses it."""
+
+    checked_commits: int
+    checked_chunks: int
+    damaged: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked_commits": self.checked_commits,
+            "checked_chunks": self.checked_chunks,
+            "damaged": self.damaged,
+        }
+
+
+@dataclass
+class DuReport:
+    """Space used: ``logical`` is every commit's tensors counted in full; ``unique_raw``
+    each distinct chunk once; ``stored`` what the chunk files take on disk."""
+
+    commits: int
+    chunks: int
+    logical_bytes: int
+    unique_raw_bytes: int
+    stored_bytes: int
+
+    @property
+    def dedup_ratio(self) -> float:
+        return self.logical_bytes / self.unique_raw_bytes if self.unique_raw_bytes else 1.0
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.unique_raw_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+    @property
+    def stored_fraction(self) -> float:
+        return self.stored_bytes / self.logical_bytes if self.logical_bytes else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "commits": self.commits,
+            "chunks": self.chunks,
+            "logical_bytes": self.logical_bytes,
+            "unique_raw_bytes": self.unique_raw_bytes,
+            "stored_bytes": self.stored_bytes,
+            "dedup_ratio": self.dedup_ratio,
+            "compression_ratio": self.compression_ratio,
+            "stored_fraction": self.stored_fraction,
+        }
+
+
+class WeightHistory:
+    """Weights of one repository: the chunk store, the staging area and the commit graph."""
+
+    def __init__(self, repo: Repository) -> None:
+        from .store.disk import DiskChunkStore
+
+        self.repo = repo
+        self.chunks: DiskChunkStore = DiskChunkStore(repo.path / "chunks")
+        self.staged: dict[str, StagedTensor] = {}
+        self._manifests: dict[str, Manifest | None] = {}
+        repo.git.object_store.fsync_object_files = True
+
+    @property
+    def git(self) -> Any:
+        return self.repo.git
+
+    def _lock(self, name: str, shared: bool = False) -> _fs.FileLock:
+        return _fs.FileLock(self.repo.path / name, timeout=600, shared=shared)
+
+    # -- staging and committing --------------------------------------------------------------
+
+    def stage_weights(self, weights: Mapping[str, Any]) -> list[str]:
+        """Write the tensors' chunks now (a snapshot, as ``git add``) and stage them."""
+        from .store.weights import prepare, stage_tensor
+
+        arrays = prepare(weights)  # every value checked before anything is written
+        head = self._head_commit()
+        parent = self.manifest(head) if head else None
+        with self._lock(GC_LOCK, shared=True):
+            try:
+                with self.chunks.batch():  # every chunk durable before a commit names it
+                    for name, array in arrays.items():
+                        base = parent.tensors.get(name) if parent else None
+                        self.staged[name] = stage_tensor(self.chunks, array, base)
+            finally:
+                self._write_pin()  # before gc can run again, it knows these chunks are in use
+        return list(arrays)
+
+    # -- pins: the chunks a live process has staged, which gc must keep --------------------------
+
+    @property
+    def _pin_path(self) -> Path:
+        from .identity import hostname
+
+        if not hasattr(self, "_pin_name"):
+            import secrets
+
+            self._pin_name = f"{hostname()}-{os.getpid()}-{secrets.token_hex(4)}.json"
+        return self.repo.path / PINS_DIR / self._pin_name
+
+    def _write_pin(self) -> None:
+        chunks = sorted({c for t in self.staged.values() for c in t.entry.chunks})
+        path = self._pin_path
+        if not chunks:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(exist_ok=True)
+        from .identity import hostname
+
+        doc = {"host": hostname(), "pid": os.getpid(), "chunks": chunks}
+        _fs.atomic_write(path, json.dumps(doc), fsync=False)
+
+    def _pinned_chunks(self) -> set[str]:
+        """Chunks staged by live processes; pins of processes gone from this host are removed."""
+        from .identity import hostname
+
+        folder = self.repo.path / PINS_DIR
+        pinned: set[str] = set()
+        for path in folder.glob("*.json") if folder.is_dir() else []:
+            doc = _read_json(path) or {}
+            if doc.get("host") == hostname() and not _alive(int(doc.get("pid", 0))):
+                path.unlink(missing_ok=True)
+                continue
+            pinned.update(c for c in doc.get("chunks", []) if isinstance(c, str))
+        return pinned
+
+    def add_file(self, path: str | os.PathLike[str]) -> list[str]:
+        """Stage every tensor of a ``.safetensors`` or ``.npz`` file."""
+        return self.stage_weights(read_weights_file(path))
+
+    def commit(
+        self,
+        message: str,
+        *,
+        branch: str | None = None,
+        links: dict[str, str | None],
+    ) -> graph.WeightCommit:
+        """Commit the staged tensors (see ``Repository.commit``)."""
+        from .store.manifest import Manifest
+
+        text = graph.full_message(message, links)
+        staged, from_file = self._take_stage()
+        manifest = Manifest({name: t.entry for name, t in staged.items()})
+        ref = self._target_ref(branch)
+        head = self._head_commit()
+        author = _author()
+        with self._lock(GC_LOCK, shared=True):
+            self._check_chunks(manifest)
+
+            def build(old: bytes | None) -> bytes:
+                parents = [old] if old else ([head.encode()] if head else [])
+                cid, _tree = graph.make_commit(self.git, manifest, text, author, parents)
+                return bytes(cid)
+
+            new = graph.update_ref(self.git, self.repo.path / REFS_LOCK, ref, build)
+            self.staged = {}
+            self._write_pin()
+            if from_file:
+                (self.repo.path / STAGE_FILE).unlink(missing_ok=True)
+        return graph.read_commit(self.git, new)
+
+    def _take_stage(self) -> tuple[dict[str, StagedTensor], bool]:
+        if self.staged:
+            return dict(self.staged), False
+        saved = self._load_stage_file()
+        if saved:
+            return saved, True
+        raise InvalidValue(
+            "nothing is staged: call repo.stage_weights({...}) or `coralx add FILE` first"
+        )
+
+    def _check_chunks(self, manifest: Manifest) -> None:
+        for cid in manifest.chunk_ids():
+            if not self.chunks.has(cid):
+                raise ChunkNotFound(
+                    cid, "staged, then removed by gc before the commit; stage again"
+                )
+            self.chunks.touch(cid)
+
+    def _target_ref(self, branch: str | None) -> bytes:
+        if branch is not None:
+            return f"refs/heads/{check_ref_name(branch)}".encode()
+        current = self.repo.current_branch()
+        return f"refs/heads/{current}".encode() if current else b"HEAD"
+
+    def _head_commit(self) -> str | None:
+        return self.repo.head_commit()
+
+    # -- the stage file: `coralx add` in one process, `coralx commit` in the next -------------
+
+    def save_stage(self) -> Path:
+        """Merge the in-memory stage into ``.coralx/STAGE.json`` (for the CLI)."""
+        path = self.repo.path / STAGE_FILE
+        with self._lock("stage.lock"):
+            doc = _read_json(path) or {"format": 1, "tensors": {}}
+            for name, t in self.staged.items():
+                doc["tensors"][name] = t.entry.to_dict()
+            _fs.atomic_write(path, json.dumps(doc))
+        self.staged = {}
+        return path
+
+    def _load_stage_file(self) -> dict[str, StagedTensor]:
+        from .store.manifest import TensorEntry
+        from .store.weights import StagedTensor
+
+        doc = _read_json(self.repo.path / STAGE_FILE)
+        if not doc or not doc.get("tensors"):
+            return {}
+        try:
+            staged = {n: StagedTensor(TensorEntry.from_dict(e)) for n, e in doc["tensors"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreCorrupted(
+                f"{STAGE_FILE} is unreadable ({exc}); remove it and stage again"
+            ) from None
+        return staged
+
+    def staged_names(self) -> list[str]:
+        """Names staged in this process, or else in the stage file."""
+        if self.staged:
+            return list(self.staged)
+        doc = _read_json(self.repo.path / STAGE_FILE) or {}
+        return list(doc.get("tensors", {}))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def manifest(self, commit: str) -> Manifest | None:
+        if commit not in self._manifests:
+            self._manifests[commit] = graph.read_manifest(self.git, commit)
+        return self._manifests[commit]
+
+    def _manifest_of(self, rev: str | None) -> tuple[str, Manifest]:
+        from .store.manifest import Manifest
+
+        commit = self.resolve(rev or "HEAD")
+        return commit, self.manifest(commit) or Manifest()
+
+    def get_all_weights(self, rev: str | None, framework: str = "numpy") -> dict[str, Any]:
+        from .store.weights import read_tensors
+
+        commit, manifest = self._manifest_of(rev)
+        arrays = read_tensors(self.chunks, manifest, list(manifest), commit)
+        return _convert(arrays, framework)
+
+    def get_weight(self, name: str, rev: str | None, framework: str = "numpy") -> Any:
+        from .store.weights import read_tensors
+
+        commit, manifest = self._manifest_of(rev)
+        if name not in manifest.tensors:
+            raise TensorNotFound(name, commit)
+        arrays = read_tensors(self.chunks, manifest, [name], commit)
+        return _convert(arrays, framework)[name]
+
+    def show(self, rev: str | None) -> dict[str, Any]:
+        """A commit and the list of its tensors (dtype, shape, size, chunks)."""
+        commit, manifest = self._manifest_of(rev)
+        info = graph.read_commit(self.git, commit).to_dict()
+        info["tensors"] = {
+            name: {
+                "dtype": e.dtype,
+                "shape": list(e.shape),
+                "nbytes": e.nbytes,
+                "chunks": len(e.chunks),
+            }
+            for name, e in manifest.tensors.items()
+        }
+        info["nbytes"] = manifest.nbytes
+        return info
+
+    def export(
+        self,
+        rev: str | None,
+        path: str | os.PathLike[str],
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Write a commit's tensors to a safetensors file, streamed chunk by chunk."""
+        from .store.weights import write_safetensors
+
+        commit, manifest = self._manifest_of(rev)
+        info = graph.read_commit(self.git, commit)
+        metadata = {
+            "coralx_commit": info.commit_hash,
+            "coralx_message": info.message,
+            "coralx_author": info.author,
+            "coralx_timestamp": info.timestamp.isoformat(),
+        }
+        for key in ("experiment_id", "code_commit", "code_branch"):
+            value = getattr(info, key)
+            if value:
+                metadata[f"coralx_{key}"] = value
+        dest = Path(path)
+        with _fs.atomic_writer(dest, "wb") as f:
+            size = write_safetensors(f, self.chunks, manifest, metadata, commit, progress)
+        return {"path": str(dest), "commit": commit, "bytes": size, "tensors": len(manifest)}
+
+    # -- revisions -----------------------------------------------------------------------------
+
+    def resolve(self, rev: str) -> str:
+        """A commit id for a revision (see ``Repository.resolve``)."""
+        if not isinstance(rev, str) or not rev.strip():
+            raise RevisionNotFound(str(rev), "give a commit id, branch, tag or experiment id")
+        rev = rev.strip()
+        match = _SUFFIX.search(rev)
+        base, steps = (rev[: match.start()], _count_steps(match.group(0))) if match else (rev, 0)
+        commit = self._resolve_base(base, rev)
+        for i in range(steps):
+            parents = graph.read_commit(self.git, commit).parents
+            if not parents:
+                raise RevisionNotFound(rev, f"the history has only {i + 1} commit(s) there")
+            commit = parents[0]
+        return commit
+
+    def _resolve_base(self, base: str, rev: str) -> str:
+        if base in ("HEAD", "@"):
+            head = self._head_commit()
+            if head is None:
+                raise RevisionNotFound(rev, "HEAD has no commit yet")
+            return head
+        refs = self.git.refs
+        for prefix in (b"refs/heads/", b"refs/tags/"):
+            try:
+                name = prefix + base.encode("utf-8")
+                if name in refs:
+                    return str(self._peel(refs[name]))
+            except (KeyError, ValueError):
+                continue
+        if base.startswith("refs/"):
+            try:
+                return str(self._peel(refs[base.encode("utf-8")]))
+            except KeyError:
+                pass
+        if is_hex(base.lower()) and len(base) >= 4:
+            return self._resolve_hex(base.lower(), rev)
+        raise RevisionNotFound(rev)
+
+    def _peel(self, sha: bytes) -> str:
+        from dulwich.objects import Commit, Tag
+
+        obj = self.git.object_store[sha]
+        while isinstance(obj, Tag):
+            obj = self.git.object_store[obj.object[1]]
+        if not isinstance(obj, Commit):
+            raise RevisionNotFound(sha.decode(), "it does not name a commit")
+        return str(obj.id.decode("ascii"))
+
+    def _resolve_hex(self, prefix: str, rev: str) -> str:
+        from dulwich.objects import Commit
+
+        commits: list[str] = []
+        if len(prefix) <= 40:
+            for sha in self.git.object_store.iter_prefix(prefix.encode("ascii")):
+                try:
+                    if isinstance(self.git.object_store[sha], Commit):
+                        commits.append(sha.decode("ascii"))
+                except KeyError:
+                    continue
+        experiments = self._experiments_with_prefix(prefix) if len(prefix) <= 20 else []
+        candidates = commits + [f"experiment {e}" for e in experiments]
+        if len(candidates) > 1:
+            raise AmbiguousRevision(rev, candidates)
+        if commits:
+            return commits[0]
+        if experiments:
+            return self._experiment_commit(experiments[0], rev)
+        raise RevisionNotFound(rev)
+
+    def _experiments_with_prefix(self, prefix: str) -> list[str]:
+        folder = self.repo.path / "experiments"
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.stem for p in folder.glob(f"{prefix}*.json") if len(p.stem) == 20 and is_hex(p.stem)
+        )
+
+    def _experiment_commit(self, experiment_id: str, rev: str) -> str:
+        record = _read_json(self.repo.path / "experiments" / f"{experiment_id}.json") or {}
+        commit = record.get("commit_hash")
+        if not commit:
+            history = record.get("weight_commits") or []
+            commit = history[-1] if history else None
+        if not isinstance(commit, str) or not commit:
+            raise RevisionNotFound(rev, f"experiment {experiment_id} has no weight commit")
+        return self._resolve_hex(commit.lower(), rev) if is_hex(commit.lower()) else commit
+
+    # -- branches, tags, HEAD ----------------------------------------------------------------
+
+    def checkout(self, rev: str) -> graph.WeightCommit:
+        """Point HEAD at a branch (attached) or at any other revision (detached)."""
+        ref = b"refs/heads/" + rev.encode("utf-8")
+        with _fs.FileLock(self.repo.path / REFS_LOCK, timeout=120):
+            if rev not in ("HEAD", "@") and ref in self.git.refs:
+                self.git.refs.set_symbolic_ref(b"HEAD", ref)
+                commit = self.resolve(rev)
+            else:
+                commit = self.resolve(rev)
+                _fs.atomic_write(self.repo.path / "HEAD", commit + "\n")
+        return graph.read_commit(self.git, commit)
+
+    def create_branch(
+        self, name: str, rev: str | None = None, force: bool = False
+    ) -> graph.BranchInfo:
+        check_ref_name(name, "branch")
+        commit = self.resolve(rev or "HEAD").encode()
+        ref = f"refs/heads/{name}".encode()
+        with _fs.FileLock(self.repo.path / REFS_LOCK, timeout=120):
+            if force:
+                self.git.refs[ref] = commit
+            elif not self.git.refs.add_if_new(ref, commit):
+                raise InvalidName("branch", name, "it exists already; pick another name or force")
+        return graph.BranchInfo(name, commit.decode(), self.repo.current_branch() == name)
+
+    def branches(self) -> list[graph.BranchInfo]:
+        current = self.repo.current_branch()
+        refs = self.git.refs.as_dict(b"refs/heads")
+        return [
+            graph.BranchInfo(n.decode("utf-8"), v.decode("ascii"), n.decode("utf-8") == current)
+            for n, v in sorted(refs.items())
+        ]
+
+    def tag(self, name: str, rev: str | None = None, message: str | None = None) -> graph.TagInfo:
+        from dulwich.objects import Tag
+
+        check_ref_name(name, "tag")
+        commit = self.resolve(rev or "HEAD")
+        ref = f"refs/tags/{name}".encode()
+        target = commit.encode()
+        if message:
+            tag = Tag()
+            tag.tagger = _author().encode("utf-8")
+            tag.message = message.encode("utf-8") + b"\n"
+            tag.name = name.encode("utf-8")
+            tag.object = (self.git.object_store[target].__class__, target)
+            import time
+
+            tag.tag_time = int(time.time())
+            tag.tag_timezone = 0
+            self.git.object_store.add_object(tag)
+            target = tag.id
+        with _fs.FileLock(self.repo.path / REFS_LOCK, timeout=120):
+            if not self.git.refs.add_if_new(ref, target):
+                raise InvalidName("tag", name, "it exists already; tags do not move")
+        return graph.TagInfo(name, commit, message)
+
+    def tags(self) -> list[graph.TagInfo]:
+        from dulwich.objects import Tag
+
+        out = []
+        for name, sha in sorted(self.git.refs.as_dict(b"refs/tags").items()):
+            obj = self.git.object_store[sha]
+            message = obj.message.decode("utf-8").strip() if isinstance(obj, Tag) else None
+            out.append(graph.TagInfo(name.decode("utf-8"), self._peel(sha), message))
+        return out
+
+    def log(self, rev: str | None, limit: int | None) -> list[graph.WeightCommit]:
+        return list(graph.iter_history(self.git, self.resolve(rev or "HEAD"), limit))
+
+    # -- comparing ---------------------------------------------------------------------------
+
+    def diff(self, rev_a: str, rev_b: str) -> WeightDiff:
+        """What changed from ``rev_a`` to ``rev_b``, tensor by tensor, chunk by chunk."""
+        ca, ma = self._manifest_of(rev_a)
+        cb, mb = self._manifest_of(rev_b)
+        out = WeightDiff(ca, cb)
+        out.added = [n for n in mb if n not in ma.tensors]
+        out.removed = [n for n in ma if n not in mb.tensors]
+        for name in (n for n in mb if n in ma.tensors):
+            ea, eb = ma.tensors[name], mb.tensors[name]
+            if ea.chunks == eb.chunks and ea.dtype == eb.dtype and ea.shape == eb.shape:
+                out.unchanged.append(name)
+                continue
+            out.changed.append(_tensor_change(self.chunks, name, ea, eb, ca, cb))
+        return out
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def root_commits(self) -> list[str]:
+        """Commits gc keeps with their ancestors: refs, tags, HEAD and experiment records."""
+        roots: set[str] = set()
+        for name, sha in self.git.refs.as_dict().items():
+            if name.startswith((b"refs/heads/", b"refs/tags/")):
+                try:
+                    roots.add(self._peel(sha))
+                except (KeyError, RevisionNotFound):
+                    continue
+        head = self._head_commit()
+        if head:
+            roots.add(head)
+        folder = self.repo.path / "experiments"
+        for path in folder.glob("*.json") if folder.is_dir() else []:
+            record = _read_json(path) or {}
+            named = [record.get("commit_hash"), *(record.get("weight_commits") or [])]
+            for commit in named:
+                if (
+                    isinstance(commit, str)
+                    and len(commit) == 40
+                    and is_hex(commit)
+                    and commit.encode() in self.git.object_store
+                ):
+                    roots.add(commit)
+        return sorted(roots)
+
+    def reachable_commits(self) -> list[str]:
+        return list(graph.iter_ancestors(self.git, self.root_commits()))
+
+    def _reachable_chunks(self, commits: list[str]) -> dict[str, list[tuple[str, str]]]:
+        """chunk id -> the (commit, tensor) pairs using it, staged tensors included."""
+        users: dict[str, list[tuple[str, str]]] = {}
+        for commit in commits:
+            manifest = self.manifest(commit)
+            for name, entry in manifest.tensors.items() if manifest else []:
+                for cid in entry.chunks:
+                    users.setdefault(cid, []).append((commit, name))
+        staged = self._load_stage_file()
+        for name, t in {**staged, **self.staged}.items():
+            for cid in t.entry.chunks:
+                users.setdefault(cid, []).append(("(staged)", name))
+        return users
+
+    def gc(self, prune_age: float = DEFAULT_PRUNE_AGE, dry_run: bool = False) -> GcReport:
+        """Delete chunks nothing reaches (no ref, tag, HEAD, experiment record or stage), and
+        that are older than ``prune_age`` seconds, so a chunk another process has just
+        written or reused for a commit in progress is never taken."""
+        with self._lock(GC_LOCK):
+            commits = self.reachable_commits()
+            keep = set(self._reachable_chunks(commits)) | self._pinned_chunks()
+            for cid in list(keep):
+                try:
+                    keep.update(self.chunks.base_chain(cid))
+                except StoreCorrupted:
+                    continue  # fsck reports it; gc only must not delete what is reachable
+            removed = freed = 0
+            for cid in list(self.chunks.iter_ids()):
+                if cid in keep or self.chunks.age_seconds(cid) < prune_age:
+                    continue
+                size = self.chunks.encoded_size(cid)
+                if dry_run or self.chunks.delete(cid):
+                    removed += 1
+                    freed += size
+            temps = 0
+            import time
+
+            for tmp in list(self.chunks.iter_temp_files()):
+                try:
+                    if time.time() - tmp.stat().st_mtime >= max(prune_age, 3600.0):
+                        if not dry_run:
+                            tmp.unlink()
+                        temps += 1
+                except FileNotFoundError:
+                    continue
+        return GcReport(len(commits), len(keep), removed, freed, temps, dry_run)
+
+    def fsck(self) -> FsckReport:
+        """Decode every reachable chunk against its id; name each damaged tensor and commit."""
+        from .store.weights import verify_chunk
+
+        damaged: list[dict[str, Any]] = []
+        commits = self.root_commits()
+        try:
+            commits = self.reachable_commits()
+        except (KeyError, ValueError) as exc:
+            damaged.append({"chunk": None, "error": f"history unreadable: {exc}", "uses": []})
+        readable = []
+        for commit in commits:
+            try:
+                self.manifest(commit)
+                readable.append(commit)
+            except StoreCorrupted as exc:
+                damaged.append({"chunk": None, "error": str(exc), "uses": [[commit, None]]})
+        users = self._reachable_chunks(readable)
+        for cid, uses in sorted(users.items()):
+            problem = verify_chunk(self.chunks, cid)
+            if problem:
+                damaged.append({"chunk": cid, "error": problem, "uses": [list(u) for u in uses]})
+        return FsckReport(len(commits), len(users), damaged)
+
+    def du(self) -> DuReport:
+        commits = self.reachable_commits()
+        logical = 0
+        sizes: dict[str, int] = {}
+        for commit in commits:
+            manifest = self.manifest(commit)
+            if manifest is None:
+                continue
+            logical += manifest.nbytes
+            for entry in manifest.tensors.values():
+                for cid, span in zip(entry.chunks, entry.spans()):
+                    sizes[cid] = span.stop - span.start
+        stored = 0
+        ids = list(self.chunks.iter_ids())
+        for cid in ids:
+            try:
+                stored += self.chunks.encoded_size(cid)
+            except ChunkNotFound:
+                continue
+        return DuReport(len(commits), len(ids), logical, sum(sizes.values()), stored)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _count_steps(suffix: str) -> int:
+    steps = 0
+    for part in re.findall(r"~\d*|\^", suffix):
+        steps += int(part[1:] or 1) if part.startswith("~") else 1
+    return steps
+
+
+def _author() -> str:
+    from .identity import author_identity
+
+    return author_identity()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _convert(arrays: dict[str, np.ndarray[Any, Any]], framework: str) -> dict[str, Any]:
+    if framework == "numpy":
+        return dict(arrays)
+    if framework in ("torch", "pt"):
+        from .store.torch_compat import numpy_to_torch
+
+        return {name: numpy_to_torch(a) for name, a in arrays.items()}
+    raise InvalidValue(f"unknown framework {framework!r}; use 'numpy' or 'torch'")
+
+
+def read_weights_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The tensors of a ``.safetensors`` or ``.npz`` file (never unpickles anything)."""
+    import zipfile
+
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidValue(f"{p} is not a file")
+    suffix = p.suffix.lower()
+    if suffix == ".safetensors":
+        from .store.safetensors_io import read_safetensors
+
+        return dict(read_safetensors(p)[0])
+    if suffix == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        except ValueError as exc:
+            raise InvalidValue(f"{p} cannot be read without unpickling: {exc}") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InvalidValue(f"{p} is not a readable .npz file: {exc}") from None
+    raise InvalidValue(f"{p}: coralx adds .safetensors and .npz files (never pickles)")
+
+
+def _tensor_change(store: Any, name: str, ea: Any, eb: Any, ca: str, cb: str) -> TensorChange:
+    import numpy as np
+
+    from .store.tensors import dtype_by_name
+
+    change = TensorChange(
+        name, (ea.dtype, eb.dtype), (list(ea.shape), list(eb.shape)), None, None, None
+    )
+    if ea.dtype != eb.dtype or ea.shape != eb.shape:
+        return change
+    dtype = dtype_by_name(ea.dtype)
+    max_abs = 0.0
+    sq = 0.0
+    differing = 0
+    for a_id, b_id in zip(ea.chunks, eb.chunks):
+        if a_id == b_id:
+            continue
+        a_raw = store.get(a_id, f"tensor {name!r} in commit {ca}")
+        b_raw = store.get(b_id, f"tensor {name!r} in commit {cb}")
+        differing += int(np.count_nonzero(a_raw.view(dtype.uint) != b_raw.view(dtype.uint)))
+        with np.errstate(all="ignore"):
+            delta = b_raw.view(dtype.numpy).astype(np.float64) - a_raw.view(dtype.numpy).astype(
+                np.float64
+            )
+            finite = delta[np.isfinite(delta)]
+        if finite.size:
+            max_abs = max(max_abs, float(np.max(np.abs(finite))))
+            sq += float(np.dot(finite, finite))
+    change.max_abs_change = max_abs
+    change.l2_change = float(np.sqrt(sq))
+    change.fraction_changed = differing / ea.numel if ea.numel else 0.0
+    return change

@@ -1,0 +1,161 @@
+"""Codecs and tensors: every dtype round-trips bit for bit, whatever the bits are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coralx.errors import InvalidValue, StoreCorrupted
+from coralx.store import codecs
+from coralx.store.base import chunk_id_of
+from coralx.store.memory import MemoryChunkStore
+from coralx.store.tensors import DTYPES, chunk_spans, dtype_by_name, dtype_of, to_numpy
+
+ALL = [d.name for d in DTYPES]
+
+
+def _special(name: str) -> np.ndarray:
+    """Values that trip lossy or careless codecs: signed zeros, NaN payloads, infinities,
+    subnormals and the extremes of the type, as raw bit patterns."""
+    dtype = dtype_by_name(name)
+    bits = dtype.itemsize * 8
+    patterns = [0, 1, (1 << bits) - 1, 1 << (bits - 1), (1 << (bits - 1)) - 1, 2, 3]
+    if dtype.ordering == "float" and name in ("F16", "F32", "F64", "BF16"):
+        info = {
+            "F16": (5, 10),
+            "F32": (8, 23),
+            "F64": (11, 52),
+            "BF16": (8, 7),
+        }[name]
+        exp, man = info
+        inf = ((1 << exp) - 1) << man
+        patterns += [
+            inf,  # +inf
+            inf | (1 << (bits - 1)),  # -inf
+            inf | 1,  # signalling NaN with payload 1
+            inf | (1 << (man - 1)) | 5,  # quiet NaN with a payload
+            (1 << (bits - 1)) | inf | 3,  # negative NaN with a payload
+            1,  # smallest subnormal
+            (1 << man) - 1,  # largest subnormal
+            (1 << (bits - 1)) | 1,  # negative subnormal
+            inf - 1,  # largest finite
+        ]
+    return np.array(patterns, dtype=dtype.uint).view(dtype.numpy)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_special_values_round_trip_standalone_and_delta(name: str) -> None:
+    dtype = dtype_by_name(name)
+    values = _special(name)
+    raw = values.view(np.uint8)
+    for blob in (
+        codecs.encode_standalone(raw, dtype),
+        codecs.encode_delta(raw, raw[::-1].copy(), dtype, "ab" * 32),
+    ):
+        out = np.empty(raw.size, np.uint8)
+        head = codecs.parse_header(blob)
+        base = raw[::-1].copy() if head.codec == codecs.CODEC_DELTA else None
+        codecs.decode_into(blob, out, base)
+        assert out.tobytes() == raw.tobytes()
+        assert head.dtype == name
+
+
+@st.composite
+def raw_pairs(draw: st.DrawFn) -> tuple[str, bytes, bytes]:
+    name = draw(st.sampled_from(ALL))
+    width = dtype_by_name(name).itemsize
+    n = draw(st.integers(0, 300))
+    a = draw(st.binary(min_size=n * width, max_size=n * width))
+    b = draw(st.binary(min_size=n * width, max_size=n * width))
+    return name, a, b
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw_pairs())
+def test_any_bits_round_trip(pair: tuple[str, bytes, bytes]) -> None:
+    name, a, b = pair
+    dtype = dtype_by_name(name)
+    raw = np.frombuffer(a, np.uint8)
+    base = np.frombuffer(b, np.uint8)
+    out = np.empty(raw.size, np.uint8)
+    codecs.decode_into(codecs.encode_standalone(raw, dtype), out)
+    assert out.tobytes() == a
+    out[:] = 0
+    codecs.decode_into(codecs.encode_delta(raw, base, dtype, "cd" * 32), out, base)
+    assert out.tobytes() == a
+
+
+def test_delta_is_smaller_for_a_small_noise_step() -> None:
+    rng = np.random.default_rng(0)
+    old = rng.normal(0, 0.02, 100_000).astype(np.float32)
+    new = (old + rng.normal(0, 2e-6, old.size).astype(np.float32)).astype(np.float32)
+    dtype = dtype_by_name("F32")
+    alone = codecs.encode_standalone(old.view(np.uint8), dtype)
+    delta = codecs.encode_delta(old.view(np.uint8), new.view(np.uint8), dtype, "00" * 32)
+    assert len(delta) < 0.6 * len(alone)
+
+
+def test_incompressible_chunk_is_stored_raw() -> None:
+    data = np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)
+    blob = codecs.encode_standalone(data, dtype_by_name("U8"))
+    assert codecs.parse_header(blob).codec == codecs.CODEC_RAW
+    assert len(blob) < data.size + codecs.HEADER_MAX
+
+
+def test_damaged_header_and_payload_are_reported() -> None:
+    dtype = dtype_by_name("F32")
+    raw = np.arange(1000, dtype=np.float32).view(np.uint8)
+    blob = bytearray(codecs.encode_standalone(raw, dtype))
+    out = np.empty(raw.size, np.uint8)
+    with pytest.raises(StoreCorrupted):
+        codecs.decode_into(b"XXXX" + bytes(blob[4:]), out)
+    with pytest.raises(StoreCorrupted):
+        codecs.decode_into(bytes(blob[:20]), out)
+    with pytest.raises(StoreCorrupted):
+        codecs.decode_into(bytes(blob), np.empty(raw.size - 4, np.uint8))
+
+
+@pytest.mark.parametrize("nbytes", [0, 4, 12, 16, 20, 36])
+def test_chunk_spans_are_element_aligned_and_cover_everything(nbytes: int) -> None:
+    spans = list(chunk_spans(nbytes, 4, chunk_bytes=10))
+    assert all((s.stop - s.start) % 4 == 0 for s in spans)
+    assert sum(s.stop - s.start for s in spans) == nbytes
+    assert all(s.stop - s.start <= 10 for s in spans)
+
+
+def test_dtype_table_knows_numpy_types_and_rejects_others() -> None:
+    import ml_dtypes
+
+    assert dtype_of(np.zeros(1, ml_dtypes.bfloat16)).name == "BF16"
+    assert dtype_of(np.zeros(1, ml_dtypes.float8_e4m3fn)).name == "F8_E4M3"
+    assert dtype_of(np.zeros(1, ">f4")).name == "F32"
+    for bad in (np.array([object()]), np.array(["text"]), np.zeros(2, np.complex64)):
+        with pytest.raises(InvalidValue):
+            dtype_of(bad)
+    with pytest.raises(InvalidValue):
+        to_numpy([1.0, 2.0], "w")
+    with pytest.raises(InvalidValue):
+        dtype_by_name("F4")
+
+
+def test_big_endian_input_is_stored_little_endian() -> None:
+    array = to_numpy(np.arange(5, dtype=">f4"), "w")
+    assert array.dtype == np.dtype("<f4")
+    assert array.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_store_get_follows_delta_and_verifies() -> None:
+    store = MemoryChunkStore()
+    dtype = dtype_by_name("F32")
+    new = np.linspace(0, 1, 1000, dtype=np.float32).view(np.uint8)
+    old = (np.linspace(0, 1, 1000, dtype=np.float32) + np.float32(1e-6)).view(np.uint8)
+    new_id, _ = store.put(new, dtype)
+    old_id, _ = store.put(old, dtype)
+    saved = store.put_delta(old_id, old, new_id, new, dtype)
+    assert saved > 0
+    assert store.read_header(old_id).base == new_id
+    assert store.base_chain(old_id) == [new_id]
+    assert store.get(old_id).tobytes() == old.tobytes()
+    assert chunk_id_of(store.get(new_id)) == new_id
