@@ -128,3 +128,34 @@ def _shrink(config: Config) -> None:
 @hooked.configs
 def _hooked_configs() -> Any:
     return [{"name": "one", "epochs": 10}, {"name": "two", "epochs": 20}]
+
+
+@coralx.experiment(
+    name="tracked",
+    metric="loss",
+    callbacks=[coralx.Checkpoint(every=2, metric="loss", mode="min", keep_best=2)],
+)
+def tracked(config: Config, run: Run) -> dict[str, Any]:
+    """Everything a run records: metrics, nested data, files, artifacts, weight commits."""
+    import pathlib
+
+    import numpy as np
+
+    if config.get("interrupt"):
+        raise KeyboardInterrupt
+    losses = [0.9, 0.5, 0.7, 0.3, 0.4, 0.35]
+    for step, loss in enumerate(losses):
+        run.log("loss", loss, step=step)
+        run.checkpoint({"w": np.full(4, float(step), dtype=np.float32)}, step=step)
+    run["eval/squad/f1"] = 88.5
+    (run.out / "notes.txt").write_text(f"notes of {run.name}")
+    run.log_artifact("raw.bin", b"\x00\x01")
+    run.log_artifact("summary.json", {"k": 1})
+    run.log_artifact("text.txt", "hello")
+    run.log_artifact("file.txt", pathlib.Path(__file__))
+    return {"loss": losses[-1], "checkpoints": run["checkpoints"]}
+
+
+@tracked.configs
+def _tracked_configs() -> Any:
+    return [{"name": "a", "interrupt": os.environ.get("SWEEP_TEST_INTERRUPT") == "1"}]

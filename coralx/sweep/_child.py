@@ -40,8 +40,13 @@ def execute_task(task: Task, *, prefer_local: bool = False) -> Outcome:
 
         run = Run(task, tracker=tracker, repo=repo, callbacks=callbacks, hooks=hooks)
     except BaseException as exc:
-        return _failed(task, tracker, exc, start, during="setting up the run")
-    return _call(task, fn, run, tracker, start)
+        outcome = _failed(task, tracker, exc, start, during="setting up the run")
+    else:
+        outcome = _call(task, fn, run, tracker, start)
+    if tracker is not None:
+        # A fork worker leaves with os._exit (no atexit): the record must be on disk now.
+        _quietly(getattr(tracker, "flush", lambda: None))
+    return outcome
 
 
 def _call(task: Task, fn: Any, run: Any, tracker: Any, start: float) -> Outcome:
@@ -146,6 +151,8 @@ def _failed(
         error={"type": type(exc).__name__, "message": str(exc), "traceback": detail},
         duration=time.monotonic() - start,
         experiment_id=task.experiment_id,
+        # No record was started: the parent writes the failed one (as for a dead process).
+        crashed=tracker is None and task.repo is not None,
     )
 
 
