@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from coralx.experiments import ExperimentTracker
 
 from coralx import Repository
 from coralx.cli.main import cli
@@ -17,6 +16,8 @@ from coralx.errors import SweepNotFound
 from coralx.sweep import SweepRecord
 
 from . import sweep_fixtures as fx
+
+ExperimentTracker = pytest.importorskip("coralx.experiments").ExperimentTracker
 
 
 def _records(repo: Repository, sweep_id: str) -> list[Any]:
