@@ -24,12 +24,13 @@ def _summary(result: Any) -> list[tuple[str, str, Any]]:
 def test_segfault_and_exception_fail_only_their_configuration(
     executor: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SWEEP_TEST_CRASH_A", "segv")
-    monkeypatch.setenv("SWEEP_TEST_CRASH_B", "raise")
+    monkeypatch.setenv("SWEEP_TEST_SEGV", "lr1_w16")
+    monkeypatch.setenv("SWEEP_TEST_RAISE", "lr2_w32")
     out = fx.grid_exp.run_sweep(executor=executor, workers=2, track=False)
     rs = out.results
     assert rs.shape == (2, 3)
-    assert [r.status for r in rs] == ["completed", "failed", "failed"] * 2
+    assert [r.name for r in rs.failed] == ["lr1_w16", "lr2_w32"]
+    assert len(rs.completed) == 4
     assert out.status == "failed"
     segv = rs[0, 1]
     assert segv.error["type"] == "Crashed"
@@ -43,8 +44,6 @@ def test_segfault_and_exception_fail_only_their_configuration(
 
 
 def test_subprocess_keeps_the_tail_of_stderr(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    monkeypatch.setenv("SWEEP_TEST_CRASH_A", "segv")
-    monkeypatch.setenv("SWEEP_TEST_CRASH_B", "exit")
     task = _task(fx.grid_exp, {"name": "x", "lr": 0.1, "width": 1, "crash": "segv"}, tmp_path)
     out = get_executor("subprocess").run(task)
     assert out.status == "failed" and out.crashed

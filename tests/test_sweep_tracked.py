@@ -31,8 +31,8 @@ def _status(exp: Any) -> str:
 def test_crashes_fail_alone_and_rerun_as_children(
     repo: Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SWEEP_TEST_CRASH_A", "segv")
-    monkeypatch.setenv("SWEEP_TEST_CRASH_B", "raise")
+    monkeypatch.setenv("SWEEP_TEST_SEGV", "lr1_w16")
+    monkeypatch.setenv("SWEEP_TEST_RAISE", "lr2_w32")
     first = fx.grid_exp.run_sweep(repo=repo, workers=2)
     assert first.status == "failed"
     assert first.counts == {"completed": 4, "failed": 2, "skipped": 0, "cancelled": 0}
@@ -50,8 +50,8 @@ def test_crashes_fail_alone_and_rerun_as_children(
     assert ok.metrics_summary["loss"]["count"] == 3
     failed_ids = {segv.experiment_id, raised.experiment_id}
 
-    monkeypatch.delenv("SWEEP_TEST_CRASH_A")
-    monkeypatch.delenv("SWEEP_TEST_CRASH_B")
+    monkeypatch.delenv("SWEEP_TEST_SEGV")
+    monkeypatch.delenv("SWEEP_TEST_RAISE")
     second = fx.grid_exp.run_sweep(repo=repo, workers=2)
     assert second.sweep_id == first.sweep_id
     assert second.status == "completed"

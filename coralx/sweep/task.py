@@ -219,7 +219,7 @@ class Task:
             "config_name": self.name,
             "config_hash": self.config_hash,
             "position": list(self.position),
-            "repeat": self.repeat,
+            "repeat": self.repeat if self.repeat is not None else 0,
         }
 
 
