@@ -84,16 +84,29 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _save_baseline(weights: dict[str, np.ndarray], path: Path) -> float:
+class Clock:
+    """Wall time and CPU time (all threads of this process) of a block."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def _save_baseline(weights: dict[str, np.ndarray], path: Path) -> Clock:
     from safetensors.numpy import save_file
 
+    # safetensors' numpy API has no bfloat16: save the same bytes as uint16
     plain = {n: (w.view(np.uint16) if w.dtype.itemsize == 2 else w) for n, w in weights.items()}
-    t = time.perf_counter()
-    save_file(plain, str(path))
-    fd = os.open(path, os.O_RDONLY)
-    os.fsync(fd)
-    os.close(fd)
-    return time.perf_counter() - t
+    with Clock() as clock:
+        save_file(plain, str(path))
+        fd = os.open(path, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    return clock
 
 
 # -- phases, each run in a child process ---------------------------------------------------------
@@ -108,7 +121,7 @@ def phase_commit(work: Path, dtype: str, chain_limit: int | None) -> dict[str, A
     repo = Repository(work / "project", init=True)
     base_dir = work / "baseline"
     base_dir.mkdir(exist_ok=True)
-    commits, t_commit, t_save, raw = [], [], [], 0
+    commits, t_commit, t_save, c_commit, c_save, raw = [], [], [], [], [], 0
     rss_before = None
     for step, weights in enumerate(checkpoints(dtype)):
         if rss_before is None:
@@ -116,11 +129,14 @@ def phase_commit(work: Path, dtype: str, chain_limit: int | None) -> dict[str, A
         raw += sum(w.nbytes for w in weights.values())
         keep = step in (0, STEPS - 1)
         path = base_dir / (f"ckpt{step}.safetensors" if keep else "tmp.safetensors")
-        t_save.append(_save_baseline(weights, path))
-        t = time.perf_counter()
-        repo.stage_weights(weights)
-        commit = repo.commit(f"step {step}")
-        t_commit.append(time.perf_counter() - t)
+        saved = _save_baseline(weights, path)
+        t_save.append(saved.wall)
+        c_save.append(saved.cpu)
+        with Clock() as clock:
+            repo.stage_weights(weights)
+            commit = repo.commit(f"step {step}")
+        t_commit.append(clock.wall)
+        c_commit.append(clock.cpu)
         commits.append(commit.commit_hash)
     (base_dir / "tmp.safetensors").unlink(missing_ok=True)
     chunk_bytes = repo.du().stored_bytes
@@ -132,6 +148,8 @@ def phase_commit(work: Path, dtype: str, chain_limit: int | None) -> dict[str, A
         "checkpoint_bytes": raw // STEPS,
         "commit_s": t_commit,
         "save_s": t_save,
+        "commit_cpu_s": c_commit,
+        "save_cpu_s": c_save,
         "rss_before_mib": rss_before,
         "peak_rss_mib": peak_rss_mib(),
     }
@@ -142,26 +160,30 @@ def phase_checkout(work: Path, rev: str, repeats: int) -> dict[str, Any]:
 
     repo = Repository(work / "project")
     rss_before = rss_mib()
-    times = []
+    clocks = []
     for _ in range(repeats):
-        t = time.perf_counter()
-        weights = repo.get_all_weights(rev)
-        times.append(time.perf_counter() - t)
+        with Clock() as clock:
+            weights = repo.get_all_weights(rev)
+        clocks.append(clock)
         del weights
-    return {"s": min(times), "rss_before_mib": rss_before, "peak_rss_mib": peak_rss_mib()}
+    best = min(clocks, key=lambda c: c.wall)
+    return {"s": best.wall, "cpu_s": best.cpu, "rss_before_mib": rss_before,
+            "peak_rss_mib": peak_rss_mib()}  # fmt: skip
 
 
 def phase_load(path: Path, repeats: int) -> dict[str, Any]:
     from safetensors.numpy import load_file
 
     rss_before = rss_mib()
-    times = []
+    clocks = []
     for _ in range(repeats):
-        t = time.perf_counter()
-        weights = load_file(str(path))
-        times.append(time.perf_counter() - t)
+        with Clock() as clock:
+            weights = load_file(str(path))
+        clocks.append(clock)
         del weights
-    return {"s": min(times), "rss_before_mib": rss_before, "peak_rss_mib": peak_rss_mib()}
+    best = min(clocks, key=lambda c: c.wall)
+    return {"s": best.wall, "cpu_s": best.cpu, "rss_before_mib": rss_before,
+            "peak_rss_mib": peak_rss_mib()}  # fmt: skip
 
 
 def phase_export(work: Path, rev: str) -> dict[str, Any]:
@@ -241,11 +263,13 @@ def table(results: list[dict[str, Any]]) -> str:
         ckpt_mib = c["checkpoint_bytes"] / 2**20
         limit = r["chain_limit"] if r["chain_limit"] is not None else engine.CHAIN_LIMIT
         commit_total, save_total = sum(c["commit_s"]), sum(c["save_s"])
+        cpu_ratio = sum(c["commit_cpu_s"]) / sum(c["save_cpu_s"])
         rows.append(
             [
                 f"{r['dtype']} (chain<= {limit})",
                 f"{c['stored_bytes'] / c['raw_bytes']:.4f}",
-                f"{commit_total:.2f}s / {save_total:.2f}s = {commit_total / save_total:.2f}x",
+                f"{commit_total:.2f}s / {save_total:.2f}s = {commit_total / save_total:.2f}x"
+                f" (cpu {cpu_ratio:.1f}x)",
                 _ratio(r["checkout_newest"], r["load_newest"]),
                 _ratio(r["checkout_oldest"], r["load_oldest"]),
                 f"{r['export']['s']:.2f}s",
@@ -266,12 +290,14 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def _ratio(ours: dict[str, Any], base: dict[str, Any]) -> str:
-    return f"{ours['s']:.3f}s / {base['s']:.3f}s = {ours['s'] / base['s']:.2f}x"
+    wall = f"{ours['s']:.3f}s / {base['s']:.3f}s = {ours['s'] / base['s']:.2f}x"
+    return f"{wall} (cpu {ours['cpu_s'] / base['cpu_s']:.1f}x)"
 
 
 def _rss(phase: dict[str, Any], ckpt_mib: float) -> str:
     peak = phase["peak_rss_mib"]
-    return f"{peak:.0f} MiB = {peak / ckpt_mib:.2f} ckpt"
+    grew = peak - phase["rss_before_mib"]
+    return f"{peak:.0f} MiB (+{grew:.0f} = {grew / ckpt_mib:.2f} ckpt)"
 
 
 def main() -> None:
@@ -297,8 +323,13 @@ def main() -> None:
           f"in {len(shapes())} tensors, {ckpt:.0f} MiB per float32 checkpoint; "
           f"{os.cpu_count()} CPUs")  # fmt: skip
     print(table(results))
-    print("peak RSS: the phase's process, interpreter and imports included; 'ckpt' = one "
-          "checkpoint of that sequence.")  # fmt: skip
+    print("times: wall clock (the targets), with the CPU-time ratio (all threads) after it, "
+          "which the machine's other load disturbs less.")  # fmt: skip
+    print("peak RSS: of the phase's own process, interpreter, imports and (commit) the "
+          "generated checkpoint included; (+N) is the growth over the RSS before the phase's "
+          "work (commit: after generating the first checkpoint, in float32 and, for bf16, its "
+          "bf16 copy; checkout/export: after opening the repository), in checkpoints of that "
+          "sequence.")  # fmt: skip
     if ns.json:
         print(json.dumps(results, indent=1))
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .experiments import ExperimentStatus, ExperimentTracker
     from .graph import WeightCommit
     from .repository import Repository
 
@@ -37,13 +38,30 @@ _LAZY: dict[str, str] = {
     "Checkpoint": "coralx.sweep.callbacks",
     "Executor": "coralx.sweep.executors",
     "get_executor": "coralx.sweep.executors",
+    "ExperimentTracker": "coralx.experiments",
+    "ExperimentStatus": "coralx.experiments",
 }
 
 __all__ = [
+    "Checkpoint",
+    "Config",
+    "EarlyStopping",
+    "Executor",
+    "ExperimentStatus",
+    "ExperimentTracker",
     "Repository",
+    "ResultSet",
+    "Run",
+    "Verdict",
     "WeightCommit",
     "__version__",
-    *sorted(set(_LAZY) - {"Repository", "WeightCommit"}),
+    "experiment",
+    "get_executor",
+    "grid",
+    "load_config",
+    "merge",
+    "repeat",
+    "sweep",
 ]
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "ChunkNotFound",
     "ConcurrentUpdate",
     "CoralxError",
+    "ExperimentAlreadyRunning",
     "ExperimentNotActive",
     "ExperimentNotFound",
     "InvalidConfig",
@@ -24,6 +25,7 @@ __all__ = [
     "InvalidValue",
     "LockTimeout",
     "MissingDependency",
+    "NoActiveExperiment",
     "NotACoralxStore",
     "NotFound",
     "RepositoryNotFound",
@@ -262,3 +264,27 @@ class SweepBusy(CoralxError):
             "or start a new sweep with --new"
         )
         self.sweep_id = sweep_id
+
+
+class NoActiveExperiment(ExperimentNotActive, ValueError):
+    """``log``, ``end`` and friends called when the tracker has no active run."""
+
+    def __init__(self, what: str = "log") -> None:
+        super().__init__(
+            f"No active experiment to {what}: start one with tracker.start(...) first "
+            "(a run that ended, failed or was cancelled takes no more values)"
+        )
+
+
+class ExperimentAlreadyRunning(CoralxError, ValueError):
+    """``start`` called while the tracker already has an active run."""
+
+    exit_code = 2
+
+    def __init__(self, experiment_id: str) -> None:
+        super().__init__(
+            f"experiment {experiment_id} is already running in this tracker; end it with "
+            "tracker.end() (or fail/cancel it) before starting another, or use a second "
+            "ExperimentTracker"
+        )
+        self.experiment_id = experiment_id

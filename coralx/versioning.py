@@ -402,6 +402,8 @@ class WeightHistory:
             if value:
                 metadata[f"coralx_{key}"] = value
         dest = Path(path)
+        if not dest.parent.is_dir():
+            raise InvalidValue(f"cannot write {dest}: the folder {dest.parent} does not exist")
         with _fs.atomic_writer(dest, "wb") as f:
             size = write_safetensors(f, self.chunks, manifest, metadata, commit, progress)
         return {"path": str(dest), "commit": commit, "bytes": size, "tensors": len(manifest)}
@@ -429,19 +431,12 @@ class WeightHistory:
             if head is None:
                 raise RevisionNotFound(rev, "HEAD has no commit yet")
             return head
-        refs = self.git.refs
-        for prefix in (b"refs/heads/", b"refs/tags/"):
-            try:
-                name = prefix + base.encode("utf-8")
-                if name in refs:
-                    return str(self._peel(refs[name]))
-            except (KeyError, ValueError):
-                continue
-        if base.startswith("refs/"):
-            try:
-                return str(self._peel(refs[base.encode("utf-8")]))
-            except KeyError:
-                pass
+        if _valid_ref_name(base):
+            refs = self.git.refs
+            for name in (f"refs/heads/{base}", f"refs/tags/{base}", base):
+                key = name.encode("utf-8")
+                if name.startswith("refs/") and key in refs:
+                    return self._peel(refs[key])
         if is_hex(base.lower()) and len(base) >= 4:
             return self._resolve_hex(base.lower(), rev)
         raise RevisionNotFound(rev)
@@ -709,6 +704,16 @@ class WeightHistory:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _valid_ref_name(name: str) -> bool:
+    """True if ``name`` may be looked up as a ref: a user's string never reaches a path
+    outside ``refs/`` (no ``..``, no leading ``/``, no control characters)."""
+    try:
+        check_ref_name(name.removeprefix("refs/"))
+    except InvalidName:
+        return False
+    return True
 
 
 def _alive(pid: int) -> bool:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from coralx import Repository
@@ -106,3 +107,19 @@ def test_gc_fsck_du(repo: Repository, runner: CliRunner, tmp_path: Path) -> None
     file.write_bytes(bytes(data))
     output = _run(runner, repo, "fsck", code=3)
     assert "damaged" in output and chunk in output
+
+
+def test_export_with_progress_bar(
+    repo: Repository, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coralx.cli import weights as cli_weights
+
+    monkeypatch.setattr(cli_weights, "PROGRESS_BYTES", 0)  # every export counts as big
+    path, weights = _file(tmp_path, 4)
+    _run(runner, repo, "add", str(path))
+    _run(runner, repo, "commit", "-m", "x")
+    out = tmp_path / "big.safetensors"
+    assert "Wrote 2 tensors" in _run(runner, repo, "export", "HEAD", "-o", str(out))
+    from safetensors.numpy import load_file
+
+    assert load_file(str(out))["w"].tobytes() == weights["w"].tobytes()

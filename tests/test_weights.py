@@ -265,7 +265,12 @@ def test_gc_never_drops_staged_chunks(repo: Repository) -> None:
     _commit(repo, _weights(1))
     repo.stage_weights(_weights(7))
     other = Repository(repo.root)
+    # a chunk file another process is writing right now (its temporary file)
+    writing = repo.weights.chunks.root / "ab" / ".tmp-cd.12345.0000"
+    writing.parent.mkdir(exist_ok=True)
+    writing.write_bytes(b"half a chunk")
     other.gc(prune_age=0)  # another process collects while this one has staged
+    assert writing.exists()
     commit = repo.commit("after gc")
     assert _same(repo.get_all_weights(commit.commit_hash), _weights(7))
 
@@ -459,3 +464,20 @@ def test_torch_tensors_in_and_out(repo: Repository) -> None:
         assert back[name].dtype == tensor.dtype
         assert torch.equal(back[name].view(torch.uint8), tensor.view(torch.uint8))
     assert repo.get_weight("w", framework="torch").dtype == torch.bfloat16
+
+
+def test_a_forked_child_can_commit(repo: Repository) -> None:
+    _commit(repo, _weights(1))  # the parent's worker pool now exists
+    pid = os.fork()
+    if pid == 0:  # the child: its inherited pool has no threads
+        code = 1
+        try:
+            child = Repository(repo.root)
+            child.stage_weights({"from_child": np.ones(10, np.float32)})
+            child.commit("from a forked child", branch="child")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert repo.get_weight("from_child", "child").tolist() == [1.0] * 10

@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fsck": ("coralx.cli.weights", "fsck"),
     "du": ("coralx.cli.weights", "du"),
     "sweep": ("coralx.cli.sweep", "sweep"),
+    "exp": ("coralx.cli.exp", "exp"),
+    "reindex": ("coralx.cli.exp", "reindex_command"),
 }
 
 EXIT_INTERRUPTED = 130

@@ -67,6 +67,17 @@ def pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def _forget_pool() -> None:
+    # A forked child inherits the pool object but not its threads: work submitted to it would
+    # never run. The child makes its own pool on first use.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _bounded(tasks: Iterable[Callable[[], Any]], window: int) -> Iterator[Any]:
     """Run tasks on the pool, at most ``window`` at once, yielding results in order."""
     pending: list[Future[Any]] = []

@@ -515,10 +515,13 @@ def _report_only(
     results = results_of(record)
     verdict = experiment.run_report(results)
     if verdict is not None:
-        with sweep_lock(repo, record.sweep_id):
+        lock = sweep_lock(repo, record.sweep_id)
+        try:
             record = SweepRecord.load(repo, record.sweep_id)
             record.verdict = {"verdict": verdict.value, "at": now()}
             record.save(repo)
+        finally:
+            lock.release()
     progress = Progress(total=len(results))
     return SweepResult(
         sweep_id=record.sweep_id,

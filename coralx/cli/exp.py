@@ -1,0 +1,626 @@
+"""``coralx exp``: list, show, compare and manage experiment runs.
+
+``coralx exp list`` is the command people run most, often on thousands of runs: it reads the
+SQLite index through the tracker (standard library only) and prints with a small plain-text
+renderer, so it never imports rich, pydantic, numpy, dulwich or git. The other commands render
+with rich.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ._common import console, echo_json, json_option, open_repo
+
+if TYPE_CHECKING:
+    from ..experiments import Experiment, ExperimentTracker
+
+__all__ = ["exp", "reindex_command"]
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _tracker(ctx: click.Context) -> ExperimentTracker:
+    from ..experiments import ExperimentTracker
+
+    return ExperimentTracker(open_repo(ctx), capture_code=False)
+
+
+@click.group()
+def exp() -> None:
+    """List, inspect, compare and manage experiment runs.
+
+    Every ID may be shortened to any unambiguous prefix.
+
+    \b
+    Example:
+      coralx exp list --tag bert --status completed
+      coralx exp best --metric val_loss --mode min --limit 5
+    """
+
+
+# -- list -----------------------------------------------------------------------------------------
+
+
+def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    from ..errors import InvalidValue
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InvalidValue(f"--param takes KEY=VALUE, not {pair!r}")
+        try:
+            params[key] = json.loads(raw)  # numbers, true/false, null, lists, quoted strings
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(lines)
+
+
+@exp.command("list")
+@click.option("--tag", "tags", multiple=True, help="Keep runs with this tag (repeatable).")
+@click.option("--any-tag", is_flag=True, help="With several --tag: keep runs with any of them.")
+@click.option("--status", "statuses", multiple=True, help="pending, running, completed, ...")
+@click.option("--branch", help="Keep runs whose code was on this git branch.")
+@click.option("--name", help="Keep runs whose name matches this glob, e.g. 'bert-*'.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Params equal to.")
+@click.option("--sweep", "sweep_id", help="Keep the runs of this sweep.")
+@click.option("--ancestor-of", metavar="REV", help="Keep runs whose code is REV or before it.")
+@click.option(
+    "--sort",
+    "sort",
+    metavar="METRIC",
+    help="Sort by METRIC's lowest value; -METRIC: highest first.",
+)
+@click.option("--limit", type=int, help="Show at most this many runs.")
+@json_option
+@click.pass_context
+def list_command(
+    ctx: click.Context,
+    tags: tuple[str, ...],
+    any_tag: bool,
+    statuses: tuple[str, ...],
+    branch: str | None,
+    name: str | None,
+    params: tuple[str, ...],
+    sweep_id: str | None,
+    ancestor_of: str | None,
+    sort: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List runs, newest first, filtered and sorted.
+
+    \b
+    Example:
+      coralx exp list --tag bert
+      coralx exp list --status completed --param lr=0.001 --sort val_loss --limit 10
+      coralx exp list --name 'resnet-*' --json
+    """
+    from ..errors import InvalidValue
+    from ..records.index import Filters
+    from ..records.store import STATUSES, RecordStore
+
+    metric, mode = None, "min"
+    if sort:
+        metric, mode = (sort[1:], "max") if sort.startswith("-") else (sort, "min")
+    wrong = [s for s in statuses if s.lower() not in STATUSES]
+    if wrong:
+        raise InvalidValue(f"unknown status {wrong[0]!r}; use one of {', '.join(STATUSES)}")
+    repo = open_repo(ctx)
+    commits = None
+    if ancestor_of is not None:
+        from ..workspace import ancestors
+
+        commits = ancestors(ancestor_of, repo.root, Path.cwd())
+    filters = Filters(
+        status=[s.lower() for s in statuses] or None,
+        tags=list(tags) or None,
+        tags_match="any" if any_tag else "all",
+        branch=branch,
+        name=name,
+        params=_parse_params(params) or None,
+        sweep_id=sweep_id,
+        code_commits=commits,
+    )
+    # The index alone answers this: no pydantic, no Experiment objects, no rich.
+    runs = RecordStore(repo.path).query(
+        filters, sort_metric=metric, sort_mode=mode, limit=limit, full=as_json
+    )
+    if as_json:
+        echo_json(runs)
+        return
+    if not runs:
+        click.echo("no runs match")
+        return
+    headers = ["id", "name", "status", "created", "branch", "tags"]
+    if metric:
+        headers.append(f"{metric} ({mode})")
+    rows = []
+    for r in runs:
+        created = datetime.fromtimestamp(r["created_ts"]).strftime("%Y-%m-%d %H:%M")
+        row = [r["experiment_id"], r["name"], r["status"], created, r["branch"] or "-"]
+        row.append(",".join(r["tags"]) or "-")
+        if metric:
+            row.append(_fmt(r["value"]))
+        rows.append(row)
+    click.echo(_plain_table(headers, rows))
+    click.echo(f"{len(runs)} run{'s' if len(runs) != 1 else ''}")
+
+
+# -- show -----------------------------------------------------------------------------------------
+
+
+def sparkline(values: Sequence[float], width: int = 40) -> str:
+    """A one-line chart of the finite values (NaN and infinities are skipped)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return ""
+    if len(finite) > width:  # average buckets so a long history still fits
+        size = len(finite) / width
+        finite = [
+            sum(chunk) / len(chunk)
+            for i in range(width)
+            if (chunk := finite[int(i * size) : max(int((i + 1) * size), int(i * size) + 1)])
+        ]
+    lo, hi = min(finite), max(finite)
+    span = hi - lo or 1.0
+    return "".join(_SPARKS[min(7, int((v - lo) / span * 7.999))] for v in finite)
+
+
+def _history_values(run: Experiment, metric: str) -> list[float]:
+    from ..records.journal import read_journal
+
+    if run._journal is None:
+        return []
+    values, _steps, _times = read_journal(run._journal).select(metric)
+    return [float(v) for v in values.tolist()]
+
+
+@exp.command("show")
+@click.argument("experiment_id")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
+    """Show one run: params, tags, code, and each metric's summary with a sparkline.
+
+    \b
+    Example:
+      coralx exp show 01a2093a
+      coralx exp show 01a2093a --json
+    """
+    run = _tracker(ctx).get(experiment_id)
+    if as_json:
+        echo_json(run.to_dict(metrics=False))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    out.print(f"[bold]{escape(run.name)}[/bold]  {run.experiment_id}  ({run.status.value})")
+    info = Table(show_header=False, box=None, pad_edge=False)
+    info.add_column(style="bold")
+    info.add_column(overflow="fold")
+    duration = f"{run.duration:.1f}s" if run.duration is not None else "-"
+    for key, value in (
+        ("description", run.description),
+        ("created", _when(run.created_at)),
+        ("duration", duration),
+        ("tags", ", ".join(run.tags)),
+        ("parent", run.parent_experiment),
+        ("weights", run.commit_hash or (run.weight_commits[-1] if run.weight_commits else None)),
+        ("code", _code_line(run.code)),
+        ("notes", run.notes),
+        ("error", run.error_message),
+        ("host", f"{run.host} pid {run.pid}" if run.host else None),
+    ):
+        if value:
+            info.add_row(key, escape(str(value)))
+    out.print(info)
+    if run.params:
+        params = Table(title="params", title_justify="left", box=None)
+        params.add_column("name", style="bold")
+        params.add_column("value", overflow="fold")
+        for key, value in sorted(run.params.items()):
+            params.add_row(escape(key), escape(json.dumps(value)))
+        out.print(params)
+    if run.metrics_summary:
+        table = Table(title="metrics", title_justify="left", box=None)
+        for col in ("metric", "last", "min", "max", "count", "history"):
+            table.add_column(
+                col, justify="right" if col in ("last", "min", "max", "count") else "left"
+            )
+        for metric, s in sorted(run.metrics_summary.items()):
+            table.add_row(
+                escape(metric),
+                _fmt(s.get("last")),
+                _fmt(s.get("min")),
+                _fmt(s.get("max")),
+                str(s.get("count", 0)),
+                sparkline(_history_values(run, metric)),
+            )
+        out.print(table)
+
+
+def _code_line(code: dict[str, Any]) -> str | None:
+    if not code or not code.get("commit"):
+        return None
+    text = f"{code['commit'][:12]} on {code.get('branch') or '(detached)'}"
+    if code.get("dirty"):
+        text += f", dirty (snapshot {str(code.get('snapshot'))[:12]})"
+    return text
+
+
+# -- compare, best --------------------------------------------------------------------------------
+
+
+@exp.command("compare")
+@click.argument("experiment_ids", nargs=-1, required=True)
+@click.option("--metric", "metrics", multiple=True, help="Only these metrics (repeatable).")
+@json_option
+@click.pass_context
+def compare(
+    ctx: click.Context, experiment_ids: tuple[str, ...], metrics: tuple[str, ...], as_json: bool
+) -> None:
+    """Compare runs side by side: metrics (best values marked) and the params that differ.
+
+    \b
+    Example:
+      coralx exp compare 01a2093a 01a2093b 01a2093c
+      coralx exp compare 01a2093a 01a2093b --metric val_loss --json
+    """
+    result = _tracker(ctx).compare(list(experiment_ids), list(metrics) or None)
+    if as_json:
+        echo_json(result)
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    ids = result["ids"]
+    names = {e["experiment_id"]: e["name"] for e in result["experiments"]}
+    table = Table(title="metrics (min / max of history, last; * marks the best run)")
+    table.add_column("metric")
+    for eid in ids:
+        table.add_column(f"{escape(names[eid])}\n{eid[:14]}", justify="right")
+    for metric, row in result["metrics"].items():
+        best = result["best"][metric]
+        cells = []
+        for eid in ids:
+            s = row.get(eid)
+            if s is None:
+                cells.append("-")
+                continue
+            lo = _fmt(s["min"]) + ("*" if best["min"] == eid else "")
+            hi = _fmt(s["max"]) + ("*" if best["max"] == eid else "")
+            cells.append(f"{lo} / {hi}, last {_fmt(s['last'])}")
+        table.add_row(escape(metric), *cells)
+    out = console()
+    out.print(table)
+    if result["params"]:
+        params = Table(title="params that differ")
+        params.add_column("param")
+        for eid in ids:
+            params.add_column(escape(names[eid]), justify="right")
+        for key, values in result["params"].items():
+            params.add_row(escape(key), *(escape(json.dumps(values.get(eid))) for eid in ids))
+        out.print(params)
+    else:
+        out.print("all params are equal")
+
+
+@exp.command("best")
+@click.option("--metric", required=True, help="The metric to rank by.")
+@click.option("--mode", type=click.Choice(["min", "max"]), default="min", show_default=True)
+@click.option(
+    "--by",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="Rank by the best value of each run's history, or by its last value.",
+)
+@click.option("--tag", "tags", multiple=True, help="Only runs with this tag (repeatable).")
+@click.option("--status", "statuses", multiple=True, help="Only runs with this status.")
+@click.option("--ancestor-of", metavar="REV", help="Only runs whose code is REV or before it.")
+@click.option("--limit", type=int, default=5, show_default=True)
+@json_option
+@click.pass_context
+def best(
+    ctx: click.Context,
+    metric: str,
+    mode: str,
+    by: str,
+    tags: tuple[str, ...],
+    statuses: tuple[str, ...],
+    ancestor_of: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The runs with the best value of a metric, best first.
+
+    \b
+    Example:
+      coralx exp best --metric val_loss --mode min --tag bert --limit 5
+      coralx exp best --metric accuracy --mode max --ancestor-of main
+    """
+    rows = _tracker(ctx).find_best(
+        metric,
+        mode=mode,
+        by=by,
+        tags=list(tags) or None,
+        status=list(statuses) or None,
+        ancestor_of=ancestor_of,
+        limit=limit,
+    )
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"no run has a finite value of {metric!r}")
+        return
+    headers = ["#", "id", "name", metric, "step", "status", "weights"]
+    table = [
+        [
+            str(i),
+            r["experiment_id"],
+            r["name"],
+            _fmt(r["best_value"]),
+            _fmt(r["step"]),
+            r["status"],
+            (r["commit_hash"] or "-")[:12],
+        ]
+        for i, r in enumerate(rows, 1)
+    ]
+    click.echo(_plain_table(headers, table))
+
+
+# -- resume, delete, summary ----------------------------------------------------------------------
+
+
+@exp.command("resume")
+@click.argument("experiment_id")
+@json_option
+@click.pass_context
+def resume(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
+    """Create a PENDING child run with the same params, to be started by your training code.
+
+    The old run is never changed. Start the new one from Python with
+    tracker.start(name, experiment_id=NEW_ID).
+
+    \b
+    Example:
+      coralx exp resume 01a2093a
+    """
+    child = _tracker(ctx).resume(experiment_id, start=False)
+    if as_json:
+        echo_json(child.to_dict(metrics=False))
+        return
+    click.echo(f"created pending run {child.experiment_id} ({child.name}), child of "
+               f"{child.parent_experiment}")  # fmt: skip
+    click.echo(
+        f"start it with: tracker.start({child.name!r}, experiment_id={child.experiment_id!r})"
+    )
+
+
+@exp.command("delete")
+@click.argument("experiment_id")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def delete(ctx: click.Context, experiment_id: str, yes: bool) -> None:
+    """Delete a run's record and metrics (its weight commits stay in the history).
+
+    \b
+    Example:
+      coralx exp delete 01a2093a --yes
+    """
+    tracker = _tracker(ctx)
+    run = tracker.get(experiment_id)
+    if not yes:
+        click.confirm(
+            f"delete run {run.experiment_id} ({run.name}, {run.status.value})?", abort=True
+        )
+    tracker.delete(run.experiment_id)
+    click.echo(f"deleted {run.experiment_id}")
+
+
+@exp.command("summary")
+@json_option
+@click.pass_context
+def summary(ctx: click.Context, as_json: bool) -> None:
+    """Counts over every run: by status, names, branches, metrics logged, tags.
+
+    \b
+    Example:
+      coralx exp summary
+    """
+    data = _tracker(ctx).get_summary()
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"runs: {data['total_experiments']}")
+    for status, count in sorted(data["by_status"].items()):
+        click.echo(f"  {status}: {count}")
+    click.echo(f"names: {data['unique_names']}")
+    click.echo(f"branches: {', '.join(data['branches']) or '-'}")
+    click.echo(f"values logged: {data['total_metrics_logged']}")
+    click.echo(f"metrics: {', '.join(data['metric_names']) or '-'}")
+    tags = ", ".join(f"{t} ({n})" for t, n in data["tags"].items())
+    click.echo(f"tags: {tags or '-'}")
+
+
+# -- code, lineage, metrics, reindex --------------------------------------------------------------
+
+
+@exp.command("code")
+@click.argument("experiment_id")
+@click.option("--into", required=True, type=click.Path(file_okay=False), help="A new folder.")
+@json_option
+@click.pass_context
+def code(ctx: click.Context, experiment_id: str, into: str, as_json: bool) -> None:
+    """Restore the code a run ran into a new folder: its snapshot if the tree was dirty,
+    else its git commit.
+
+    \b
+    Example:
+      coralx exp code 01a2093a --into /tmp/code-of-run
+    """
+    done = _tracker(ctx).restore_code(experiment_id, Path(into))
+    if as_json:
+        echo_json(done)
+        return
+    source = f"snapshot {done['tree'][:12]}" if done["source"] == "snapshot" else (
+        f"commit {done['commit'][:12]}"
+    )  # fmt: skip
+    click.echo(f"restored {done['files']} files from {source} into {into}")
+
+
+@exp.command("lineage")
+@click.argument("experiment_id")
+@json_option
+@click.pass_context
+def lineage(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
+    """Show a run's family as a tree: the runs it was resumed from, and those resumed from it.
+
+    \b
+    Example:
+      coralx exp lineage 01a2093a
+    """
+    tracker = _tracker(ctx)
+    chain = tracker.lineage(experiment_id)
+    target = chain[-1].experiment_id
+    if as_json:
+        echo_json([e.to_dict(metrics=False) for e in chain])
+        return
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    def label(e: Experiment) -> str:
+        mark = " [bold]<- this run[/bold]" if e.experiment_id == target else ""
+        return f"{e.experiment_id}  {escape(e.name)}  ({e.status.value}){mark}"
+
+    root = Tree(label(chain[0]))
+
+    def grow(node: Tree, run: Experiment, depth: int) -> None:
+        if depth > 100:
+            return
+        for child in tracker.children(run.experiment_id):
+            grow(node.add(label(child)), child, depth + 1)
+
+    grow(root, chain[0], 0)
+    console().print(root)
+
+
+@exp.command("metrics")
+@click.argument("experiment_id")
+@click.argument("metric")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: step,value,timestamp.")
+@json_option
+@click.pass_context
+def metrics(
+    ctx: click.Context, experiment_id: str, metric: str, as_csv: bool, as_json: bool
+) -> None:
+    """Print every logged value of one metric of a run.
+
+    \b
+    Example:
+      coralx exp metrics 01a2093a val_loss --csv > val_loss.csv
+    """
+    from ..errors import NotFound
+    from ..records.journal import NO_STEP, read_journal
+
+    run = _tracker(ctx).get(experiment_id)
+    if run._journal is None:
+        raise NotFound(f"run {run.experiment_id} has no metric journal")
+    values, steps, times = read_journal(run._journal).select(metric)
+    if len(values) == 0:
+        raise NotFound(
+            f"run {run.experiment_id} logged no {metric!r}; it has: "
+            f"{', '.join(run.metric_names) or 'no metrics'}"
+        )
+    rows = [
+        (None if s == NO_STEP else s, v, datetime.fromtimestamp(t).astimezone().isoformat())
+        for s, v, t in zip(steps.tolist(), values.tolist(), times.tolist())
+    ]
+    if as_json:
+        echo_json([{"step": s, "value": _json_float(v), "timestamp": t} for s, v, t in rows])
+    elif as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["step", "value", "timestamp"])
+        writer.writerows(("" if s is None else s, repr(v), t) for s, v, t in rows)
+    else:
+        click.echo(
+            _plain_table(["step", metric, "time"], [(_fmt(s), _fmt(v), t) for s, v, t in rows])
+        )
+
+
+def _json_float(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
+@exp.command("reindex")
+@json_option
+@click.pass_context
+def reindex(ctx: click.Context, as_json: bool) -> None:
+    """Rebuild the query index (index.sqlite) from the experiment records.
+
+    \b
+    Example:
+      coralx exp reindex
+    """
+    _run_reindex(ctx, as_json)
+
+
+@click.command("reindex")
+@json_option
+@click.pass_context
+def reindex_command(ctx: click.Context, as_json: bool) -> None:
+    """Rebuild the query index (index.sqlite) from the experiment records.
+
+    The records are the truth; the index only makes queries fast, so it can always be rebuilt.
+
+    \b
+    Example:
+      coralx reindex
+    """
+    _run_reindex(ctx, as_json)
+
+
+def _run_reindex(ctx: click.Context, as_json: bool) -> None:
+    result = _tracker(ctx).reindex()
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"indexed {result['records']} runs")
+    if result.get("unreadable"):
+        click.echo(f"{result['unreadable']} record files could not be read", err=True)

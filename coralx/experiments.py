@@ -1,0 +1,1095 @@
+"""Experiment tracking: runs, their parameters and metrics, linked to code and weights.
+
+>>> from coralx import Repository
+>>> from coralx.experiments import ExperimentTracker
+>>> repo = Repository("./checkpoints", init=True)
+>>> tracker = ExperimentTracker(repo)
+>>> with tracker.start("resnet", params={"lr": 0.01}, tags=["baseline"]) as exp:
+...     for step in range(100):
+...         tracker.log("loss", 1.0 / (step + 1), step=step)
+>>> tracker.find_best("loss", mode="min", limit=1)[0]["best_value"]
+0.01
+
+``tracker.log`` only appends to an in-memory buffer; a background thread writes the buffer to
+the run's journal at least every half second (and when the run ends, or the process exits),
+keeps a running summary per metric, and renews the run's lease. A run whose process died is
+marked FAILED by the next reader. See ``docs/architecture.md``, "Experiment records".
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+import traceback
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CoralxError,
+    ExperimentAlreadyRunning,
+    ExperimentNotFound,
+    InvalidName,
+    InvalidValue,
+    NoActiveExperiment,
+)
+from .identity import hostname
+from .ids import check_experiment_id, new_experiment_id
+from .records.checks import as_float, as_step, check_json, check_metric_name, check_tags
+from .records.index import Filters, parse_time
+from .records.journal import NO_STEP
+from .records.live import LiveRun, flusher, own_start_time
+from .records.store import LEASE_SECONDS, RecordStore
+from .records.sync import syncer
+
+if TYPE_CHECKING:
+    from .graph import WeightCommit
+    from .records.models import ExperimentRecord
+    from .repository import Repository
+
+__all__ = [
+    "Experiment",
+    "ExperimentMetric",
+    "ExperimentStatus",
+    "ExperimentTracker",
+]
+
+
+class ExperimentStatus(StrEnum):
+    """Where a run is in its life. The values are the lowercase strings stored in records."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dt(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+@dataclass
+class ExperimentMetric:
+    """One logged value of a metric."""
+
+    name: str
+    value: float
+    step: int | None = None
+    timestamp: datetime = field(default_factory=_utcnow)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "step": self.step,
+            "timestamp": self.timestamp.isoformat(),
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentMetric:
+        return cls(
+            name=data["name"],
+            value=float(data["value"]),
+            step=data.get("step"),
+            timestamp=_dt(data.get("timestamp")) or _utcnow(),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+class _LazyMetrics:
+    """The ``metrics`` field of an :class:`Experiment`: a plain list, read from the run's
+    journal the first time it is used, so listing thousands of runs reads no journals."""
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return _UNLOADED
+        value = obj.__dict__.get("_metrics", _UNLOADED)
+        if value is _UNLOADED:
+            value = obj._load_metrics()
+            if obj._live is None:
+                obj.__dict__["_metrics"] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__["_metrics"] = value
+
+
+class _Unloaded:
+    """Marks metrics not read yet; never seen by users."""
+
+    def __repr__(self) -> str:
+        return "<not loaded>"
+
+
+_UNLOADED: Any = _Unloaded()
+
+
+@dataclass(eq=False)
+class Experiment:
+    """One run: its parameters, tags, metric history, code and weights.
+
+    >>> exp = tracker.get("0194c2")          # an id or an unambiguous prefix
+    >>> exp.get_best_metric("val_loss", mode="min").value
+    0.231
+    """
+
+    experiment_id: str
+    name: str
+    description: str | None = None
+    status: ExperimentStatus = ExperimentStatus.PENDING
+    created_at: datetime = field(default_factory=_utcnow)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    metrics: list[ExperimentMetric] = _LazyMetrics()  # type: ignore[assignment]
+    params: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    commit_hash: str | None = None
+    branch: str | None = None
+    parent_experiment: str | None = None
+    notes: str | None = None
+    # Beyond the seed: the rest of the record.
+    weight_commits: list[str] = field(default_factory=list)
+    code: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    sweep: dict[str, Any] | None = None
+    result: Any = None
+    error_message: str | None = None
+    error_detail: str | None = None
+    metrics_summary: dict[str, dict[str, Any]] = field(default_factory=dict)
+    host: str | None = None
+    pid: int | None = None
+    _journal: Path | None = field(default=None, repr=False, compare=False)
+    _live: Any = field(default=None, repr=False, compare=False)
+    _tracker: Any = field(default=None, repr=False, compare=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Experiment):
+            return NotImplemented
+        return self is other or self.to_dict(metrics=False) == other.to_dict(metrics=False)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    def _load_metrics(self) -> list[ExperimentMetric]:
+        if self._live is not None:
+            self._live.flush()
+        if self._journal is None:
+            return []
+        from .records.journal import read_journal
+
+        cols = read_journal(self._journal)
+        names = cols.names
+        return [
+            _metric(names.get(int(i), f"#{i}"), v, s, t)
+            for i, v, s, t in zip(
+                cols.ids.tolist(), cols.values.tolist(), cols.steps.tolist(), cols.times.tolist()
+            )
+        ]
+
+    def _loaded(self) -> bool:
+        return self.__dict__.get("_metrics", _UNLOADED) is not _UNLOADED
+
+    def get_metric_history(self, name: str) -> list[ExperimentMetric]:
+        """Every value of metric ``name``, in the order logged."""
+        if self._loaded() or self._journal is None or self._live is not None:
+            return [m for m in self.metrics if m.name == name]
+        from .records.journal import read_journal
+
+        values, steps, times = read_journal(self._journal).select(name)
+        return [
+            _metric(name, v, s, t)
+            for v, s, t in zip(values.tolist(), steps.tolist(), times.tolist())
+        ]
+
+    def get_latest_metric(self, name: str) -> ExperimentMetric | None:
+        """The last value logged of ``name`` (None if it was never logged)."""
+        history = self.get_metric_history(name)
+        return history[-1] if history else None
+
+    def get_best_metric(self, name: str, mode: str = "min") -> ExperimentMetric | None:
+        """The lowest (``mode="min"``) or highest (``"max"``) finite value of ``name``; the
+        earliest wins a tie. NaN and infinities never win; None if there is no finite value."""
+        _check_mode(mode)
+        best: ExperimentMetric | None = None
+        for m in self.get_metric_history(name):
+            if not math.isfinite(m.value):
+                continue
+            if best is None or (m.value < best.value if mode == "min" else m.value > best.value):
+                best = m
+        return best
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end (to now while running); None if it never started."""
+        if self.started_at is None:
+            return None
+        end = self.ended_at or _utcnow()
+        return (end - self.started_at).total_seconds()
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The names of the metrics logged, sorted."""
+        if self._loaded() or self._live is not None or not self.metrics_summary:
+            return sorted({m.name for m in self.metrics})
+        return sorted(self.metrics_summary)
+
+    # -- a run as a context manager ---------------------------------------------------------
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        tracker = self._tracker
+        if tracker is None or tracker.current is not self:
+            return  # ended inside the block, or not a tracked run
+        if exc is None:
+            tracker.end()
+        elif isinstance(exc, KeyboardInterrupt):
+            tracker.cancel()
+        else:
+            detail = "".join(traceback.format_exception(exc_type, exc, tb))
+            tracker.fail(str(exc) or exc_type.__name__, error_detail=detail)
+
+    # -- serialisation ------------------------------------------------------------------------
+
+    def to_dict(self, metrics: bool = True) -> dict[str, Any]:
+        """The run as JSON-ready data (with its full metric history unless ``metrics=False``)."""
+        out: dict[str, Any] = {
+            "experiment_id": self.experiment_id,
+            "name": self.name,
+            "description": self.description,
+            "status": ExperimentStatus(self.status).value,
+            "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at),
+            "params": self.params,
+            "tags": list(self.tags),
+            "commit_hash": self.commit_hash,
+            "branch": self.branch,
+            "parent_experiment": self.parent_experiment,
+            "notes": self.notes,
+            "weight_commits": list(self.weight_commits),
+            "code": dict(self.code),
+            "data": self.data,
+            "artifacts": list(self.artifacts),
+            "sweep": self.sweep,
+            "result": self.result,
+            "error_message": self.error_message,
+            "error_detail": self.error_detail,
+            "metrics_summary": self.metrics_summary,
+            "host": self.host,
+            "pid": self.pid,
+        }
+        if metrics:
+            out["metrics"] = [m.to_dict() for m in self.metrics]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], journal: Path | None = None) -> Experiment:
+        """An Experiment from :meth:`to_dict` output or a stored record."""
+        exp = cls(
+            experiment_id=data["experiment_id"],
+            name=data["name"],
+            description=data.get("description"),
+            status=ExperimentStatus(data.get("status") or "pending"),
+            created_at=_dt(data.get("created_at")) or _utcnow(),
+            started_at=_dt(data.get("started_at")),
+            ended_at=_dt(data.get("ended_at")),
+            params=dict(data.get("params") or {}),
+            tags=list(data.get("tags") or []),
+            commit_hash=data.get("commit_hash"),
+            branch=data.get("branch"),
+            parent_experiment=data.get("parent_experiment"),
+            notes=data.get("notes"),
+            weight_commits=list(data.get("weight_commits") or []),
+            code=dict(data.get("code") or {}),
+            data=dict(data.get("data") or {}),
+            artifacts=list(data.get("artifacts") or []),
+            sweep=data.get("sweep"),
+            result=data.get("result"),
+            error_message=data.get("error_message"),
+            error_detail=data.get("error_detail"),
+            metrics_summary={
+                k: {key: _jnum(v) for key, v in s.items()}
+                for k, s in (data.get("metrics_summary") or {}).items()
+            },
+            host=data.get("host"),
+            pid=data.get("pid"),
+            _journal=journal,
+        )
+        if "metrics" in data:
+            exp.metrics = [ExperimentMetric.from_dict(m) for m in data["metrics"]]
+        return exp
+
+
+def _metric(name: str, value: float, step: int, t: float) -> ExperimentMetric:
+    return ExperimentMetric(
+        name=name,
+        value=value,
+        step=None if step == NO_STEP else step,
+        timestamp=datetime.fromtimestamp(t, UTC),
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _jnum(value: Any) -> Any:
+    """Stored summaries write NaN and infinities as strings; give floats back."""
+    return float(value) if isinstance(value, str) else value
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("min", "max"):
+        raise InvalidValue(f"mode must be 'min' or 'max', not {mode!r}")
+
+
+def _statuses(status: Any) -> list[str] | None:
+    if status is None:
+        return None
+    items = [status] if isinstance(status, str | ExperimentStatus) else list(status)
+    try:
+        return [ExperimentStatus(str(s).lower()).value for s in items]
+    except ValueError:
+        raise InvalidValue(
+            f"unknown status {status!r}; use one of {', '.join(s.value for s in ExperimentStatus)}"
+        ) from None
+
+
+_trackers: weakref.WeakSet[ExperimentTracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child does not own its parent's runs: it must neither log to them nor end them.
+    flusher.reset_after_fork()
+    for tracker in list(_trackers):
+        tracker._run = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _at_exit() -> None:
+    """End runs still open when the interpreter exits, with the reason."""
+    exc = getattr(sys, "last_value", None)
+    for tracker in list(_trackers):
+        run = tracker._run
+        if run is None or run.pid != os.getpid():
+            continue
+        with contextlib.suppress(Exception):
+            if isinstance(exc, KeyboardInterrupt):
+                tracker.cancel()
+            elif exc is not None:
+                detail = "".join(traceback.format_exception(exc))
+                tracker.fail(f"{type(exc).__name__}: {exc}", error_detail=detail)
+            else:
+                tracker.fail("the process exited without calling tracker.end()")
+    syncer.wait()
+
+
+atexit.register(_at_exit)
+
+
+# -- the tracker ----------------------------------------------------------------------------------
+
+
+class ExperimentTracker:
+    """Records runs in a repository's ``experiments/`` and answers questions about them.
+
+    >>> tracker = ExperimentTracker(repo)
+    >>> exp = tracker.start("bert-finetuning", params={"lr": 1e-3}, tags=["bert"])
+    >>> tracker.log("loss", 0.5, step=100)
+    >>> tracker.end(commit_hash=repo.commit("trained").commit_hash)
+    """
+
+    def __init__(self, repo: Repository, *, capture_code: bool = True) -> None:
+        self.repo = repo
+        self.capture_code = capture_code
+        self._store = RecordStore(repo.path)
+        self._run: LiveRun | None = None
+        _trackers.add(self)
+
+    def __repr__(self) -> str:
+        return f"ExperimentTracker({self.repo!r})"
+
+    # -- the active run -----------------------------------------------------------------------
+
+    @property
+    def current(self) -> Experiment | None:
+        """The run being recorded, or None."""
+        run = self._run
+        return run.experiment if run is not None else None
+
+    @property
+    def current_experiment(self) -> Experiment | None:
+        """Alias of :attr:`current`."""
+        return self.current
+
+    def start(
+        self,
+        name: str,
+        description: str | None = None,
+        params: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        *,
+        parent_experiment: str | None = None,
+        experiment_id: str | None = None,
+        sweep: dict[str, Any] | None = None,
+    ) -> Experiment:
+        """Start recording a run and make it the active one.
+
+        ``experiment_id`` starts a run whose id was handed out before (by ``resume(...,
+        start=False)`` or a sweep runner): a PENDING record with that id is taken over.
+        ``sweep`` is stored in the record's ``sweep`` field.
+        """
+        from .records.models import CodeInfo, ExperimentRecord, SweepInfo
+
+        if self._run is not None:
+            raise ExperimentAlreadyRunning(self._run.record.experiment_id)
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidName("experiment", name, "a run needs a non-empty name")
+        params_data = check_json(dict(params or {}), "params")
+        tag_list = check_tags(tags)
+        sweep_info = SweepInfo(**check_json(sweep, "sweep")) if sweep is not None else None
+        parent = self._store.resolve(parent_experiment) if parent_experiment else None
+        existing = self._pending_record(experiment_id) if experiment_id else None
+        now = _utcnow()
+        code = self._capture_code()
+        if existing is not None:
+            record = existing
+            record.name = name
+            record.description = description if description is not None else record.description
+            if params is not None:
+                record.params = params_data
+            record.tags = check_tags([*record.tags, *tag_list])
+            record.parent_experiment = parent or record.parent_experiment
+            record.sweep = sweep_info or record.sweep
+        else:
+            record = ExperimentRecord(
+                experiment_id=experiment_id or new_experiment_id(),
+                name=name,
+                description=description,
+                params=params_data,
+                tags=tag_list,
+                parent_experiment=parent,
+                sweep=sweep_info,
+                created_at=now,
+            )
+        record.status = "running"
+        record.started_at = now
+        record.code = CodeInfo(**code)
+        record.branch = code.get("branch")
+        record.host = hostname()
+        record.pid = os.getpid()
+        record.pid_start = own_start_time()
+        record.lease_until = time.time() + LEASE_SECONDS
+        self._store.write(record)
+        exp = Experiment(
+            experiment_id=record.experiment_id,
+            name=record.name,
+            _journal=self._store.journal_path(record.experiment_id),
+            _tracker=self,
+        )
+        self._refresh(exp, record)
+        run = LiveRun(self._store, record, on_save=lambda rec: self._refresh(exp, rec))
+        run.experiment = exp
+        exp._live = run
+        exp._tracker = self
+        self._run = run
+        flusher.add(run)
+        self._link_commits(record)
+        return exp
+
+    def _pending_record(self, experiment_id: str) -> ExperimentRecord | None:
+        eid = check_experiment_id(experiment_id)
+        if not self._store.exists(eid):
+            return None
+        record = self._store.read(eid)
+        if record.status != "pending":
+            raise InvalidValue(
+                f"experiment {eid} already exists and is {record.status}; only a pending run "
+                "can be started by id (resume it to run it again)"
+            )
+        return record
+
+    def _capture_code(self) -> dict[str, Any]:
+        if not self.capture_code:
+            return {}
+        from .workspace import capture
+
+        return capture(self._store_git(), self.repo.root, Path.cwd())
+
+    def _store_git(self) -> Any:
+        try:
+            return self.repo.git
+        except Exception:
+            return None
+
+    def _active(self, what: str) -> LiveRun:
+        run = self._run
+        if run is None:
+            raise NoActiveExperiment(what)
+        return run
+
+    def log(self, name: str, value: float, step: int | None = None) -> None:
+        """Log one value of a metric. Cheap: it appends to a buffer written in the background.
+
+        ``value`` may be a Python number, a numpy scalar or a 0-d tensor; NaN and infinities
+        are kept as logged. ``step`` is an integer or None.
+        """
+        # The hot path of a training loop: only checks that cost next to nothing here, the
+        # rest happens once per metric name (add_name) or when the buffer is flushed.
+        run = self._run
+        if run is None:
+            raise NoActiveExperiment("log")
+        try:
+            if name not in run.names:
+                run.add_name(name)
+        except TypeError:
+            check_metric_name(name)
+            raise
+        if value.__class__ is not float:
+            value = as_float(value)
+        if step.__class__ is not int:
+            step = as_step(step)
+        run.buffer.append((name, value, step))
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log several metrics at one step. All are checked before any is logged."""
+        run = self._active("log")
+        checked = []
+        for name, value in metrics.items():
+            check_metric_name(name)
+            checked.append((name, value if value.__class__ is float else as_float(value)))
+        stp = as_step(step)
+        for name, value in checked:
+            if name not in run.names:
+                run.add_name(name)
+            run.buffer.append((name, value, stp))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Add or update parameters of the active run."""
+        run = self._active("log params")
+        data = check_json(dict(params), "params")
+        with run.lock:
+            run.record.params.update(data)
+            run.save(lease=False)
+
+    def add_tags(self, tags: Iterable[str]) -> None:
+        """Add tags to the active run."""
+        run = self._active("tag")
+        new = check_tags(tags)
+        with run.lock:
+            run.record.tags = check_tags([*run.record.tags, *new])
+            run.save(lease=False)
+
+    def set_notes(self, notes: str) -> None:
+        """Set the notes of the active run."""
+        run = self._active("set notes")
+        if not isinstance(notes, str):
+            raise InvalidValue(f"notes must be a string, not {type(notes).__name__}")
+        with run.lock:
+            run.record.notes = notes
+            run.save(lease=False)
+
+    def set_data(self, key: str, value: Any) -> None:
+        """Store ``value`` (JSON data) in the run's nested ``data`` under a slash key.
+
+        >>> tracker.set_data("eval/squad/f1", 88.1)   # data == {"eval": {"squad": {"f1": 88.1}}}
+        """
+        run = self._active("set data")
+        parts = key.split("/") if isinstance(key, str) else []
+        if not parts or any(not p for p in parts):
+            raise InvalidName("data key", key, "use non-empty parts separated by '/'")
+        checked = check_json(value, f"data {key!r}")
+        with run.lock:
+            node = run.record.data
+            for part in parts[:-1]:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+            node[parts[-1]] = checked
+            run.save(lease=False)
+
+    def log_artifact(
+        self,
+        name: str,
+        data: bytes | str | os.PathLike[str],
+        media_type: str | None = None,
+        kind: str = "file",
+        step: int | None = None,
+    ) -> dict[str, Any]:
+        """Store bytes, text, or a file's content as a blob and list it in the run's
+        ``artifacts``. Returns the artifact entry."""
+        from .records.blobs import BlobStore
+        from .records.models import ArtifactRef
+
+        run = self._active("log an artifact")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidName("artifact", name, "an artifact needs a non-empty name")
+        if isinstance(data, bytes):
+            raw = data
+        elif isinstance(data, str):
+            raw = data.encode("utf-8")
+            media_type = media_type or "text/plain"
+        else:
+            raw = Path(data).read_bytes()
+        blob = BlobStore(self.repo).put(raw)
+        ref = ArtifactRef(
+            name=name,
+            blob=blob,
+            size=len(raw),
+            media_type=media_type,
+            kind=kind,
+            step=None if step is None else as_step(step),
+        )
+        with run.lock:
+            run.record.artifacts.append(ref)
+            run.save(lease=False)
+        return ref.model_dump()
+
+    def flush(self, wait: bool = True) -> None:
+        """Write buffered values of the active run to its journal now; with ``wait``, return
+        once they (and every record written so far) are on disk."""
+        run = self._run
+        if run is not None:
+            run.flush()
+            if run.dirty_summary:
+                run.save(lease=False)
+        if wait:
+            syncer.wait()
+
+    # -- ending -------------------------------------------------------------------------------
+
+    def end(
+        self,
+        commit_hash: str | None = None,
+        result: Any = None,
+        *,
+        status: ExperimentStatus | str = ExperimentStatus.COMPLETED,
+    ) -> Experiment:
+        """End the active run (COMPLETED unless ``status`` says otherwise), linking the weight
+        commit that came out of it and, for sweeps, the result it returned."""
+        if isinstance(commit_hash, ExperimentStatus):  # end(ExperimentStatus.FAILED)
+            status = commit_hash
+            commit_hash = None
+        if commit_hash is not None and not isinstance(commit_hash, str):
+            commit_hash = getattr(commit_hash, "commit_hash", None) or str(commit_hash)
+        result_data = check_json(result, "result") if result is not None else None
+        final = (_statuses(status) or ["completed"])[0]
+        if final in ("pending", "running"):
+            raise InvalidValue(f"a run cannot end as {final}")
+        return self._finish(final, commit_hash=commit_hash, result=result_data)
+
+    def fail(self, error_message: str | None = None, error_detail: str | None = None) -> Experiment:
+        """End the active run as FAILED with what went wrong. Inside an ``except`` block the
+        traceback is kept as ``error_detail`` unless one is given."""
+        if error_detail is None and sys.exc_info()[0] is not None:
+            error_detail = traceback.format_exc()
+        return self._finish(
+            "failed", error_message=error_message or "failed", error_detail=error_detail
+        )
+
+    def cancel(self) -> Experiment:
+        """End the active run as CANCELLED (stopped by the user)."""
+        return self._finish("cancelled")
+
+    def _finish(self, status: str, **fields: Any) -> Experiment:
+        run = self._active(f"end as {status}")
+        flusher.discard(run)
+        try:
+            run.flush()
+        finally:
+            run.journal.close()
+        with run.lock:
+            rec = run.record
+            rec.status = status  # type: ignore[assignment]
+            rec.ended_at = _utcnow()
+            rec.lease_until = None
+            for key, value in fields.items():
+                if value is not None:
+                    setattr(rec, key, value)
+            run.save(lease=False)
+            run.closed = True
+        self._run = None
+        self._unlink_commits()
+        exp = run.experiment
+        exp._live = None
+        exp.__dict__.pop("_metrics", None)
+        if run.error is not None:
+            raise CoralxError(f"the run was saved, but writing its metrics failed: {run.error}")
+        return exp
+
+    # -- weight commits made during a run -----------------------------------------------------
+
+    def _link_commits(self, record: ExperimentRecord) -> None:
+        # While the run is active, repo.commit() links new weight commits to it, and the
+        # listener adds each to the run's weight_commits.
+        context = self.repo.commit_context
+        context.clear()
+        context["experiment_id"] = record.experiment_id
+        if record.code.commit:
+            context["code_commit"] = record.code.commit
+        if record.code.branch:
+            context["code_branch"] = record.code.branch
+        if self._on_commit not in self.repo.commit_listeners:
+            self.repo.commit_listeners.append(self._on_commit)
+
+    def _unlink_commits(self) -> None:
+        self.repo.commit_context.clear()
+        with contextlib.suppress(ValueError):
+            self.repo.commit_listeners.remove(self._on_commit)
+
+    def _on_commit(self, commit: WeightCommit) -> None:
+        run = self._run
+        if run is None or commit.experiment_id != run.record.experiment_id:
+            return  # a commit linked to another run (or to none) is not this run's
+        with run.lock:
+            run.record.weight_commits.append(str(commit.commit_hash))
+            run.save(lease=False)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _experiment(self, data: dict[str, Any]) -> Experiment:
+        eid = data["experiment_id"]
+        exp = Experiment.from_dict(data, journal=self._store.journal_path(eid))
+        exp._tracker = self
+        return exp
+
+    def _refresh(self, exp: Experiment, record: ExperimentRecord) -> None:
+        """Copy a record's fields onto the Experiment a user holds (cheaply: this runs at
+        every write of a live run's record)."""
+        exp.name = record.name
+        exp.description = record.description
+        exp.status = ExperimentStatus(record.status)
+        exp.created_at = record.created_at
+        exp.started_at = record.started_at
+        exp.ended_at = record.ended_at
+        exp.params = dict(record.params)
+        exp.tags = list(record.tags)
+        exp.commit_hash = record.commit_hash
+        exp.branch = record.branch
+        exp.parent_experiment = record.parent_experiment
+        exp.notes = record.notes
+        exp.weight_commits = list(record.weight_commits)
+        exp.code = record.code.model_dump()
+        exp.data = dict(record.data)
+        exp.artifacts = [a.model_dump() for a in record.artifacts]
+        exp.sweep = record.sweep.model_dump() if record.sweep is not None else None
+        exp.result = record.result
+        exp.error_message = record.error_message
+        exp.error_detail = record.error_detail
+        exp.metrics_summary = {k: v.model_dump() for k, v in record.metrics_summary.items()}
+        exp.host = record.host
+        exp.pid = record.pid
+
+    def _ready(self) -> None:
+        """Before answering a query: index what the index misses, mark dead runs FAILED."""
+        self._store.ensure_synced()
+        self._store.reap()
+
+    def get(self, experiment_id: str) -> Experiment:
+        """The run with this id or unambiguous id prefix (``ExperimentNotFound`` if none)."""
+        run = self._run
+        if run is not None and run.record.experiment_id == experiment_id:
+            return run.experiment
+        self._ready()
+        eid = self._store.resolve(experiment_id)
+        return self._experiment(self._store.read_dict(eid))
+
+    def get_by_name(self, name: str) -> list[Experiment]:
+        """Every run with this name, newest first."""
+        return self.list(name=_glob_escape(name))
+
+    def list(
+        self,
+        status: ExperimentStatus | str | Sequence[ExperimentStatus | str] | None = None,
+        tags: Sequence[str] | None = None,
+        branch: str | None = None,
+        limit: int | None = None,
+        *,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags_match: str = "all",
+        since: datetime | float | str | None = None,
+        sweep_id: str | None = None,
+        parent: str | None = None,
+        ancestor_of: str | None = None,
+        sort_by: str | None = None,
+        mode: str = "min",
+    ) -> list[Experiment]:
+        """Runs matching every filter given, newest first (or by the best value of the
+        metric ``sort_by``, in ``mode``).
+
+        ``tags`` keeps runs with all of them (``tags_match="any"``: with any); ``name`` is a
+        glob (``"bert-*"``); ``params`` keeps runs whose params equal these values;
+        ``ancestor_of`` keeps runs whose code commit is that git revision or an ancestor.
+
+        >>> tracker.list(tags=["bert"], status="completed", sort_by="val_loss", limit=5)
+        """
+        filters = self._filters(
+            status, tags, branch, name, params, tags_match, since, sweep_id, parent, ancestor_of
+        )
+        if sort_by is not None:
+            _check_mode(mode)
+        rows = self._store.index.select(filters, sort_metric=sort_by, sort_mode=mode, limit=limit)
+        return [self._experiment(json.loads(r[0])) for r in rows]
+
+    def _filters(
+        self,
+        status: Any = None,
+        tags: Sequence[str] | None = None,
+        branch: str | None = None,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags_match: str = "all",
+        since: Any = None,
+        sweep_id: str | None = None,
+        parent: str | None = None,
+        ancestor_of: str | None = None,
+    ) -> Filters:
+        if tags_match not in ("all", "any"):
+            raise InvalidValue(f"tags_match must be 'all' or 'any', not {tags_match!r}")
+        if params is not None and not isinstance(params, Mapping):
+            raise InvalidValue(f"params must be a mapping of name to value, not {params!r}")
+        self._ready()
+        commits = None
+        if ancestor_of is not None:
+            from .workspace import ancestors
+
+            commits = ancestors(ancestor_of, self.repo.root, Path.cwd())
+        return Filters(
+            status=_statuses(status),
+            tags=check_tags(tags) if tags else None,
+            tags_match=tags_match,
+            branch=branch,
+            name=name,
+            params=check_json(dict(params), "params") if params else None,
+            since=parse_time(since) if since is not None else None,
+            sweep_id=sweep_id,
+            parent=self._store.resolve(parent) if parent else None,
+            code_commits=commits,
+        )
+
+    def find_best(
+        self,
+        metric: str,
+        mode: str = "min",
+        status: ExperimentStatus | str | Sequence[ExperimentStatus | str] | None = None,
+        tags: Sequence[str] | None = None,
+        limit: int | None = 10,
+        *,
+        by: str = "best",
+        branch: str | None = None,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags_match: str = "all",
+        sweep_id: str | None = None,
+        ancestor_of: str | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """The runs with the best ``metric``, best first, as dicts with ``experiment_id``,
+        ``name``, ``best_value``, ``step``, ``commit_hash``, ``params``, ``tags``, ``status``.
+
+        ``by="best"`` ranks by the best value of each run's history (lowest for ``mode="min"``),
+        ``by="last"`` by the last value logged. NaN and infinities never rank.
+
+        >>> tracker.find_best("val_loss", mode="min", tags=["bert"], ancestor_of="main")
+        """
+        _check_mode(mode)
+        if by not in ("best", "last"):
+            raise InvalidValue(f"by must be 'best' or 'last', not {by!r}")
+        filters = self._filters(
+            status, tags, branch, name, params, tags_match, None, sweep_id, None, ancestor_of
+        )
+        rows = self._store.index.best(metric, filters, mode=mode, by=by, limit=limit)
+        out = []
+        for text, value, count in rows:
+            rec = json.loads(text)
+            summary = rec.get("metrics_summary", {}).get(metric, {})
+            step_key = "last_step" if by == "last" else f"best_step_{mode}"
+            weight = rec.get("commit_hash") or (rec.get("weight_commits") or [None])[-1]
+            out.append(
+                {
+                    "experiment_id": rec["experiment_id"],
+                    "name": rec["name"],
+                    "metric": metric,
+                    "mode": mode,
+                    "best_value": value,
+                    "step": summary.get(step_key),
+                    "count": count,
+                    "commit_hash": weight,
+                    "params": rec.get("params", {}),
+                    "tags": rec.get("tags", []),
+                    "status": rec["status"],
+                    "branch": rec.get("branch"),
+                    "code_commit": (rec.get("code") or {}).get("commit"),
+                    "created_at": rec.get("created_at"),
+                }
+            )
+        return out
+
+    def compare(
+        self, experiment_ids: Sequence[str], metrics: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Runs side by side: ``experiments`` (basic info), ``metrics`` (per metric and run:
+        last, min, max, count), ``best`` (per metric, the run with the lowest and highest
+        value), ``params`` (the parameters whose values differ) and ``all_params``."""
+        exps = [self.get(e) for e in experiment_ids]
+        ids = [e.experiment_id for e in exps]
+        names = sorted({m for e in exps for m in e.metrics_summary}) if metrics is None else metrics
+        table: dict[str, dict[str, Any]] = {}
+        best: dict[str, dict[str, str | None]] = {}
+        for metric in names:
+            row = {e.experiment_id: e.metrics_summary.get(metric) for e in exps}
+            table[metric] = {
+                eid: (None if s is None else {k: s.get(k) for k in ("last", "min", "max", "count")})
+                for eid, s in row.items()
+            }
+            lows = [(s["min"], eid) for eid, s in row.items() if s and s.get("min") is not None]
+            highs = [(s["max"], eid) for eid, s in row.items() if s and s.get("max") is not None]
+            best[metric] = {
+                "min": min(lows)[1] if lows else None,
+                "max": max(highs, key=lambda x: x[0])[1] if highs else None,
+            }
+        keys = sorted({k for e in exps for k in e.params})
+        all_params = {k: {e.experiment_id: e.params.get(k) for e in exps} for k in keys}
+        differ = {
+            k: v
+            for k, v in all_params.items()
+            if len({json.dumps(x, sort_keys=True) for x in v.values()}) > 1
+            or any(k not in e.params for e in exps)
+        }
+        return {
+            "experiments": [
+                {
+                    "experiment_id": e.experiment_id,
+                    "name": e.name,
+                    "status": e.status.value,
+                    "created_at": _iso(e.created_at),
+                    "duration": e.duration,
+                    "commit_hash": e.commit_hash,
+                    "branch": e.branch,
+                    "tags": e.tags,
+                }
+                for e in exps
+            ],
+            "ids": ids,
+            "metrics": table,
+            "best": best,
+            "params": differ,
+            "all_params": all_params,
+        }
+
+    def get_summary(self) -> dict[str, Any]:
+        """Counts over the whole store: ``total_experiments``, ``by_status``,
+        ``unique_names``, ``branches``, ``total_metrics_logged`` (and ``metric_names``,
+        ``tags``)."""
+        self._ready()
+        return self._store.index.summary()
+
+    # -- lineage, resume, delete --------------------------------------------------------------
+
+    def lineage(self, experiment_id: str) -> builtins.list[Experiment]:
+        """The chain of runs that led to this one, oldest first, ending with it."""
+        chain = [self.get(experiment_id)]
+        seen = {chain[0].experiment_id}
+        while chain[0].parent_experiment:
+            try:
+                parent = self.get(chain[0].parent_experiment)
+            except ExperimentNotFound:
+                break  # the parent was deleted
+            if parent.experiment_id in seen:
+                break
+            seen.add(parent.experiment_id)
+            chain.insert(0, parent)
+        return chain
+
+    def children(self, experiment_id: str) -> builtins.list[Experiment]:
+        """The runs resumed from this one (whose ``parent_experiment`` it is), oldest first."""
+        return list(reversed(self.list(parent=experiment_id)))
+
+    def resume(self, experiment_id: str, *, start: bool = True) -> Experiment:
+        """A new run with the same name (plus ``-resumed``), params, tags and description as
+        ``experiment_id``, whose parent it is. The old run is never changed. With
+        ``start=False`` the new run is left PENDING, for another process to start by id."""
+        from .records.models import ExperimentRecord
+
+        old = self.get(experiment_id)
+        name = old.name if old.name.endswith("-resumed") else f"{old.name}-resumed"
+        if start:
+            return self.start(
+                name,
+                description=old.description,
+                params=old.params,
+                tags=old.tags,
+                parent_experiment=old.experiment_id,
+                sweep=old.sweep,
+            )
+        record = ExperimentRecord(
+            experiment_id=new_experiment_id(),
+            name=name,
+            description=old.description,
+            params=old.params,
+            tags=old.tags,
+            parent_experiment=old.experiment_id,
+        )
+        self._store.write(record)
+        return self._experiment(record.to_dict())
+
+    def delete(self, experiment_id: str) -> bool:
+        """Delete a run's record and metrics (not its weight commits). A run still running
+        in a live process cannot be deleted."""
+        eid = self.get(experiment_id).experiment_id
+        if self._run is not None and self._run.record.experiment_id == eid:
+            raise InvalidValue(f"experiment {eid} is this tracker's active run; end it first")
+        self._store.reap()
+        if self._store.read_dict(eid)["status"] == "running":
+            raise InvalidValue(f"experiment {eid} is running in a live process; stop it first")
+        self._store.delete(eid)
+        return True
+
+    def mark_failed(
+        self, experiment_id: str, error_message: str, error_detail: str | None = None
+    ) -> bool:
+        """Mark a pending or running run FAILED (for a supervisor whose worker died).
+        Returns False when the run had already ended."""
+        eid = self._store.resolve(experiment_id)
+        return self._store.mark_failed(eid, error_message, error_detail)
+
+    def reindex(self) -> dict[str, int]:
+        """Rebuild the query index from the records."""
+        return self._store.reindex()
+
+    def restore_code(self, experiment_id: str, into: str | os.PathLike[str]) -> dict[str, Any]:
+        """Write the code a run ran (its snapshot, or its clean commit) into a new folder."""
+        from .workspace import restore
+
+        exp = self.get(experiment_id)
+        return restore(exp.code, self._store_git(), Path(into))
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)

@@ -1,0 +1,83 @@
+"""Checks of what users put into a record: metric names and values, steps, tags, JSON data.
+
+Each raises a :class:`~coralx.errors.CoralxError` that says what is wrong, before anything is
+written, so bad input never changes a record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import InvalidName, InvalidValue
+from .journal import NO_STEP
+
+__all__ = ["as_float", "as_step", "check_json", "check_metric_name", "check_tags"]
+
+
+def as_float(value: Any) -> float:
+    """A logged value as a float: numbers, numpy scalars, 0-d arrays and one-element tensors."""
+    if isinstance(value, str | bytes) or value is None:
+        raise InvalidValue(f"a metric value must be a number, not {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(
+            f"a metric value must be a number (or a numpy scalar or 0-d tensor), not "
+            f"{type(value).__name__}: {exc}"
+        ) from None
+
+
+def as_step(step: Any) -> int:
+    if step is None:
+        return NO_STEP
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise InvalidValue(f"a step must be an integer or None, not {step!r}")
+    value = int(step.__index__())
+    if value == NO_STEP:
+        raise InvalidValue(f"step {value} is out of range")
+    return value
+
+
+def check_metric_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise InvalidName("metric", name, "a metric name must be a string")
+    if not name.strip():
+        raise InvalidName("metric", name, "a metric name cannot be empty")
+    if len(name) > 250 or any(ord(c) < 32 for c in name):
+        raise InvalidName("metric", name, "use at most 250 printable characters")
+    return name
+
+
+def check_json(value: Any, what: str) -> Any:
+    """``value`` as plain JSON data (numpy scalars become numbers), or InvalidValue."""
+    try:
+        text = json.dumps(value, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(
+            f"{what} must be JSON data (numbers, strings, booleans, None, lists and dicts "
+            f"with string keys; no NaN or infinity): {exc}"
+        ) from None
+    return json.loads(text)
+
+
+def _json_default(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return item()
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON data")
+
+
+def check_tags(tags: Iterable[str] | None) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    out: list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip():
+            raise InvalidName("tag", tag, "a tag must be a non-empty string")
+        if tag not in out:
+            out.append(tag)
+    return out
