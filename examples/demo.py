@@ -93,7 +93,7 @@ def gradient_step(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, l
     metric="val_acc",
     mode="max",
     callbacks=[
-        coralx.EarlyStopping("val_loss", patience=8, min_delta=1e-4, mode="min"),
+        coralx.EarlyStopping("val_loss", patience=50, min_delta=1e-4, mode="min"),
         coralx.Checkpoint(every=100),
     ],
 )
@@ -104,12 +104,11 @@ def train(config: coralx.Config, run: coralx.Run) -> dict[str, Any]:
     epoch = 0
     for epoch in range(config.epochs):
         gradient_step(params, x, y, config.lr)
-        if epoch % 10 == 0 or epoch == config.epochs - 1:
-            train_loss, _ = loss_and_accuracy(params, x, y)
-            val_loss, val_acc = loss_and_accuracy(params, x_val, y_val)
-            run.log_metrics(
-                {"train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc}, step=epoch
-            )
+        train_loss, _ = loss_and_accuracy(params, x, y)
+        val_loss, val_acc = loss_and_accuracy(params, x_val, y_val)
+        run.log_metrics(
+            {"train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc}, step=epoch
+        )
         run.checkpoint(params, step=epoch)  # the Checkpoint callback commits every 100 epochs
         if run.should_stop:
             break
@@ -170,8 +169,9 @@ def coralx_cli(*args: str, cwd: Path, capture: bool = False) -> str:
 
 def verify_checkout(work: Path, best: Any) -> None:
     """Check the best run's weights out by commit, and compare bit for bit."""
-    from coralx.records.blobs import BlobStore
     from safetensors.numpy import load_file
+
+    from coralx.records.blobs import BlobStore
 
     commit = best["weights"]
     target = work / "best.safetensors"
@@ -217,13 +217,24 @@ def main() -> None:
         print(f"skipped {again.counts['skipped']} of {len(again.results)} (sweep {again.sweep_id})")
         assert again.counts["skipped"] == len(again.results)
         coralx_cli("exp", "list", "--tag", "demo", cwd=work)
-        coralx_cli("exp", "best", "--metric", "val_acc", "--mode", "max", "--limit", "3", cwd=work)
+        found = json.loads(
+            coralx_cli(
+                *("exp", "best", "--metric", "val_acc", "--mode", "max", "--by", "last"),
+                *("--limit", "1", "--json"),
+                cwd=work,
+                capture=True,
+            )
+        )[0]
+        print(json.dumps({k: found[k] for k in ("experiment_id", "best_value", "commit_hash")}))
         coralx_cli("sweep", "show", str(result.sweep_id), cwd=work)
         best = result.results.best("val_acc", "max")
         assert best is not None
         print(
             f"\n# the best run: {best.name} ({best.experiment_id}), val_acc={best['val_acc']:.3f}"
         )
+        # The tracker and the sweep agree on the best run and on its final weight commit.
+        assert found["best_value"] == best["val_acc"], (found, best.result)
+        assert found["commit_hash"] == best["weights"], (found, best.result)
         verify_checkout(work, best)
         coralx_cli("log", "-n", "3", cwd=work)
     finally:
