@@ -191,3 +191,71 @@ def test_sweep_cli_list_show_and_run(repo: Repository, tmp_path: Path) -> None:
         ).output
     )
     assert cli_rows[0]["counts"] == {"completed": 2}
+
+
+SLOW_SCRIPT = """
+import os, time
+import coralx
+
+@coralx.experiment(name="slow")
+def slow(config, run):
+    if os.environ.get("SLOW") == "1" and config.i >= 1:
+        time.sleep(120)
+    return {"i": config.i}
+
+@slow.configs
+def configs():
+    return coralx.grid({"i": [0, 1, 2, 3]})
+
+if __name__ == "__main__":
+    slow.run()
+"""
+
+
+@pytest.mark.parametrize("executor", ["subprocess", "fork"])
+def test_ctrl_c_cancels_cleanly_and_running_again_continues(
+    repo: Repository, tmp_path: Path, executor: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_SCRIPT)
+    cmd = [sys.executable, str(script), "-C", str(repo.root), "--executor", executor]
+    proc = subprocess.Popen(
+        [*cmd, "--workers", "2", "-q"],
+        env={**os.environ, "SLOW": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        records = [json.loads(p.read_text()) for p in (repo.path / "experiments").glob("*.json")]
+        states = sorted(r["status"] for r in records)
+        if states == ["completed", "running", "running"]:  # i=0 done, 1 and 2 sleeping
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError(f"the sweep never had two runs going: {proc.communicate()}")
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run again to continue" in err
+    tracker = ExperimentTracker(repo)
+    statuses = sorted((e.params["i"], _status(e)) for e in tracker.list())
+    assert statuses == [(0, "completed"), (1, "cancelled"), (2, "cancelled")]
+    cancelled = {e.experiment_id for e in tracker.list() if _status(e) == "cancelled"}
+
+    again = subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=True)
+    data = json.loads(again.stdout)
+    assert data["counts"] == {"completed": 3, "failed": 0, "skipped": 1, "cancelled": 0}
+    by_i = {r["config"]["i"]: r for r in data["results"]}
+    assert by_i[0]["cached"] and not by_i[3]["cached"]
+    parents = {tracker.get(by_i[i]["experiment_id"]).parent_experiment for i in (1, 2)}
+    assert parents == cancelled
+    assert tracker.get(by_i[3]["experiment_id"]).parent_experiment is None

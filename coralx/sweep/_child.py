@@ -20,6 +20,47 @@ from .task import Outcome, Task
 __all__ = ["execute_task", "execute_task_dict", "main"]
 
 
+class _InterruptGuard:
+    """In a worker process, Ctrl-C (SIGINT from the sweep's parent) interrupts the user's
+    function only. Arriving while the record is being started or ended, it waits until the
+    function is entered (which it then cancels at once) or is dropped once the function has
+    returned: a record is never left half-written by an interrupt."""
+
+    def __init__(self) -> None:
+        self.installed = False
+        self.in_user_code = False
+        self.pending = False
+
+    def install(self) -> None:
+        import signal
+
+        signal.signal(signal.SIGINT, self._handle)
+        self.installed = True
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.in_user_code:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def enter(self) -> None:
+        if self.installed:
+            self.in_user_code = True
+            if self.pending:
+                self.pending = False
+                raise KeyboardInterrupt
+
+    def leave(self) -> None:
+        self.in_user_code = False
+
+
+_guard = _InterruptGuard()
+
+
+def install_interrupt_guard() -> None:
+    """Call once in a process that only runs tasks (a subprocess child, a fork worker)."""
+    _guard.install()
+
+
 def execute_task(task: Task, *, prefer_local: bool = False) -> Outcome:
     """Run ``task`` here and now: seed, start its record, call the function, end the record."""
     start = time.monotonic()
@@ -51,8 +92,12 @@ def execute_task(task: Task, *, prefer_local: bool = False) -> Outcome:
 
 def _call(task: Task, fn: Any, run: Any, tracker: Any, start: float) -> Outcome:
     try:
-        run._start()
-        value = fn(run.config, run) if _arity(fn) >= 2 else fn(run.config)
+        try:
+            _guard.enter()
+            run._start()
+            value = fn(run.config, run) if _arity(fn) >= 2 else fn(run.config)
+        finally:
+            _guard.leave()
         result, context_update = _normalise(value)
         run._finish("completed")
         if tracker is not None:
@@ -184,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m coralx.sweep._child JOB.json OUTCOME.json", file=sys.stderr)
         return 2
     job_path, outcome_path = args
+    install_interrupt_guard()
     with open(job_path, encoding="utf-8") as f:
         task = Task.from_dict(json.load(f))
     outcome = execute_task(task)

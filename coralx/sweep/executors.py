@@ -349,7 +349,6 @@ class _ForkWorker:
             code = 1
             try:
                 os.setsid()  # Ctrl-C reaches the parent, which cancels tasks one by one
-                signal.signal(signal.SIGINT, signal.default_int_handler)
                 _serve(task_r, result_w)
                 code = 0
             finally:
@@ -402,8 +401,9 @@ class _ForkWorker:
 
 
 def _serve(task_r: int, result_w: int) -> None:
-    from ._child import execute_task
+    from ._child import execute_task, install_interrupt_guard
 
+    install_interrupt_guard()
     inbox = os.fdopen(task_r, "r", encoding="utf-8")
     outbox = os.fdopen(result_w, "w", encoding="utf-8")
     cancelled = False
