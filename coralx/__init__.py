@@ -10,11 +10,14 @@ numpy, dulwich, git, pydantic or rich.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
+# Not `from typing import ...`: importing typing is a measurable part of a child's start.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .experiments import ExperimentStatus, ExperimentTracker
     from .graph import WeightCommit
     from .repository import Repository
@@ -32,7 +35,7 @@ _LAZY: dict[str, str] = {
     "grid": "coralx.sweep.config",
     "repeat": "coralx.sweep.config",
     "load_config": "coralx.sweep.config",
-    "Verdict": "coralx.sweep.experiment",
+    "Verdict": "coralx.sweep.verdict",
     "ResultSet": "coralx.sweep.results",
     "EarlyStopping": "coralx.sweep.callbacks",
     "Checkpoint": "coralx.sweep.callbacks",

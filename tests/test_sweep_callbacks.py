@@ -7,7 +7,7 @@ import pytest
 from coralx.errors import InvalidValue
 from coralx.sweep import Checkpoint, EarlyStopping
 from coralx.sweep._cli import parse_overrides
-from coralx.sweep.experiment import Verdict, to_verdict
+from coralx.sweep.verdict import Verdict, to_verdict
 
 from . import sweep_fixtures as fx
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any
 
+# Not `from typing import ...`: importing typing is a measurable part of a child's start.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._child import execute_task
     from .callbacks import Callback, Checkpoint, EarlyStopping
     from .config import Config, ConfigList, config_hash, grid, load_config, merge, repeat, sweep
@@ -27,12 +30,13 @@ if TYPE_CHECKING:
         SubprocessExecutor,
         get_executor,
     )
-    from .experiment import SweepExperiment, Verdict, experiment
+    from .experiment import SweepExperiment, experiment
     from .record import SweepRecord, find_sweep, list_sweeps
     from .results import Result, ResultSet
     from .run import Run
     from .runner import SweepResult, results_of, run_sweep
     from .task import Outcome, Task
+    from .verdict import Verdict, to_verdict
 
 _LAZY: dict[str, str] = {
     "Config": "config",
@@ -55,7 +59,8 @@ _LAZY: dict[str, str] = {
     "Checkpoint": "callbacks",
     "EarlyStopping": "callbacks",
     "SweepExperiment": "experiment",
-    "Verdict": "experiment",
+    "Verdict": "verdict",
+    "to_verdict": "verdict",
     "experiment": "experiment",
     "Run": "run",
     "SweepResult": "runner",
@@ -102,6 +107,7 @@ __all__ = [
     "results_of",
     "run_sweep",
     "sweep",
+    "to_verdict",
 ]
 
 

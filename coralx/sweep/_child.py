@@ -9,13 +9,16 @@ leaves no outcome, and the parent then reports it (see ``task.crash_outcome``).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from typing import Any
 
 from .task import Outcome, Task
+
+# Not `from typing import ...`: importing typing is a measurable part of a child's start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["execute_task", "execute_task_dict", "main"]
 
@@ -32,9 +35,10 @@ class _InterruptGuard:
         self.pending = False
 
     def install(self) -> None:
-        import signal
+        # The C module: ``signal`` itself imports enum, a measurable part of a child's start.
+        import _signal
 
-        signal.signal(signal.SIGINT, self._handle)
+        _signal.signal(_signal.SIGINT, self._handle)
         self.installed = True
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -166,7 +170,7 @@ def _arity(fn: Any) -> int:
 
 
 def _normalise(value: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    from .config import check_json
+    from .config import _unwrap, check_json
 
     if value is None:
         return None, None
@@ -177,7 +181,8 @@ def _normalise(value: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None
     check_json(value, "the returned result")
     if context_update is not None:
         check_json(context_update, "context_update")
-    return value, context_update
+        context_update = _unwrap(context_update)
+    return _unwrap(value), context_update
 
 
 def _failed(
@@ -217,9 +222,13 @@ def execute_task_dict(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_outcome(path: str, outcome: Outcome) -> None:
+    """The outcome for the parent, in ``marshal`` format: built in (nothing to import) and,
+    for the plain data a task and its outcome hold, as exact as JSON."""
+    import marshal
+
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(outcome.to_dict(), f)
+    with open(tmp, "wb") as f:
+        f.write(marshal.dumps(outcome.to_dict()))
     os.replace(tmp, path)
 
 
@@ -230,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job_path, outcome_path = args
     install_interrupt_guard()
-    with open(job_path, encoding="utf-8") as f:
-        task = Task.from_dict(json.load(f))
+    import marshal
+
+    with open(job_path, "rb") as f:
+        task = Task.from_dict(marshal.loads(f.read()))
     outcome = execute_task(task)
     write_outcome(outcome_path, outcome)
     sys.stdout.flush()

@@ -27,6 +27,7 @@ import collections
 import contextlib
 import functools
 import json
+import marshal
 import os
 import queue
 import selectors
@@ -214,6 +215,9 @@ class _Tee(threading.Thread):
         return b"".join(self.tail)[-limit:].decode("utf-8", errors="replace")
 
 
+_CHILD_MAIN = "import sys; from coralx.sweep._child import main; sys.exit(main())"
+
+
 class SubprocessExecutor(Executor):
     """A fresh Python interpreter per configuration (the default).
 
@@ -232,12 +236,13 @@ class SubprocessExecutor(Executor):
 
     def run(self, task: Task) -> Outcome:
         with _task_files(task) as files:
-            with open(files["job"], "w", encoding="utf-8") as f:
-                f.write(task.to_json())
+            with open(files["job"], "wb") as f:
+                f.write(marshal.dumps(task.to_dict()))
             env = dict(os.environ, PYTHONFAULTHANDLER="1")
             if "pythonhashseed" in task.seeds:
                 env["PYTHONHASHSEED"] = str(task.seeds["pythonhashseed"])
-            cmd = [self.python, "-m", "coralx.sweep._child", files["job"], files["outcome"]]
+            # -c rather than -m: runpy would import importlib.util, contextlib, functools...
+            cmd = [self.python, "-c", _CHILD_MAIN, files["job"], files["outcome"]]
             start = time.monotonic()
             if task.stream:
                 returncode, tail = self._run_streaming(cmd, env, task.name)
@@ -316,9 +321,9 @@ def _task_files(task: Task) -> Any:
 
 def _read_outcome(task: Task, path: str, returncode: int, tail: str, start: float) -> Outcome:
     try:
-        with open(path, encoding="utf-8") as f:
-            outcome = Outcome.from_dict(json.load(f))
-    except (OSError, ValueError):
+        with open(path, "rb") as f:
+            outcome = Outcome.from_dict(marshal.loads(f.read()))
+    except (OSError, ValueError, EOFError, TypeError):
         return crash_outcome(task, returncode, tail, time.monotonic() - start)
     if outcome.error is not None and tail:
         outcome.error.setdefault("stderr_tail", tail)

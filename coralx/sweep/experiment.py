@@ -19,47 +19,23 @@
 
 from __future__ import annotations
 
-import enum
-import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidConfig, InvalidValue
 from .config import ConfigList, as_config_list, check_json, merge, validate_configs
 
+# Not `from typing import ...`: importing typing is a measurable part of a child's start.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .callbacks import Callback
     from .executors import Executor
     from .results import ResultSet
     from .runner import SweepResult
+    from .verdict import Verdict
 
-__all__ = ["SweepExperiment", "Verdict", "experiment", "to_verdict"]
-
-
-class Verdict(enum.StrEnum):
-    """What a report concludes about the sweep's hypothesis."""
-
-    SUPPORTS = "supports"
-    REFUTES = "refutes"
-    INCONCLUSIVE = "inconclusive"
-
-
-def to_verdict(value: Any) -> Verdict | None:
-    """A report's return value as a verdict: a :class:`Verdict`, one of its names (any case),
-    a bool (True supports, False refutes), or None (no verdict)."""
-    if value is None or isinstance(value, Verdict):
-        return value
-    if isinstance(value, bool):
-        return Verdict.SUPPORTS if value else Verdict.REFUTES
-    if isinstance(value, str):
-        try:
-            return Verdict(value.strip().lower())
-        except ValueError:
-            pass
-    raise InvalidValue(
-        f"a report returned {value!r}; return 'supports', 'refutes', 'inconclusive', "
-        "a bool, a coralx.Verdict, or None"
-    )
+__all__ = ["SweepExperiment", "experiment"]
 
 
 class SweepExperiment:
@@ -82,7 +58,10 @@ class SweepExperiment:
         callbacks: Sequence[Callback] = (),
         repo: Any = None,
     ) -> None:
-        functools.update_wrapper(self, fn)
+        # What functools.update_wrapper copies, without importing functools in every child.
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(self, attr, getattr(fn, attr, None))
+        self.__wrapped__ = fn
         self.fn = fn
         self.name = name or fn.__name__
         self.description = description if description is not None else (fn.__doc__ or None)
@@ -202,6 +181,8 @@ class SweepExperiment:
     def run_report(self, results: ResultSet) -> Verdict | None:
         if self._report_fn is None:
             return None
+        from .verdict import to_verdict
+
         return to_verdict(self._report_fn(results))
 
     def run_sweep(self, **options: Any) -> SweepResult:

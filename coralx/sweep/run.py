@@ -16,17 +16,18 @@ in memory.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidName, InvalidValue
 from .config import Config, check_json
 
+# Not `from typing import ...`: importing typing is a measurable part of a child's start.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from ..repository import Repository
     from .callbacks import Callback
@@ -177,7 +178,7 @@ class Run:
             if not isinstance(child, dict):
                 child = node[part] = {}
             node = child
-        node[parts[-1]] = json.loads(json.dumps(value))
+        node[parts[-1]] = _plain(value)
         if self._tracker is not None:
             self._tracker.set_data("/".join(parts), value)
 
@@ -198,7 +199,7 @@ class Run:
 
     @property
     def data(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._data))
+        return _plain(self._data)
 
     def update_context(self, update: Mapping[str, Any]) -> None:
         """Merge ``update`` into the sweep's setup context for configurations that start later
@@ -302,6 +303,15 @@ class Run:
         return f"<Run {self.name} id={self.id}>"
 
 
+def _plain(value: Any) -> Any:
+    """A deep copy of JSON data (tuples become lists, as in the record)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _split_key(key: str) -> list[str]:
     if not isinstance(key, str) or not key:
         raise InvalidName("data key", key, "use a non-empty string like 'results/loss'")
@@ -330,6 +340,8 @@ def _artifact_bytes(name: str, obj: Any) -> tuple[bytes, str, str]:
         obj.savefig(buf, format="png")
         return buf.getvalue(), "image/png", "figure"
     if isinstance(obj, Mapping | list | tuple | int | float | bool) or obj is None:
+        import json
+
         check_json(obj, f"artifact {name!r}")
         return json.dumps(obj, indent=2).encode("utf-8"), "application/json", "json"
     raise InvalidValue(

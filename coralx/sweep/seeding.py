@@ -17,7 +17,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+
+# Not `from typing import ...`: importing typing is a measurable part of a child's start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["SEED_KEYS", "apply_seeds", "seeds_of"]
 
