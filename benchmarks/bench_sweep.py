@@ -17,6 +17,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,8 +65,8 @@ def time_python_c(n: int) -> float:
     return time.perf_counter() - start
 
 
-def best_of(repeats: int, fn: Any, *args: Any) -> float:
-    return min(fn(*args) for _ in range(repeats))
+def median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
 def main() -> None:
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=200)
     parser.add_argument("--subprocess-configs", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tracked", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -92,26 +93,34 @@ def main() -> None:
             }
         )
 
-    pool = best_of(r, time_pool, n, w)
+    # Baseline and candidate are timed in alternation, round after round, and each is
+    # reported by its median: on a shared machine, load drifts, and this keeps the two
+    # exposed to the same drift.
+    pools, forks, inlines, bares, subs1, subs2 = [], [], [], [], [], []
+    for _ in range(r):
+        pools.append(time_pool(n, w))
+        forks.append(time_sweep("fork", n, w))
+        inlines.append(time_sweep("inline", n, 1))
+        bares.append(time_python_c(ns))
+        subs1.append(time_sweep("subprocess", ns, 1))
+        subs2.append(time_sweep("subprocess", ns, w))
+    pool, fork, inline = median(pools), median(forks), median(inlines)
+    bare, sub1, sub2 = median(bares), median(subs1), median(subs2)
     add("bare multiprocessing.Pool (fork)", n, w, pool)
-    fork = best_of(r, time_sweep, "fork", n, w)
     add("coralx fork executor", n, w, fork)
-    inline = best_of(r, time_sweep, "inline", n, 1)
     add("coralx inline executor", n, 1, inline)
-    bare = best_of(r, time_python_c, ns)
     add("bare `python -c pass`, one after another", ns, 1, bare)
-    sub1 = best_of(r, time_sweep, "subprocess", ns, 1)
     add("coralx subprocess executor", ns, 1, sub1)
-    sub2 = best_of(r, time_sweep, "subprocess", ns, w)
     add("coralx subprocess executor", ns, w, sub2)
     if args.tracked:
         with tempfile.TemporaryDirectory() as tmp:
             repo = coralx.Repository.init(tmp)
-            add("tracked: fork executor", ns, w, best_of(1, time_sweep, "fork", ns, w, repo))
+            add("tracked: fork executor", ns, w, time_sweep("fork", ns, w, repo))
             add("tracked: subprocess executor", ns, w, time_sweep("subprocess", ns, w, repo))
 
-    fork_ratio = (n / fork) / (n / pool)
-    sub_ratio = (sub1 / ns) / (bare / ns)
+    # Per-round ratios (each against the baseline timed just before it), then their median.
+    fork_ratio = median([p / f for p, f in zip(pools, forks)])
+    sub_ratio = median([s / b for s, b in zip(subs1, bares)])
     if args.json:
         print(
             json.dumps(
@@ -119,7 +128,7 @@ def main() -> None:
             )
         )
         return
-    print(f"sweep overhead, empty function ({os.cpu_count()} cpus, best of {r})\n")
+    print(f"sweep overhead, empty function ({os.cpu_count()} cpus, median of {r} rounds)\n")
     print(f"{'what':44} {'configs':>7} {'workers':>7} {'ms/config':>10} {'configs/s':>10}")
     for row in rows:
         print(

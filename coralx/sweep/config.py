@@ -109,18 +109,27 @@ class Config(dict):
         return (Config, (self.to_dict(),))
 
 
+# Scalars are checked by exact type first: isinstance against the Mapping ABC is slow, and a
+# sweep calls these for every value of every configuration.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _wrap(value: Any) -> Any:
-    if isinstance(value, Config):
+    kind = type(value)
+    if kind in _SCALARS or kind is Config:
         return value
     if isinstance(value, Mapping):
         return Config(value)
-    if isinstance(value, list):
+    if kind is list:
         return [_wrap(v) for v in value]
     return value
 
 
 def _unwrap(value: Any) -> Any:
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict or kind is Config or isinstance(value, Mapping):
         return {k: _unwrap(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_unwrap(v) for v in value]
@@ -287,7 +296,12 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 def check_json(value: Any, where: str) -> None:
     """Raise :class:`InvalidConfig` naming the first value JSON cannot hold exactly."""
-    if value is None or isinstance(value, bool | int | str):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return
+    if kind is float and math.isfinite(value):
+        return
+    if isinstance(value, bool | int | str):
         return
     if isinstance(value, float):
         if not math.isfinite(value):

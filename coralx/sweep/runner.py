@@ -161,6 +161,7 @@ class _SweepRun:
         self.record: SweepRecord | None = None
         self._lock = threading.Lock()
         self._last_save = 0.0
+        self._sys_path = list(sys.path)
 
     # -- the whole run ---------------------------------------------------------------------------
 
@@ -350,7 +351,7 @@ class _SweepRun:
             out_dir=out_dir,
             log_dir=log_dir,
             stream=self.stream,
-            sys_path=list(sys.path),
+            sys_path=[] if self.executor.shares_memory else self._sys_path,
         )
 
     def _attempt(self, planned: _Planned) -> Attempt:
