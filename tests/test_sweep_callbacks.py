@@ -119,6 +119,7 @@ def test_script_command_line(tmp_path) -> None:
         "import coralx\n"
         "@coralx.experiment(name='s')\n"
         "def s(config):\n"
+        "    print('hello from', config.name)\n"
         "    return {'y': config.x * 10}\n"
         "@s.configs\n"
         "def c():\n"
@@ -134,6 +135,10 @@ def test_script_command_line(tmp_path) -> None:
     )
     data = json.loads(out.stdout)
     assert [r["result"]["y"] for r in data["results"]] == [50, 50]
+    streamed = subprocess.run(
+        [sys.executable, str(script), "-s"], capture_output=True, text=True, check=True
+    )
+    assert "[x1] hello from x1" in streamed.stdout  # each run's output, named, as it comes
     bad = subprocess.run(
         [sys.executable, str(script), "--executor", "nope"], capture_output=True, text=True
     )

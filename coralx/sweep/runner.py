@@ -162,6 +162,7 @@ class _SweepRun:
         self._lock = threading.Lock()
         self._last_save = 0.0
         self._sys_path = list(sys.path)
+        self._tmp_logs: str | None = None
 
     # -- the whole run ---------------------------------------------------------------------------
 
@@ -263,11 +264,19 @@ class _SweepRun:
             self.record.save(self._repo())
         if not todo:
             return "completed"
+        if self.repo is None:  # without a store, runs' output is still kept apart, for a while
+            import tempfile
+
+            self._tmp_logs = tempfile.mkdtemp(prefix="coralx-sweep-logs-")
         self.executor.start(self.workers)
         try:
             return self._dispatch(todo)
         finally:
             self.executor.shutdown()
+            if self._tmp_logs is not None:
+                import shutil
+
+                shutil.rmtree(self._tmp_logs, ignore_errors=True)
 
     def _dispatch(self, todo: list[_Planned]) -> str:
         by_index = {p.index: p for p in todo}
@@ -325,7 +334,8 @@ class _SweepRun:
     def _task(self, planned: _Planned) -> Task:
         config = planned.config
         repo = self.repo
-        out_dir = log_dir = None
+        out_dir = None
+        log_dir = self._tmp_logs
         if repo is not None and self.record is not None and planned.experiment_id:
             base = sweep_dir(repo, self.record.sweep_id)
             out_dir = str(base / "out" / planned.experiment_id)
