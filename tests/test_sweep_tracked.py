@@ -161,6 +161,11 @@ def test_sweep_cli_list_show_and_run(repo: Repository, tmp_path: Path) -> None:
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.output)
     assert rows[0]["sweep_id"] == out.sweep_id and rows[0]["counts"] == {"completed": 6}
+    record = SweepRecord.load(repo, out.sweep_id)
+    record.status = "running"  # as a sweep process killed with kill -9 leaves it
+    record.save(repo)
+    rows = json.loads(runner.invoke(cli, ["-C", str(repo.root), "sweep", "list", "--json"]).output)
+    assert rows[0]["status"] == "stopped"
     shown = runner.invoke(cli, ["-C", str(repo.root), "sweep", "show", out.sweep_id[:8]])
     assert shown.exit_code == 0, shown.output
     assert "lr2_w32" in shown.output and "completed" in shown.output
@@ -246,6 +251,8 @@ def test_ctrl_c_cancels_cleanly_and_running_again_continues(
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "run again to continue" in err
+    listed = CliRunner().invoke(cli, ["-C", str(repo.root), "sweep", "list", "--json"])
+    assert json.loads(listed.output)[0]["status"] == "cancelled"
     tracker = ExperimentTracker(repo)
     statuses = sorted((e.params["i"], _status(e)) for e in tracker.list())
     assert statuses == [(0, "completed"), (1, "cancelled"), (2, "cancelled")]

@@ -19,14 +19,29 @@ __all__ = ["describe_sweep", "experiments_in", "run_file", "sweep_summaries"]
 
 def sweep_summaries(repo: Repository, name: str | None = None) -> list[dict[str, Any]]:
     """One dict per sweep, newest first: id, experiment name, status, shape, counts, verdict."""
-    return [_summary(s) for s in list_sweeps(repo, name)]
+    return [_summary(repo, s) for s in list_sweeps(repo, name)]
 
 
-def _summary(record: SweepRecord) -> dict[str, Any]:
+def _status(repo: Repository, record: SweepRecord) -> str:
+    """``running`` only while a process holds the sweep's lock: a sweep whose process was
+    killed shows as ``stopped`` (running it again continues it)."""
+    if record.status != "running":
+        return record.status
+    from ..errors import SweepBusy
+    from .record import sweep_lock
+
+    try:
+        sweep_lock(repo, record.sweep_id).release()
+    except SweepBusy:
+        return "running"
+    return "stopped"
+
+
+def _summary(repo: Repository, record: SweepRecord) -> dict[str, Any]:
     return {
         "sweep_id": record.sweep_id,
         "name": record.name,
-        "status": record.status,
+        "status": _status(repo, record),
         "shape": record.shape,
         "configs": len(record.configs),
         "runs": len(record.runs),
@@ -66,7 +81,7 @@ def describe_sweep(repo: Repository, sweep_id: str) -> dict[str, Any]:
                 "error": (latest.error or {}).get("message") if latest else None,
             }
         )
-    return {**_summary(record), "context": record.context, "rows": rows}
+    return {**_summary(repo, record), "context": record.context, "rows": rows}
 
 
 def _refresh(repo: Repository, attempt: Any) -> None:
