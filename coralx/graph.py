@@ -117,7 +117,10 @@ def full_message(message: str, links: dict[str, str | None]) -> bytes:
     lines = [f"{TRAILERS[k]}: {v}" for k, v in links.items() if _clean(v, k)]
     if lines:
         text += "\n" + "\n".join(lines) + "\n"
-    return text.encode("utf-8")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue("a commit message and its links must be valid unicode") from None
 
 
 def make_commit(

@@ -83,7 +83,9 @@ def tensors(draw: st.DrawFn) -> np.ndarray:
 )
 @given(
     st.dictionaries(
-        st.text(min_size=1, max_size=8).filter(lambda s: "\x00" not in s and s != "__metadata__"),
+        st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=8).filter(
+            lambda s: "\x00" not in s and s != "__metadata__"
+        ),
         tensors(),
         min_size=1,
         max_size=4,
@@ -304,6 +306,8 @@ def test_bad_input_is_refused_and_stores_nothing(repo: Repository) -> None:
         {"": good},
         {"w": good, "v": "text"},
         {"w": np.array(["a", "b"])},
+        {"\ud800": good},
+        {"\x00": good},
     ):
         with pytest.raises((InvalidValue, InvalidName)):
             repo.stage_weights(bad)

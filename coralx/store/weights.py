@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ChecksumMismatch, InvalidName, InvalidValue
 from .base import ChunkStore, chunk_id_of
-from .codecs import CODEC_DELTA, encode_standalone_parts
+from .codecs import CODEC_DELTA, encode_standalone_parts, scratch
 from .manifest import Manifest, TensorEntry
 from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, to_numpy
 
@@ -98,6 +98,10 @@ def check_tensor_name(name: object) -> str:
         raise InvalidName("tensor name", name, "a tensor name cannot be empty or contain NUL")
     if name == "__metadata__":
         raise InvalidName("tensor name", name, "safetensors reserves this key")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidName("tensor name", name, "a tensor name must be valid unicode") from None
     return name
 
 
@@ -163,7 +167,8 @@ def _write_chunk(
     store.put_parts(cid, encode_standalone_parts(raw, dtype, chain))
     if rewrite is None:
         return cid, False
-    old_raw = store.get(rewrite)
+    old_raw = scratch("old", raw.size)  # reused: fresh memory is slow
+    store.get_into(rewrite, old_raw)
     return cid, store.put_delta(rewrite, old_raw, cid, raw, dtype) > 0
 
 
