@@ -46,17 +46,6 @@ _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 
 
-def _forget_pool_in_child() -> None:
-    # A forked child has none of the parent's threads: a pool inherited from the parent
-    # would queue work that never runs (the sweep runner's fork workers stage weights).
-    global _pool, _pool_lock
-    _pool = None
-    _pool_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool_in_child)
-
-
 def pool() -> ThreadPoolExecutor:
     """The process's small worker pool (2-4 threads), created on first use."""
     global _pool
