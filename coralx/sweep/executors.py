@@ -422,44 +422,46 @@ def _serve(task_r: int, result_w: int) -> None:
         if cancelled:  # queued behind a cancelled task: never started
             outcome = Outcome(NOT_STARTED, experiment_id=task.experiment_id)
         else:
-            with _redirected(task):
-                try:
-                    outcome = execute_task(task, prefer_local=True)
-                except KeyboardInterrupt:
-                    outcome = Outcome("cancelled", error={"type": "KeyboardInterrupt"})
+            _redirect(task)
+            try:
+                outcome = execute_task(task, prefer_local=True)
+            except KeyboardInterrupt:
+                outcome = Outcome("cancelled", error={"type": "KeyboardInterrupt"})
+            sys.stdout.flush()
+            sys.stderr.flush()
             cancelled = outcome.status == "cancelled"
         outbox.write(json.dumps(outcome.to_dict()) + "\n")
         outbox.flush()
 
 
-@contextlib.contextmanager
-def _redirected(task: Task) -> Any:
-    """Point fds 1 and 2 at the task's log files (or leave them, when streaming), with fresh
-    ``sys.stdout``/``sys.stderr`` objects: the parent's may hold locks taken by other threads
-    at the moment of the fork."""
+_redirected_to: list[str] = []
+
+
+def _redirect(task: Task) -> None:
+    """Point fds 1 and 2 of this worker at the task's log files (left as they are when
+    streaming), with fresh ``sys.stdout``/``sys.stderr`` objects: the parent's may hold locks
+    taken by other threads at the moment of the fork. A tracked task has its own files (named
+    by its experiment id); otherwise the worker keeps one pair, redirected once."""
     if task.stream or not task.log_dir:
-        yield
         return
-    stem = task.experiment_id or f"task{task.index}"
+    stem = os.path.join(task.log_dir, _log_stem(task, os.getpid()))
+    if _redirected_to and _redirected_to[-1] == stem:
+        return
     os.makedirs(task.log_dir, exist_ok=True)
-    saved = os.dup(1), os.dup(2)
-    out = os.open(os.path.join(task.log_dir, f"{stem}.out"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    err = os.open(os.path.join(task.log_dir, f"{stem}.err"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(out, 1)
-    os.dup2(err, 2)
-    os.close(out)
-    os.close(err)
-    sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115 - replaced below
+    sys.stdout.flush()
+    sys.stderr.flush()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    for fd, suffix in ((1, ".out"), (2, ".err")):
+        target = os.open(stem + suffix, flags, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115 - lives with the worker
     sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
+    _redirected_to.append(stem)
+
+
+def _log_stem(task: Task, worker_pid: int) -> str:
+    return task.experiment_id or f"worker{worker_pid}"
 
 
 class ForkExecutor(Executor):
@@ -554,7 +556,7 @@ class ForkExecutor(Executor):
                         for line in lines:
                             task, started = inflight[worker].popleft()
                             worker.tasks_done += 1
-                            outcome = self._outcome(task, line, started)
+                            outcome = self._outcome(task, line, worker.pid)
                             self._observe(outcome.duration)
                             yield task, outcome
                         retire = self.max_tasks_per_worker and (
@@ -568,7 +570,7 @@ class ForkExecutor(Executor):
                         returncode = self._retire(worker)
                         if not alive and queued:  # it died running the first of these
                             task, started = queued.popleft()
-                            tail = read_tail(_err_log(task))
+                            tail = read_tail(_err_log(task, worker.pid))
                             elapsed = time.monotonic() - started
                             yield task, crash_outcome(task, returncode, tail, elapsed)
                         retry.extend(t for t, _ in queued)
@@ -631,10 +633,10 @@ class ForkExecutor(Executor):
         typical = self._typical
         self._typical = duration if typical is None else 0.8 * typical + 0.2 * duration
 
-    def _outcome(self, task: Task, line: bytes, started: float) -> Outcome:
+    def _outcome(self, task: Task, line: bytes, worker_pid: int) -> Outcome:
         outcome = Outcome.from_dict(json.loads(line))
         if outcome.error is not None and task.log_dir:
-            outcome.error.setdefault("stderr_tail", read_tail(_err_log(task)))
+            outcome.error.setdefault("stderr_tail", read_tail(_err_log(task, worker_pid)))
         return outcome
 
     def _replace(self) -> _ForkWorker:
@@ -667,10 +669,10 @@ class ForkExecutor(Executor):
         self._started = False
 
 
-def _err_log(task: Task) -> str | None:
+def _err_log(task: Task, worker_pid: int) -> str | None:
     if not task.log_dir:
         return None
-    return os.path.join(task.log_dir, f"{task.experiment_id or f'task{task.index}'}.err")
+    return os.path.join(task.log_dir, _log_stem(task, worker_pid) + ".err")
 
 
 # -- ray -------------------------------------------------------------------------------------
