@@ -18,14 +18,15 @@ $(VENV)/.installed: $(PY) pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(PY) pyproject.toml
-	$(PIP) install --quiet -e '.[dev,ui]'
+	$(PIP) install --quiet -e '.[dev,ui,ray]'
 ifneq ($(TORCH_WHEEL),)
 	$(PIP) install --quiet '$(TORCH_WHEEL)'
 endif
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(PY) examples/demo.py
+	rm -rf demo-store
+	$(PY) examples/demo.py --keep demo-store
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

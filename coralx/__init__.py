@@ -10,11 +10,14 @@ numpy, dulwich, git, pydantic or rich.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
+# Not `from typing import ...`: importing typing is a measurable part of a child's start.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .experiments import ExperimentStatus, ExperimentTracker
     from .graph import WeightCommit
     from .logger import Logger, LogReader
@@ -24,6 +27,21 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
     "WeightCommit": "coralx.graph",
+    # the sweep runner (``coralx.sweep`` itself is the package, callable as sweep())
+    "sweep": "coralx.sweep",
+    "experiment": "coralx.sweep.experiment",
+    "Config": "coralx.sweep.config",
+    "Run": "coralx.sweep.run",
+    "merge": "coralx.sweep.config",
+    "grid": "coralx.sweep.config",
+    "repeat": "coralx.sweep.config",
+    "load_config": "coralx.sweep.config",
+    "Verdict": "coralx.sweep.verdict",
+    "ResultSet": "coralx.sweep.results",
+    "EarlyStopping": "coralx.sweep.callbacks",
+    "Checkpoint": "coralx.sweep.callbacks",
+    "Executor": "coralx.sweep.executors",
+    "get_executor": "coralx.sweep.executors",
     "ExperimentTracker": "coralx.experiments",
     "ExperimentStatus": "coralx.experiments",
     "Logger": "coralx.logger",
@@ -31,13 +49,27 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
+    "Checkpoint",
+    "Config",
+    "EarlyStopping",
+    "Executor",
     "ExperimentStatus",
     "ExperimentTracker",
     "LogReader",
     "Logger",
     "Repository",
+    "ResultSet",
+    "Run",
+    "Verdict",
     "WeightCommit",
     "__version__",
+    "experiment",
+    "get_executor",
+    "grid",
+    "load_config",
+    "merge",
+    "repeat",
+    "sweep",
 ]
 
 
@@ -45,7 +77,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'coralx' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = importlib.import_module(module)
+    if module != f"coralx.{name}":  # a subpackage is itself the public name
+        value = getattr(value, name)
     globals()[name] = value
     return value
 

@@ -20,15 +20,18 @@ __all__ = [
     "ExperimentAlreadyRunning",
     "ExperimentNotActive",
     "ExperimentNotFound",
+    "InvalidConfig",
     "InvalidName",
     "InvalidValue",
     "LockTimeout",
+    "MissingDependency",
     "NoActiveExperiment",
     "NotACoralxStore",
     "NotFound",
     "RepositoryNotFound",
     "RevisionNotFound",
     "StoreCorrupted",
+    "SweepBusy",
     "SweepNotFound",
     "TensorNotFound",
     "UnsupportedFormat",
@@ -230,6 +233,37 @@ class LockTimeout(CoralxError, TimeoutError):
         )
         self.path = path
         self.timeout = timeout
+
+
+class InvalidConfig(InvalidValue):
+    """A sweep configuration coralx cannot run: duplicate names, values JSON cannot hold, a
+    config file that does not parse."""
+
+
+class MissingDependency(CoralxError, ImportError):
+    """An optional library a feature needs is not installed."""
+
+    exit_code = 2
+
+    def __init__(self, package: str, feature: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs {package}, which is not installed; "
+            f"install it with: pip install 'coralx[{extra}]'"
+        )
+        self.package = package
+
+
+class SweepBusy(CoralxError):
+    """Another process is running this sweep right now."""
+
+    exit_code = 5
+
+    def __init__(self, sweep_id: str) -> None:
+        super().__init__(
+            f"sweep {sweep_id} is being run by another process; wait for it to finish, "
+            "or start a new sweep with --new"
+        )
+        self.sweep_id = sweep_id
 
 
 class NoActiveExperiment(ExperimentNotActive, ValueError):

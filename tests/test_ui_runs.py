@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -195,3 +196,31 @@ def test_tracker_log_text_and_figure(repo: Repository) -> None:
     run = LogReader(repo).get_run(exp.experiment_id)
     assert run.load_text("notes") == [(1, "hello")]
     assert run.load_figure("fig", 2).data[0].y == (1,)
+
+
+def test_sweep_run_logs_text_and_figures(repo: Repository) -> None:
+    pytest.importorskip("coralx.sweep.runner", reason="the sweep runner is not here")
+    from .ui_demo_sweep import make_demo_store
+
+    demo = make_demo_store(repo.root)
+    client = TestClient(create_app(demo["repo"]))
+    rows = client.get("/api/runs", params={"sweep": demo["sweep_id"], "status": "completed"})
+    run_id = rows.json()["rows"][0]["id"]
+    m = client.get(f"/api/runs/{run_id}").json()["media"]
+    assert [e["step"] for e in m["texts"]["samples"]] == [0, 40, 80]
+    activations = m["figures"]["activations"]
+    assert [f["interactive"] for f in activations] == [True, True, False]
+
+
+def test_sweep_run_without_a_store_writes_files(tmp_path: Path) -> None:
+    pytest.importorskip("coralx.sweep.runner", reason="the sweep runner is not here")
+    from types import SimpleNamespace
+
+    from coralx.sweep import Run
+
+    task = SimpleNamespace(out_dir=str(tmp_path / "out"), config={}, name="untracked")
+    run = Run(task)  # type: ignore[arg-type]
+    run.log_text("notes", "hello", step=3)
+    run.log_figure("fig", {"data": [{"y": [1]}]}, step=4)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["fig-4.json", "notes-3.txt"]
+    assert (tmp_path / "out" / "notes-3.txt").read_text() == "hello"

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gc": ("coralx.cli.weights", "gc"),
     "fsck": ("coralx.cli.weights", "fsck"),
     "du": ("coralx.cli.weights", "du"),
+    "sweep": ("coralx.cli.sweep", "sweep"),
     "exp": ("coralx.cli.exp", "exp"),
     "reindex": ("coralx.cli.exp", "reindex_command"),
     "ui": ("coralx.cli.ui", "ui"),

@@ -1,0 +1,566 @@
+"""Running a sweep: plan, skip what is done, run the rest on an executor, collect results.
+
+>>> result = run_sweep(train, executor="fork", workers=2)
+>>> result.results.best("val_loss"), result.verdict, result.counts
+
+Every configuration is an experiment record (started by the process that runs it, with an id
+this process assigns). A configuration whose hash already COMPLETED in this sweep is skipped and
+its result reused; a failed, crashed or cancelled one runs again as a child of the failed run
+(``parent_experiment``). Ctrl-C cancels the running configurations cleanly; running again
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidValue
+from ..ids import new_experiment_id, new_sweep_id
+from .config import Config, ConfigList, config_hash
+from .executors import NOT_STARTED, Executor, get_executor
+from .record import FINAL, Attempt, SweepRecord, find_sweep, list_sweeps, now, sweep_dir, sweep_lock
+from .results import Result, ResultSet
+from .seeding import seeds_of
+from .task import FunctionRef, Outcome, Task
+
+if TYPE_CHECKING:
+    from ..repository import Repository
+    from .experiment import SweepExperiment
+
+__all__ = ["Progress", "SweepResult", "run_sweep"]
+
+
+@dataclass
+class Progress:
+    """Counts the runner reports as it goes (``on_progress(progress, result_or_None)``)."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    running: int = 0
+    cancelled: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.skipped + self.cancelled
+
+
+@dataclass
+class SweepResult:
+    """What a sweep run gives back."""
+
+    sweep_id: str | None
+    results: ResultSet
+    status: str
+    verdict: str | None = None
+    progress: Progress = field(default_factory=Progress)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        p = self.progress
+        return {
+            "completed": p.done,
+            "failed": p.failed,
+            "skipped": p.skipped,
+            "cancelled": p.cancelled,
+        }
+
+
+@dataclass
+class _Planned:
+    """One unique configuration (by hash) to run or reuse, and the positions that share it."""
+
+    index: int
+    config: Config
+    config_hash: str
+    indices: list[int]
+    parent: str | None = None
+    cached: Attempt | None = None
+    experiment_id: str | None = None
+
+
+def run_sweep(
+    experiment: SweepExperiment,
+    *,
+    executor: str | Executor | None = None,
+    workers: int | None = None,
+    rerun: bool = False,
+    report_only: bool = False,
+    testing: bool = False,
+    stream: bool = False,
+    sweep_id: str | None = None,
+    new: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+    repo: Any = None,
+    track: bool = True,
+    on_progress: Callable[[Progress, Result | None], None] | None = None,
+) -> SweepResult:
+    """Run ``experiment``'s sweep. Bad input (duplicate names, values JSON cannot hold, an
+    unknown executor, Ray missing) raises before anything runs.
+
+    ``track=False`` runs without a store: no records, no caching, no weight commits.
+    """
+    configs = experiment.build_configs(testing=testing, overrides=overrides)
+    chosen = get_executor(executor if executor is not None else experiment.executor)
+    n_workers = max(1, workers if workers is not None else experiment.workers)
+    if chosen.max_workers is not None:
+        n_workers = min(n_workers, chosen.max_workers)
+    fn_ref = FunctionRef.of(experiment)
+    store = _open_repo(repo if repo is not None else experiment.repo) if track else None
+    if report_only:
+        if store is None:
+            raise InvalidValue("--report reads a stored sweep: it needs a coralx store")
+        return _report_only(experiment, store, sweep_id, testing)
+    context = experiment.run_setup()
+    run = _SweepRun(experiment, configs, chosen, n_workers, fn_ref, store, context)
+    run.stream = stream
+    run.testing = testing
+    run.on_progress = on_progress
+    return run.execute(rerun=rerun, sweep_id=sweep_id, new=new)
+
+
+def _open_repo(repo: Any) -> Repository:
+    from ..repository import Repository
+
+    if isinstance(repo, Repository):
+        return repo
+    if repo is None:
+        return Repository.discover()
+    return Repository.discover(repo)
+
+
+class _SweepRun:
+    def __init__(
+        self,
+        experiment: SweepExperiment,
+        configs: ConfigList,
+        executor: Executor,
+        workers: int,
+        fn_ref: FunctionRef,
+        repo: Repository | None,
+        context: dict[str, Any],
+    ) -> None:
+        self.experiment = experiment
+        self.configs = configs
+        self.executor = executor
+        self.workers = workers
+        self.fn_ref = fn_ref
+        self.repo = repo
+        self.context = context
+        self.stream = False
+        self.testing = False
+        self.on_progress: Callable[[Progress, Result | None], None] | None = None
+        self.progress = Progress(total=len(configs))
+        self.results: list[Result | None] = [None] * len(configs)
+        self.record: SweepRecord | None = None
+        self._lock = threading.Lock()
+        self._last_save = 0.0
+        self._sys_path = list(sys.path)
+        self._tmp_logs: str | None = None
+
+    # -- the whole run ---------------------------------------------------------------------------
+
+    def execute(self, *, rerun: bool, sweep_id: str | None, new: bool) -> SweepResult:
+        lock = None
+        if self.repo is not None:
+            self.record = self._open_record(sweep_id, new)
+            lock = sweep_lock(self.repo, self.record.sweep_id)
+        try:
+            if self.record is not None:
+                self._reconcile()
+            plan = self._plan(rerun)
+            status = self._run_plan(plan)
+            return self._finish(status)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _open_record(self, sweep_id: str | None, new: bool) -> SweepRecord:
+        assert self.repo is not None
+        exp = self.experiment
+        record: SweepRecord | None
+        if sweep_id:
+            record = find_sweep(self.repo, sweep_id)
+        else:
+            earlier = [
+                s
+                for s in list_sweeps(self.repo, exp.name)
+                if s.function == self.fn_ref.label and s.testing == self.testing
+            ]
+            record = earlier[0] if earlier and not new else None
+        if record is None:
+            record = SweepRecord(
+                sweep_id=new_sweep_id(),
+                name=exp.name,
+                function=self.fn_ref.label,
+                script=self.fn_ref.file,
+                testing=self.testing,
+            )
+        record.status = "running"
+        record.shape = list(self.configs.shape)
+        record.executor = self.executor.name
+        record.workers = self.workers
+        record.metric = exp.metric
+        record.mode = exp.mode
+        record.context = self.context
+        record.configs = [
+            {
+                "name": c["name"],
+                "config_hash": config_hash(c),
+                "position": list(_position(i, self.configs.shape)),
+                "config": c.to_dict(),
+            }
+            for i, c in enumerate(self.configs)
+        ]
+        return record
+
+    def _reconcile(self) -> None:
+        """Attempts left unfinished by an earlier process take their status from their
+        experiment records (the tracker marks a dead run FAILED)."""
+        assert self.record is not None and self.repo is not None
+        open_attempts = [a for a in self.record.runs if a.status not in FINAL]
+        if not open_attempts:
+            return
+        from . import _records
+
+        for attempt in open_attempts:
+            _records.refresh(self.repo, attempt)
+
+    def _plan(self, rerun: bool) -> list[_Planned]:
+        by_hash: dict[str, _Planned] = {}
+        for i, config in enumerate(self.configs):
+            h = config_hash(config)
+            if h in by_hash:
+                by_hash[h].indices.append(i)
+                continue
+            planned = _Planned(index=i, config=config, config_hash=h, indices=[i])
+            latest = self.record.latest(h) if self.record is not None else None
+            if latest is not None and latest.status == "completed" and not rerun:
+                planned.cached = latest
+            elif latest is not None and latest.status in ("failed", "cancelled"):
+                planned.parent = latest.experiment_id
+            by_hash[h] = planned
+        return list(by_hash.values())
+
+    # -- running the plan ------------------------------------------------------------------------
+
+    def _run_plan(self, plan: list[_Planned]) -> str:
+        todo: list[_Planned] = []
+        for planned in plan:
+            if planned.cached is not None:
+                self._deliver(planned, _cached_outcome(planned.cached), cached=True)
+            else:
+                todo.append(planned)
+        if self.record is not None:
+            for planned in todo:
+                planned.experiment_id = new_experiment_id()
+                self.record.runs.append(self._attempt(planned))
+            self.record.save(self._repo())
+        if not todo:
+            return "completed"
+        if self.repo is None:  # without a store, runs' output is still kept apart, for a while
+            import tempfile
+
+            self._tmp_logs = tempfile.mkdtemp(prefix="coralx-sweep-logs-")
+        self.executor.start(self.workers)
+        try:
+            return self._dispatch(todo)
+        finally:
+            self.executor.shutdown()
+            if self._tmp_logs is not None:
+                import shutil
+
+                shutil.rmtree(self._tmp_logs, ignore_errors=True)
+
+    def _dispatch(self, todo: list[_Planned]) -> str:
+        by_index = {p.index: p for p in todo}
+        started: set[int] = set()
+
+        def on_start(task: Task) -> None:
+            started.add(task.index)
+            self.progress.running += 1
+            attempt = self._find_attempt(by_index[task.index])
+            if attempt is not None:
+                attempt.status = "running"
+                attempt.started_at = now()
+
+        def tick() -> None:
+            self._notify(None)
+
+        stopping: list[bool] = []
+
+        def tasks() -> Iterator[Task]:
+            # Built when a worker is free, so they see context updates; none after Ctrl-C.
+            for planned in todo:
+                if stopping:
+                    return
+                yield self._task(planned)
+
+        outcomes = self.executor.run_all(tasks(), self.workers, on_start=on_start, tick=tick)
+        cancelled = False
+        while True:
+            try:
+                task, outcome = next(outcomes)
+            except StopIteration:
+                break
+            except KeyboardInterrupt:  # the executor drained its running tasks, then re-raised
+                cancelled = True
+                break
+            try:
+                self.progress.running -= 1
+                if outcome.status == NOT_STARTED:
+                    started.discard(task.index)
+                    continue
+                self._deliver(by_index[task.index], outcome)
+            except KeyboardInterrupt:
+                cancelled = True
+                stopping.append(True)
+                self.executor.cancel()
+        if cancelled:
+            for planned in todo:
+                if planned.index not in started:
+                    self._drop_attempt(planned)
+            return "cancelled"
+        return "completed"
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _task(self, planned: _Planned) -> Task:
+        config = planned.config
+        repo = self.repo
+        out_dir = None
+        log_dir = self._tmp_logs
+        if repo is not None and self.record is not None and planned.experiment_id:
+            base = sweep_dir(repo, self.record.sweep_id)
+            out_dir = str(base / "out" / planned.experiment_id)
+            log_dir = str(base / "logs")
+        return Task(
+            fn=self.fn_ref,
+            config=config.to_dict(),
+            name=config["name"],
+            index=planned.index,
+            position=list(_position(planned.index, self.configs.shape)),
+            config_hash=planned.config_hash,
+            experiment=self.experiment.name,
+            experiment_id=planned.experiment_id,
+            sweep_id=self.record.sweep_id if self.record else None,
+            repo=str(repo.root) if repo is not None else None,
+            parent_experiment=planned.parent,
+            tags=[*self.experiment.tags, *(["testing"] if self.testing else [])],
+            description=self.experiment.description,
+            context=dict(self.context),
+            seeds=seeds_of(config, self.context),
+            repeat=config.get("repeat") if isinstance(config.get("repeat"), int) else None,
+            testing=self.testing,
+            out_dir=out_dir,
+            log_dir=log_dir,
+            stream=self.stream,
+            sys_path=[] if self.executor.shares_memory else self._sys_path,
+        )
+
+    def _attempt(self, planned: _Planned) -> Attempt:
+        assert planned.experiment_id is not None
+        return Attempt(
+            experiment_id=planned.experiment_id,
+            config_hash=planned.config_hash,
+            config_name=planned.config["name"],
+            position=list(_position(planned.index, self.configs.shape)),
+            parent_experiment=planned.parent,
+        )
+
+    def _find_attempt(self, planned: _Planned) -> Attempt | None:
+        if self.record is None or planned.experiment_id is None:
+            return None
+        return self.record.attempt(planned.experiment_id)
+
+    def _drop_attempt(self, planned: _Planned) -> None:
+        if self.record is not None and planned.experiment_id is not None:
+            self.record.runs = [
+                a for a in self.record.runs if a.experiment_id != planned.experiment_id
+            ]
+
+    def _deliver(self, planned: _Planned, outcome: Outcome, cached: bool = False) -> None:
+        with self._lock:
+            if outcome.crashed and self.repo is not None and planned.experiment_id:
+                from . import _records
+
+                _records.mark_dead(self.repo, self._task(planned), outcome)
+            if outcome.context_update:
+                self.context.update(outcome.context_update)
+            attempt = None if cached else self._find_attempt(planned)
+            if attempt is not None:
+                attempt.status = outcome.status
+                attempt.result = outcome.result
+                attempt.error = outcome.error
+                attempt.metrics = outcome.metrics
+                attempt.ended_at = now()
+                attempt.duration = outcome.duration
+            for i in planned.indices:
+                result = self._result(i, planned, outcome, cached)
+                self.results[i] = result
+                self._count(result)
+            self._maybe_save()
+        self._notify(self.results[planned.indices[0]])
+
+    def _result(self, i: int, planned: _Planned, outcome: Outcome, cached: bool) -> Result:
+        config = self.configs[i]
+        return Result(
+            name=config["name"],
+            config=config,
+            status=outcome.status,
+            position=_position(i, self.configs.shape),
+            experiment_id=outcome.experiment_id or planned.experiment_id,
+            result=outcome.result,
+            error=outcome.error,
+            metrics=outcome.metrics,
+            cached=cached,
+            parent_experiment=planned.parent,
+            duration=outcome.duration,
+        )
+
+    def _count(self, result: Result) -> None:
+        p = self.progress
+        if result.cached:
+            p.skipped += 1
+        elif result.status == "completed":
+            p.done += 1
+        elif result.status == "cancelled":
+            p.cancelled += 1
+        else:
+            p.failed += 1
+
+    def _notify(self, result: Result | None) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress, result)
+
+    def _maybe_save(self) -> None:
+        if self.record is None:
+            return
+        if time.monotonic() - self._last_save > 0.5:
+            self.record.save(self._repo())
+            self._last_save = time.monotonic()
+
+    def _repo(self) -> Repository:
+        assert self.repo is not None
+        return self.repo
+
+    def _finish(self, status: str) -> SweepResult:
+        if status == "cancelled":
+            for i, config in enumerate(self.configs):
+                if self.results[i] is None:
+                    self.results[i] = Result(
+                        name=config["name"],
+                        config=config,
+                        status="not run",
+                        position=_position(i, self.configs.shape),
+                    )
+        results = ResultSet([r for r in self.results if r is not None], self.configs.shape)
+        if status != "cancelled" and any(r.status != "completed" for r in results):
+            status = "failed"
+        verdict = None
+        if self.record is not None:
+            self.record.status = status
+            self.record.save(self._repo())
+        if status != "cancelled":
+            verdict = self._report(results)
+        return SweepResult(
+            sweep_id=self.record.sweep_id if self.record else None,
+            results=results,
+            status=status,
+            verdict=verdict,
+            progress=self.progress,
+        )
+
+    def _report(self, results: ResultSet) -> str | None:
+        verdict = self.experiment.run_report(results)
+        if verdict is None:
+            return None
+        if self.record is not None:
+            self.record.verdict = {"verdict": verdict.value, "at": now()}
+            self.record.save(self._repo())
+        return verdict.value
+
+
+def _cached_outcome(attempt: Attempt) -> Outcome:
+    return Outcome(
+        status="completed",
+        result=attempt.result,
+        experiment_id=attempt.experiment_id,
+        metrics=attempt.metrics,
+        duration=attempt.duration or 0.0,
+    )
+
+
+def _position(index: int, shape: Sequence[int]) -> tuple[int, ...]:
+    out = []
+    for n in reversed(shape):
+        out.append(index % n)
+        index //= n
+    return tuple(reversed(out))
+
+
+def _report_only(
+    experiment: SweepExperiment, repo: Repository, sweep_id: str | None, testing: bool
+) -> SweepResult:
+    """Results of a stored sweep (its latest attempt per configuration), and the report."""
+    fn_label = FunctionRef.of(experiment).label
+    if sweep_id:
+        record = find_sweep(repo, sweep_id)
+    else:
+        found = [
+            s
+            for s in list_sweeps(repo, experiment.name)
+            if s.function == fn_label and s.testing == testing
+        ]
+        if not found:
+            from ..errors import SweepNotFound
+
+            raise SweepNotFound(f"(none yet for experiment {experiment.name!r})")
+        record = found[0]
+    results = results_of(record)
+    verdict = experiment.run_report(results)
+    if verdict is not None:
+        lock = sweep_lock(repo, record.sweep_id)
+        try:
+            record = SweepRecord.load(repo, record.sweep_id)
+            record.verdict = {"verdict": verdict.value, "at": now()}
+            record.save(repo)
+        finally:
+            lock.release()
+    progress = Progress(total=len(results))
+    return SweepResult(
+        sweep_id=record.sweep_id,
+        results=results,
+        status=record.status,
+        verdict=verdict.value if verdict else None,
+        progress=progress,
+    )
+
+
+def results_of(record: SweepRecord) -> ResultSet:
+    """The result set of a stored sweep: the latest attempt of each planned configuration."""
+    items = []
+    for entry in record.configs:
+        latest = record.latest(entry["config_hash"])
+        items.append(
+            Result(
+                name=entry["name"],
+                config=Config(entry["config"]),
+                status=latest.status if latest else "not run",
+                position=tuple(entry["position"]),
+                experiment_id=latest.experiment_id if latest else None,
+                result=latest.result if latest else None,
+                error=latest.error if latest else None,
+                metrics=latest.metrics if latest else {},
+                cached=True,
+                parent_experiment=latest.parent_experiment if latest else None,
+                duration=latest.duration if latest else None,
+            )
+        )
+    return ResultSet(items, record.shape if items else (0,))
