@@ -164,6 +164,39 @@ class Index:
     # -- opening ----------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        try:
+            return self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            # "file is not a database", "database disk image is malformed": the index is
+            # derived from the records, so a damaged one is set aside and rebuilt.
+            self._set_aside_if_damaged()
+            return self._open()
+
+    def _set_aside_if_damaged(self) -> None:
+        from .._fs import FileLock
+
+        with FileLock(self.path.with_name(self.path.name + ".lock"), timeout=60):
+            try:  # another process may have replaced it already
+                probe = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+                try:
+                    probe.execute("PRAGMA user_version").fetchone()
+                    probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                    return
+                finally:
+                    probe.close()
+            except sqlite3.OperationalError:
+                return
+            except sqlite3.DatabaseError:
+                pass
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.path, self.path.with_name(self.path.name + ".damaged"))
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path.with_name(self.path.name + suffix))
+
+    def _open(self) -> sqlite3.Connection:
         fresh = not self.path.exists()
         conn = sqlite3.connect(
             self.path,
