@@ -13,11 +13,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.installed: $(PY) pyproject.toml
+$(VENV)/.installed: $(PY) pyproject.toml Makefile
 	$(PIP) install --quiet -e '.[ui]'
 	touch $@
 
-$(VENV)/.installed-dev: $(PY) pyproject.toml
+$(VENV)/.installed-dev: $(PY) pyproject.toml Makefile
 	$(PIP) install --quiet -e '.[dev,ui,ray]'
 ifneq ($(TORCH_WHEEL),)
 	$(PIP) install --quiet '$(TORCH_WHEEL)'

@@ -27,21 +27,21 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "Repository": "coralx.repository",
     "WeightCommit": "coralx.graph",
-    # the sweep runner (``coralx.sweep`` itself is the package, callable as sweep())
-    "sweep": "coralx.sweep",
-    "experiment": "coralx.sweep.experiment",
-    "Config": "coralx.sweep.config",
-    "Run": "coralx.sweep.run",
-    "merge": "coralx.sweep.config",
-    "grid": "coralx.sweep.config",
-    "repeat": "coralx.sweep.config",
-    "load_config": "coralx.sweep.config",
-    "Verdict": "coralx.sweep.verdict",
-    "ResultSet": "coralx.sweep.results",
-    "EarlyStopping": "coralx.sweep.callbacks",
-    "Checkpoint": "coralx.sweep.callbacks",
-    "Executor": "coralx.sweep.executors",
-    "get_executor": "coralx.sweep.executors",
+    # the sweep runner, in the package coralx.sweeps
+    "sweep": "coralx.sweeps.config",
+    "experiment": "coralx.sweeps.experiment",
+    "Config": "coralx.sweeps.config",
+    "Run": "coralx.sweeps.run",
+    "merge": "coralx.sweeps.config",
+    "grid": "coralx.sweeps.config",
+    "repeat": "coralx.sweeps.config",
+    "load_config": "coralx.sweeps.config",
+    "Verdict": "coralx.sweeps.verdict",
+    "ResultSet": "coralx.sweeps.results",
+    "EarlyStopping": "coralx.sweeps.callbacks",
+    "Checkpoint": "coralx.sweeps.callbacks",
+    "Executor": "coralx.sweeps.executors",
+    "get_executor": "coralx.sweeps.executors",
     "ExperimentTracker": "coralx.experiments",
     "ExperimentStatus": "coralx.experiments",
     "Logger": "coralx.logger",
@@ -77,9 +77,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'coralx' has no attribute {name!r}")
-    value = importlib.import_module(module)
-    if module != f"coralx.{name}":  # a subpackage is itself the public name
-        value = getattr(value, name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

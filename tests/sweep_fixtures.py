@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 import coralx
-from coralx.sweep import Config, Run
+from coralx.sweeps import Config, Run
 
 
 @coralx.experiment(name="grid", metric="loss", mode="min")

@@ -24,6 +24,9 @@ def runs(repo: Repository, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> l
         for step in range(20):
             tracker.log("val_loss", 1.0 / (step + 1) + i * 0.1, step=step)
         ids.append(tracker.end(commit_hash=str(i) * 40).experiment_id)
+    # Write this tracker's queued index rows now: a test below deletes the index file, and a
+    # late write through this process's open connection would land in the new file's WAL.
+    tracker.get_summary()
     return ids
 
 

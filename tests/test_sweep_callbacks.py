@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from coralx.errors import InvalidValue
-from coralx.sweep import Checkpoint, EarlyStopping
-from coralx.sweep._cli import parse_overrides
-from coralx.sweep.verdict import Verdict, to_verdict
+from coralx.sweeps import Checkpoint, EarlyStopping
+from coralx.sweeps._cli import parse_overrides
+from coralx.sweeps.verdict import Verdict, to_verdict
 
 from . import sweep_fixtures as fx
 

@@ -10,8 +10,8 @@ import pytest
 
 import coralx
 from coralx.errors import InvalidConfig
-from coralx.sweep import Config, config_hash, grid, load_config, merge, repeat, sweep
-from coralx.sweep.config import validate_configs
+from coralx.sweeps import Config, config_hash, grid, load_config, merge, repeat, sweep
+from coralx.sweeps.config import validate_configs
 
 
 def test_config_dot_access_nested_and_writes() -> None:
@@ -92,11 +92,11 @@ def test_config_hash_is_of_values_not_name() -> None:
 )
 def test_values_json_cannot_hold_are_refused(bad: dict, needle: str) -> None:
     with pytest.raises(InvalidConfig, match=needle):
-        validate_configs(coralx.sweep.ConfigList([bad]))
+        validate_configs(coralx.sweeps.ConfigList([bad]))
 
 
 def test_duplicate_names_are_refused() -> None:
-    cfgs = coralx.sweep.ConfigList([{"name": "a", "x": 1}, {"name": "a", "x": 2}])
+    cfgs = coralx.sweeps.ConfigList([{"name": "a", "x": 1}, {"name": "a", "x": 2}])
     with pytest.raises(InvalidConfig, match="two configurations are named 'a'"):
         validate_configs(cfgs)
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from coralx.errors import InvalidValue, MissingDependency
-from coralx.sweep import Executor, InlineExecutor, Outcome, Task, get_executor
-from coralx.sweep._child import execute_task
+from coralx.sweeps import Executor, InlineExecutor, Outcome, Task, get_executor
+from coralx.sweeps._child import execute_task
 
 from . import sweep_fixtures as fx
 
@@ -58,7 +58,7 @@ def test_subprocess_keeps_the_tail_of_stderr(monkeypatch: pytest.MonkeyPatch, tm
 def _task(exp: Any, config: dict, tmp_path: Any) -> Task:
     import sys
 
-    from coralx.sweep.task import FunctionRef
+    from coralx.sweeps.task import FunctionRef
 
     return Task(
         fn=FunctionRef.of(exp),
@@ -145,7 +145,7 @@ def test_inline_runs_one_at_a_time() -> None:
 @pytest.mark.slow
 def test_ray_executor_runs_a_sweep() -> None:
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'coralx[ray]')")
-    from coralx.sweep import RayExecutor
+    from coralx.sweeps import RayExecutor
 
     out = fx.plain.run_sweep(executor=RayExecutor(), workers=2, track=False)
     assert [r["double"] for r in out.results] == [2, 4, 6]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import coralx
-from coralx.sweep import Config, Result, ResultSet
+from coralx.sweeps import Config, Result, ResultSet
 
 
 def _results() -> ResultSet:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from coralx import Repository
 from coralx.cli.main import cli
 from coralx.errors import SweepNotFound
-from coralx.sweep import SweepRecord
+from coralx.sweeps import SweepRecord
 
 from . import sweep_fixtures as fx
 

@@ -26,7 +26,7 @@ def list_(ctx: click.Context, name: str | None, as_json: bool) -> None:
       coralx sweep list
       coralx sweep list --name mnist --json
     """
-    from ..sweep.queries import sweep_summaries
+    from ..sweeps.queries import sweep_summaries
 
     rows = sweep_summaries(open_repo(ctx), name)
     if as_json:
@@ -64,7 +64,7 @@ def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
     Example:
       coralx sweep show 0193a4f2
     """
-    from ..sweep.queries import describe_sweep
+    from ..sweeps.queries import describe_sweep
 
     info = describe_sweep(open_repo(ctx), sweep_id)
     if as_json:
@@ -112,7 +112,7 @@ def run(ctx: click.Context, file: str, args: tuple[str, ...], experiment: str | 
     Example:
       coralx sweep run train.py --workers 2 --set lr=0.01
     """
-    from ..sweep.queries import run_file
+    from ..sweeps.queries import run_file
 
     repo_path = (ctx.find_root().obj or {}).get("repo_path")
     options = {"repo": repo_path} if repo_path else {}

@@ -89,6 +89,18 @@ _EXP_COLUMNS = (
 )
 
 
+_UPSERT_SQL = (
+    f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 17)}) "
+    "ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _EXP_COLUMNS.split(", ")[1:])
+    + " WHERE excluded.revision >= experiments.revision"
+)
+
+
+def _revision(record: dict[str, Any]) -> int:
+    return int(record.get("revision") or 0)
+
+
 def file_stamp(st: os.stat_result) -> str:
     """What tells one version of a record file from another: every write is a new file
     (temp + rename), so the inode changes even when two writes share a clock tick."""
@@ -152,6 +164,39 @@ class Index:
     # -- opening ----------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        try:
+            return self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            # "file is not a database", "database disk image is malformed": the index is
+            # derived from the records, so a damaged one is set aside and rebuilt.
+            self._set_aside_if_damaged()
+            return self._open()
+
+    def _set_aside_if_damaged(self) -> None:
+        from .._fs import FileLock
+
+        with FileLock(self.path.with_name(self.path.name + ".lock"), timeout=60):
+            try:  # another process may have replaced it already
+                probe = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+                try:
+                    probe.execute("PRAGMA user_version").fetchone()
+                    probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                    return
+                finally:
+                    probe.close()
+            except sqlite3.OperationalError:
+                return
+            except sqlite3.DatabaseError:
+                pass
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.path, self.path.with_name(self.path.name + ".damaged"))
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path.with_name(self.path.name + suffix))
+
+    def _open(self) -> sqlite3.Connection:
         fresh = not self.path.exists()
         conn = sqlite3.connect(
             self.path,
@@ -236,61 +281,68 @@ class Index:
     def upsert(self, record: dict[str, Any], text: str, stamp: str) -> bool:
         """Index one record (``text`` is its JSON as stored). Returns False when the index
         already holds a newer revision of it."""
-        with self._write() as conn:
-            return self._upsert(conn, record, text, stamp)
+        return self.upsert_many([(record, text, stamp)]) == 1
 
     def upsert_many(self, items: Iterable[tuple[dict[str, Any], str, str]]) -> int:
+        """Index many records in one transaction, a few statements for the whole batch; each
+        item is (record, its JSON text, its file stamp). The record may be the parsed JSON or
+        ``ExperimentRecord.index_view()``. Returns how many rows were written (a record older
+        than its row is skipped)."""
+        newest: dict[str, tuple[dict[str, Any], str, str]] = {}
+        for item in items:
+            eid = item[0]["experiment_id"]
+            if eid not in newest or _revision(item[0]) >= _revision(newest[eid][0]):
+                newest[eid] = item
+        if not newest:
+            return 0
         with self._write() as conn:
-            return sum(self._upsert(conn, rec, text, mt) for rec, text, mt in items)
+            return self._upsert_batch(conn, newest)
 
     @staticmethod
-    def _upsert(conn: sqlite3.Connection, rec: dict[str, Any], text: str, stamp: str) -> bool:
-        eid = rec["experiment_id"]
-        code = rec.get("code") or {}
-        sweep = rec.get("sweep") or {}
-        row = (
-            eid,
-            rec["name"],
-            rec["status"],
-            parse_time(rec.get("created_at")),
-            rec.get("branch"),
-            code.get("commit"),
-            rec.get("parent_experiment"),
-            sweep.get("sweep_id"),
-            rec.get("host"),
-            rec.get("pid"),
-            rec.get("pid_start"),
-            rec.get("lease_until"),
-            rec.get("commit_hash"),
-            json.dumps(rec.get("params") or {}, sort_keys=True),
-            int(rec.get("revision") or 0),
-            stamp,
-            text,
+    def _upsert_batch(
+        conn: sqlite3.Connection, items: dict[str, tuple[dict[str, Any], str, str]]
+    ) -> int:
+        # Inside the write transaction: no other process can move a revision meanwhile.
+        stored = dict(
+            conn.execute(
+                "SELECT id, revision FROM experiments WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(items)),),
+            ).fetchall()
         )
-        cur = conn.execute(
-            f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * len(row))}) "
-            "ON CONFLICT(id) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in _EXP_COLUMNS.split(", ")[1:])
-            + " WHERE excluded.revision >= experiments.revision",
-            row,
-        )
-        if cur.rowcount == 0:
-            return False
-        conn.execute("DELETE FROM tags WHERE id = ?", (eid,))
-        conn.executemany(
-            "INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)",
-            [(tag, eid) for tag in rec.get("tags") or ()],
-        )
-        conn.execute("DELETE FROM metrics WHERE id = ?", (eid,))
-        rows = []
-        for name, s in (rec.get("metrics_summary") or {}).items():
-            last = _num(s.get("last"))
+        rows: list[tuple[Any, ...]] = []
+        tags: list[tuple[str, str]] = []
+        metrics: list[tuple[Any, ...]] = []
+        for eid, (rec, text, stamp) in items.items():
+            revision = _revision(rec)
+            if revision < stored.get(eid, revision):
+                continue
+            code = rec.get("code") or {}
+            sweep = rec.get("sweep") or {}
+            params = rec.get("params_json")
+            if params is None:
+                params = json.dumps(rec.get("params") or {}, sort_keys=True)
             rows.append(
-                (name, eid, last, _finite(last), _num(s.get("min")), _num(s.get("max")),
-                 int(s.get("count") or 0))
+                (eid, rec["name"], rec["status"], parse_time(rec.get("created_at")),
+                 rec.get("branch"), code.get("commit"), rec.get("parent_experiment"),
+                 sweep.get("sweep_id"), rec.get("host"), rec.get("pid"), rec.get("pid_start"),
+                 rec.get("lease_until"), rec.get("commit_hash"), params, revision, stamp, text)
             )  # fmt: skip
-        conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        return True
+            tags.extend((tag, eid) for tag in rec.get("tags") or ())
+            for name, s in (rec.get("metrics_summary") or {}).items():
+                last = _num(s.get("last"))
+                metrics.append(
+                    (name, eid, last, _finite(last), _num(s.get("min")), _num(s.get("max")),
+                     int(s.get("count") or 0))
+                )  # fmt: skip
+        if not rows:
+            return 0
+        conn.executemany(_UPSERT_SQL, rows)
+        ids = [(row[0],) for row in rows]
+        conn.executemany("DELETE FROM tags WHERE id = ?", ids)
+        conn.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", tags)
+        conn.executemany("DELETE FROM metrics WHERE id = ?", ids)
+        conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", metrics)
+        return len(rows)
 
     def remove(self, experiment_id: str) -> None:
         with self._write() as conn:

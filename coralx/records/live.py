@@ -206,7 +206,10 @@ class LiveRun:
             if self.closed:
                 return  # the run ended while the flusher waited for the lock
             rec = self.record
-            rec.metrics_summary = {k: MetricSummary(**v) for k, v in self.summary.items()}
+            # The summaries are built here from checked floats and ints: no need to validate.
+            rec.metrics_summary = {
+                k: MetricSummary.model_construct(**v) for k, v in self.summary.items()
+            }
             if lease:
                 rec.lease_until = time.time() + LEASE_SECONDS
                 self.next_lease = time.monotonic() + LEASE_RENEW

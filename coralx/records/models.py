@@ -11,6 +11,7 @@ True
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -127,6 +128,34 @@ class ExperimentRecord(_Model):
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)
 
+    def index_view(self) -> dict[str, Any]:
+        """The fields the index reads (see ``Index.upsert``), taken straight from the model:
+        the same values as in :meth:`to_dict`, without serialising the whole record again."""
+        return {
+            "experiment_id": self.experiment_id,
+            "name": self.name,
+            "status": self.status,
+            "created_at": self.created_at,
+            "branch": self.branch,
+            "code": {"commit": self.code.commit},
+            "parent_experiment": self.parent_experiment,
+            "sweep": {"sweep_id": self.sweep.sweep_id} if self.sweep is not None else None,
+            "host": self.host,
+            "pid": self.pid,
+            "pid_start": self.pid_start,
+            "lease_until": self.lease_until,
+            "commit_hash": self.commit_hash,
+            # Serialised now: the index writes the row later, from another thread, and the
+            # run may change its params meanwhile.
+            "params_json": json.dumps(self.params, sort_keys=True),
+            "revision": self.revision,
+            "tags": list(self.tags),
+            "metrics_summary": {
+                name: {"last": s.last, "min": s.min, "max": s.max, "count": s.count}
+                for name, s in self.metrics_summary.items()
+            },
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON-ready data (datetimes as ISO strings)."""
         data: dict[str, Any] = self.model_dump(mode="json")
@@ -147,8 +176,6 @@ class ExperimentRecord(_Model):
 
 
 def _loads(text: str | bytes) -> dict[str, Any]:
-    import json
-
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError("an experiment record must be a JSON object")

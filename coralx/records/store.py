@@ -129,6 +129,7 @@ class RecordStore:
     def __init__(self, store_path: Path) -> None:
         self.store_path = Path(store_path)
         self.folder = self.store_path / EXPERIMENTS_DIR
+        self._folder_name = str(self.folder)
         self._synced_at = -math.inf
         # Index rows written behind: the record file is the truth and is written at once;
         # its index row follows within INDEX_DELAY, many rows in one transaction. Readers in
@@ -148,6 +149,10 @@ class RecordStore:
 
     def record_path(self, experiment_id: str) -> Path:
         return self.folder / f"{_checked(experiment_id)}.json"
+
+    def _record_file(self, experiment_id: str) -> str:
+        # record_path as a string: the write path runs at every save of every run.
+        return f"{self._folder_name}{os.sep}{_checked(experiment_id)}.json"
 
     def journal_path(self, experiment_id: str) -> Path:
         return self.folder / f"{_checked(experiment_id)}.metrics"
@@ -204,12 +209,12 @@ class RecordStore:
 
         record.revision += 1
         text = record.to_json()
-        path = self.record_path(record.experiment_id)
-        _fs.atomic_write(path, text, fsync=False)
+        path = self._record_file(record.experiment_id)
+        st = _fs.atomic_write(path, text, fsync=False)
         syncer.add(path)
-        mtime = file_stamp(path.stat())
+        stamp = file_stamp(st)  # of the file written: the one at `path` until the next write
         with self._pending_lock:
-            self._pending[record.experiment_id] = (json.loads(text), text, mtime)
+            self._pending[record.experiment_id] = (record.index_view(), text, stamp)
             if self._indexer is None or not self._indexer.is_alive():
                 self._indexer = threading.Thread(
                     target=self._index_loop, name="coralx-index", daemon=True

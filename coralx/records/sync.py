@@ -14,7 +14,6 @@ import atexit
 import os
 import threading
 import time
-from pathlib import Path
 
 __all__ = ["DELAY", "Syncer", "syncer"]
 
@@ -28,19 +27,20 @@ class Syncer:
         self.delay = delay
         self._cond = threading.Condition()
         self._io = threading.Lock()
-        self._pending: dict[Path, None] = {}
+        self._pending: dict[str, None] = {}
         self._queued = 0
         self._done = 0
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
-    def add(self, path: Path, folder: bool = True) -> int:
+    def add(self, path: str | os.PathLike[str], folder: bool = True) -> int:
         """Schedule ``path`` (and its folder) for fsync; returns a ticket for :meth:`wait`."""
+        name = os.fspath(path)
         with self._cond:
             self._ensure_thread()
-            self._pending[path] = None
+            self._pending[name] = None
             if folder:
-                self._pending[path.parent] = None
+                self._pending[os.path.dirname(name) or "."] = None
             self._queued += 1
             self._cond.notify_all()
             return self._queued
@@ -86,10 +86,9 @@ class Syncer:
                 self._cond.notify_all()
 
 
-def _fsync_path(path: Path) -> None:
-    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+def _fsync_path(path: str) -> None:
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, os.O_RDONLY)  # a file or a folder alike
     except OSError:
         return  # deleted or renamed since; its replacement was queued on its own
     try:

@@ -186,7 +186,7 @@ class SweepExperiment:
         return to_verdict(self._report_fn(results))
 
     def run_sweep(self, **options: Any) -> SweepResult:
-        """Run the sweep from Python, printing nothing (see :func:`coralx.sweep.run_sweep`)."""
+        """Run the sweep from Python, printing nothing (see :func:`coralx.sweeps.run_sweep`)."""
         from .runner import run_sweep
 
         return run_sweep(self, **options)

@@ -1,5 +1,5 @@
 """Running one task where an executor put it: :func:`execute_task`, and the entry point of a
-subprocess child (``python -m coralx.sweep._child JOB.json OUTCOME.json``).
+subprocess child (``python -m coralx.sweeps._child JOB.json OUTCOME.json``).
 
 The child imports as little as it can: the standard library, this package's light modules, the
 user's script, and the tracker only when the task has a store. Every way a task can end is
@@ -235,7 +235,7 @@ def write_outcome(path: str, outcome: Outcome) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m coralx.sweep._child JOB.json OUTCOME.json", file=sys.stderr)
+        print("usage: python -m coralx.sweeps._child JOB.json OUTCOME.json", file=sys.stderr)
         return 2
     job_path, outcome_path = args
     install_interrupt_guard()

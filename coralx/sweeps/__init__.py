@@ -3,16 +3,14 @@
 >>> import coralx
 >>> cfgs = coralx.sweep([{"name": "base", "lr": 0.1}], [{"name": "w64", "model.width": 64}])
 
-``coralx.sweep`` is this package, and calling it calls :func:`coralx.sweep.config.sweep`
-(``coralx.sweep(configs, variations)``). Names are imported on first use, so a child process
-running one configuration imports only what it needs.
+``coralx.sweep`` is :func:`coralx.sweeps.config.sweep`; this package is ``coralx.sweeps``.
+Names are imported on first use, so a child process running one configuration imports only
+what it needs.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 # Not `from typing import ...`: importing typing is a measurable part of a child's start.
 TYPE_CHECKING = False
@@ -114,7 +112,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'coralx.sweep' has no attribute {name!r}")
+        raise AttributeError(f"module 'coralx.sweeps' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
@@ -122,15 +120,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``coralx.sweep(configs, variations)`` work although ``coralx.sweep`` is a package."""
-
-    def __call__(self, configs: Any, variations: Any) -> Any:
-        from .config import sweep as _sweep
-
-        return _sweep(configs, variations)
-
-
-sys.modules[__name__].__class__ = _CallableModule

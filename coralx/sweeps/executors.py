@@ -11,7 +11,7 @@ executor        isolation  how
 
 With ``subprocess``, ``fork`` and ``ray`` an exception, ``os._exit`` or a segfault fails that
 configuration alone. A custom executor subclasses :class:`Executor` and implements
-:meth:`Executor.run`, usually by calling :func:`coralx.sweep.execute_task` somewhere:
+:meth:`Executor.run`, usually by calling :func:`coralx.sweeps.execute_task` somewhere:
 
 >>> class Local(Executor):
 ...     name = "mine"
@@ -218,7 +218,7 @@ class _Tee(threading.Thread):
         return b"".join(self.tail)[-limit:].decode("utf-8", errors="replace")
 
 
-_CHILD_MAIN = "import sys; from coralx.sweep._child import main; sys.exit(main())"
+_CHILD_MAIN = "import sys; from coralx.sweeps._child import main; sys.exit(main())"
 
 
 class SubprocessExecutor(Executor):
