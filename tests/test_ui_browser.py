@@ -33,7 +33,7 @@ def _importable(module: str) -> bool:
 
 
 HAS_TRACKER = _importable("coralx.experiments")
-HAS_SWEEP = _importable("coralx.sweep.runner")
+HAS_SWEEP = _importable("coralx.sweeps.runner")
 HAS_STORE = hasattr(Repository, "stage_weights")
 needs_tracker = pytest.mark.skipif(not HAS_TRACKER, reason="the tracker is not here")
 needs_sweep = pytest.mark.skipif(not HAS_SWEEP, reason="the sweep runner is not here")
@@ -48,9 +48,9 @@ def _tracked_runs(repo: Repository) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    from coralx.experiments import ExperimentTracker
 
     from coralx import Logger
+    from coralx.experiments import ExperimentTracker
 
     tracker = ExperimentTracker(repo)
     ids = {}
@@ -249,7 +249,6 @@ def test_compare_draws_one_trace_per_run(page: Any, server: UiServer, browser_st
 @needs_tracker
 def test_running_run_updates_itself(page: Any, server: UiServer, browser_store: dict) -> None:
     from coralx.experiments import ExperimentTracker
-
     from coralx.records import media
 
     tracker = ExperimentTracker(browser_store["repo"], capture_code=False)

@@ -199,7 +199,7 @@ def test_tracker_log_text_and_figure(repo: Repository) -> None:
 
 
 def test_sweep_run_logs_text_and_figures(repo: Repository) -> None:
-    pytest.importorskip("coralx.sweep.runner", reason="the sweep runner is not here")
+    pytest.importorskip("coralx.sweeps.runner", reason="the sweep runner is not here")
     from .ui_demo_sweep import make_demo_store
 
     demo = make_demo_store(repo.root)
@@ -213,10 +213,10 @@ def test_sweep_run_logs_text_and_figures(repo: Repository) -> None:
 
 
 def test_sweep_run_without_a_store_writes_files(tmp_path: Path) -> None:
-    pytest.importorskip("coralx.sweep.runner", reason="the sweep runner is not here")
+    pytest.importorskip("coralx.sweeps.runner", reason="the sweep runner is not here")
     from types import SimpleNamespace
 
-    from coralx.sweep import Run
+    from coralx.sweeps import Run
 
     task = SimpleNamespace(out_dir=str(tmp_path / "out"), config={}, name="untracked")
     run = Run(task)  # type: ignore[arg-type]

@@ -7,10 +7,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from coralx.sweep import Config, Run
-
 import coralx
 from coralx import Logger
+from coralx.sweeps import Config, Run
 
 STEPS = 120
 
