@@ -185,7 +185,7 @@ class WeightHistory:
 
     def stage_weights(self, weights: Mapping[str, Any]) -> list[str]:
         """Write the tensors' chunks now (a snapshot, as ``git add``) and stage them."""
-        from .store.weights import prepare, stage_tensor
+        from .store.weights import prepare, stage_tensors
 
         arrays = prepare(weights)  # every value checked before anything is written
         head = self._head_commit()
@@ -193,9 +193,8 @@ class WeightHistory:
         with self._lock(GC_LOCK, shared=True):
             try:
                 with self.chunks.batch():  # every chunk durable before a commit names it
-                    for name, array in arrays.items():
-                        base = parent.tensors.get(name) if parent else None
-                        self.staged[name] = stage_tensor(self.chunks, array, base)
+                    bases = {n: parent.tensors.get(n) if parent else None for n in arrays}
+                    self.staged.update(stage_tensors(self.chunks, arrays, bases))
             finally:
                 self._write_pin()  # before gc can run again, it knows these chunks are in use
         return list(arrays)

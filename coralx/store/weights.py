@@ -36,6 +36,7 @@ __all__ = [
     "iter_tensor_chunks",
     "read_tensors",
     "stage_tensor",
+    "stage_tensors",
 ]
 
 CHAIN_LIMIT = 16
@@ -117,20 +118,45 @@ def stage_tensor(
     store: ChunkStore, array: np.ndarray[Any, Any], parent: TensorEntry | None
 ) -> StagedTensor:
     """Write one tensor's chunks (new ones only), turning the parent's into deltas."""
-    dtype = dtype_of(array)
-    flat = array.reshape(-1).view(np.uint8)
-    spans = list(chunk_spans(flat.size, dtype.itemsize, CHUNK_BYTES))
-    bases: list[str | None] = [None] * len(spans)
-    if parent is not None and parent.dtype == dtype.name and parent.chunk_bytes == CHUNK_BYTES:
-        for i, old in enumerate(parent.chunks[: len(spans)]):
-            bases[i] = old
+    return stage_tensors(store, {"": array}, {"": parent})[""]
 
-    def task(span: slice, base: str | None) -> Callable[[], tuple[str, bool]]:
-        return lambda: _write_chunk(store, flat[span], dtype, base)
 
-    tasks = [task(span, base) for span, base in zip(spans, bases)]
-    ids = [cid for cid, _delta in _bounded(tasks, window=8)]
-    return StagedTensor(TensorEntry(dtype.name, tuple(array.shape), flat.size, CHUNK_BYTES, ids))
+def stage_tensors(
+    store: ChunkStore,
+    arrays: Mapping[str, np.ndarray[Any, Any]],
+    parents: Mapping[str, TensorEntry | None],
+) -> dict[str, StagedTensor]:
+    """Write the chunks of many tensors (new ones only), turning the parents' into deltas.
+
+    Every chunk of every tensor goes through one bounded pipeline on the pool: a model's
+    tensors are mostly one chunk each, so a pipeline per tensor would keep one worker busy.
+    """
+    tasks: list[Callable[[], tuple[str, bool]]] = []
+    layout: list[tuple[str, DType, np.ndarray[Any, Any], int]] = []
+    for name, array in arrays.items():
+        dtype = dtype_of(array)
+        flat = array.reshape(-1).view(np.uint8)
+        spans = list(chunk_spans(flat.size, dtype.itemsize, CHUNK_BYTES))
+        parent = parents.get(name)
+        bases: list[str | None] = [None] * len(spans)
+        if parent is not None and parent.dtype == dtype.name and parent.chunk_bytes == CHUNK_BYTES:
+            for i, old in enumerate(parent.chunks[: len(spans)]):
+                bases[i] = old
+        tasks += [_task(store, flat[span], dtype, base) for span, base in zip(spans, bases)]
+        layout.append((name, dtype, array, len(spans)))
+    ids = iter([cid for cid, _delta in _bounded(tasks, window=8)])
+    staged: dict[str, StagedTensor] = {}
+    for name, _dtype, array, count in layout:
+        chunks = [next(ids) for _ in range(count)]
+        entry = TensorEntry(_dtype.name, tuple(array.shape), array.nbytes, CHUNK_BYTES, chunks)
+        staged[name] = StagedTensor(entry)
+    return staged
+
+
+def _task(
+    store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
+) -> Callable[[], tuple[str, bool]]:
+    return lambda: _write_chunk(store, raw, dtype, base)
 
 
 def _write_chunk(
