@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import ChecksumMismatch, InvalidName, InvalidValue
+from ..errors import ChecksumMismatch, ChunkNotFound, InvalidName, InvalidValue
 from .base import ChunkStore, chunk_id_of
 from .codecs import CODEC_DELTA, encode_standalone_parts, scratch
 from .manifest import Manifest, TensorEntry
@@ -31,11 +31,12 @@ from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, t
 
 __all__ = [
     "CHAIN_LIMIT",
+    "DeltaJob",
     "StagedTensor",
     "check_tensor_name",
     "iter_tensor_chunks",
     "read_tensors",
-    "stage_tensor",
+    "rewrite_as_delta",
     "stage_tensors",
 ]
 
@@ -114,24 +115,19 @@ def prepare(weights: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
     return arrays
 
 
-def stage_tensor(
-    store: ChunkStore, array: np.ndarray[Any, Any], parent: TensorEntry | None
-) -> StagedTensor:
-    """Write one tensor's chunks (new ones only), turning the parent's into deltas."""
-    return stage_tensors(store, {"": array}, {"": parent})[""]
-
-
 def stage_tensors(
     store: ChunkStore,
     arrays: Mapping[str, np.ndarray[Any, Any]],
     parents: Mapping[str, TensorEntry | None],
-) -> dict[str, StagedTensor]:
-    """Write the chunks of many tensors (new ones only), turning the parents' into deltas.
+) -> tuple[dict[str, StagedTensor], list[DeltaJob]]:
+    """Write the chunks of many tensors (new ones only, each whole); return the staged
+    tensors and the parents' chunks they replace, to re-encode as deltas (:func:`rewrite_as_delta`)
+    once the new chunks are durable.
 
     Every chunk of every tensor goes through one bounded pipeline on the pool: a model's
     tensors are mostly one chunk each, so a pipeline per tensor would keep one worker busy.
     """
-    tasks: list[Callable[[], tuple[str, bool]]] = []
+    tasks: list[Callable[[], tuple[str, DeltaJob | None]]] = []
     layout: list[tuple[str, DType, np.ndarray[Any, Any], int]] = []
     for name, array in arrays.items():
         dtype = dtype_of(array)
@@ -144,47 +140,74 @@ def stage_tensors(
                 bases[i] = old
         tasks += [_task(store, flat[span], dtype, base) for span, base in zip(spans, bases)]
         layout.append((name, dtype, array, len(spans)))
-    ids = iter([cid for cid, _delta in _bounded(tasks, window=8)])
+    results = list(_bounded(tasks, window=8))
+    ids = iter([cid for cid, _job in results])
     staged: dict[str, StagedTensor] = {}
     for name, _dtype, array, count in layout:
         chunks = [next(ids) for _ in range(count)]
         entry = TensorEntry(_dtype.name, tuple(array.shape), array.nbytes, CHUNK_BYTES, chunks)
         staged[name] = StagedTensor(entry)
-    return staged
+    return staged, [job for _cid, job in results if job is not None]
 
 
 def _task(
     store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
-) -> Callable[[], tuple[str, bool]]:
+) -> Callable[[], tuple[str, DeltaJob | None]]:
     return lambda: _write_chunk(store, raw, dtype, base)
 
 
 def _write_chunk(
     store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
-) -> tuple[str, bool]:
-    """Store one chunk whole; if it replaces ``base`` (the same chunk of the same tensor in
-    the parent commit), re-encode ``base`` as a delta against it. Returns the chunk's id and
-    whether the base became a delta.
-
-    The new chunk is durable before its base is swapped for a delta that needs it, and the
-    swap is one atomic rename, so a crash leaves either encoding of the base, both valid.
-    """
+) -> tuple[str, DeltaJob | None]:
+    """Store one chunk whole. If it replaces ``base`` (the same chunk of the same tensor in
+    the parent commit), also return the job of re-encoding ``base`` as a delta against it,
+    to run (:func:`rewrite_as_delta`) once the new chunk is durable."""
     cid = chunk_id_of(raw)
     if store.has(cid):
         store.touch(cid)  # an age-based gc must not take it before the commit names it
-        return cid, False
-    rewrite = None
+        return cid, None
+    job = None
     chain = 0
     if base is not None and base != cid and store.has(base):
         head = store.read_header(base)
         if head.codec != CODEC_DELTA and head.raw_len == raw.size and head.chain < CHAIN_LIMIT:
-            rewrite, chain = base, head.chain + 1
+            job, chain = DeltaJob(base, cid), head.chain + 1
     store.put_parts(cid, encode_standalone_parts(raw, dtype, chain))
-    if rewrite is None:
-        return cid, False
-    old_raw = scratch("old", raw.size)  # reused: fresh memory is slow
-    store.get_into(rewrite, old_raw)
-    return cid, store.put_delta(rewrite, old_raw, cid, raw, dtype) > 0
+    return cid, job
+
+
+@dataclass(frozen=True)
+class DeltaJob:
+    """A replaced chunk (``old``) to store as a delta against its replacement (``new``)."""
+
+    old: str
+    new: str
+
+
+def rewrite_as_delta(store: ChunkStore, job: DeltaJob) -> int:
+    """Store ``job.old`` as a delta against ``job.new`` when that is smaller; return the
+    bytes saved. Both are decoded from the store and verified against their ids; the swap
+    is one atomic rename of a new encoding of the same id, so readers and a crash see either
+    encoding, both valid. ``job.new`` must be durable already.
+
+    Nothing is done when the old chunk is gone (gc), is a delta already (the same content
+    replaced twice) or when ``job.new`` decodes through ``job.old`` (a delta would make a
+    cycle)."""
+    try:
+        head = store.read_header(job.old)
+        new_head = store.read_header(job.new)
+        if head.codec == CODEC_DELTA or head.raw_len != new_head.raw_len:
+            return 0
+        if job.old in store.base_chain(job.new):
+            return 0
+    except ChunkNotFound:
+        return 0
+    dtype = dtype_by_name(head.dtype)
+    old_raw = scratch("old", head.raw_len)  # reused: fresh memory is slow
+    new_raw = scratch("new", head.raw_len)
+    store.get_into(job.old, old_raw)
+    store.get_into(job.new, new_raw)
+    return store.put_delta(job.old, old_raw, job.new, new_raw, dtype)
 
 
 # -- reading -----------------------------------------------------------------------------------
