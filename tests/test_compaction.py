@@ -124,3 +124,34 @@ def test_kill_9_during_compaction_leaves_every_version_readable(
     for step, commit in enumerate(commits):
         expected = np.load(tmp_path / f"v{step}.npy")
         assert repo.get_weight("w", commit).tobytes() == expected.tobytes()
+
+
+_EXITING_WRITER = """
+import sys
+import numpy as np
+from coralx import Repository
+repo = Repository(sys.argv[1])
+rng = np.random.default_rng(0)
+w = rng.normal(0, 0.02, (4, 300_000)).astype(np.float32)
+for step in range(2):
+    w = w + rng.normal(0, 2e-6, w.shape).astype(np.float32)
+    repo.stage_weights({"w": w})
+    print(repo.commit(f"step {step}").commit_hash, flush=True)
+"""  # exits right after the last commit, without waiting for the compaction
+
+
+def test_a_process_finishes_its_compaction_before_it_exits(tmp_path: Path) -> None:
+    Repository.init(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", _EXITING_WRITER, str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert not out.stderr
+    first, second = out.stdout.split()
+    repo = Repository(tmp_path)
+    store = repo.weights.chunks
+    old = repo.weights.manifest(first).tensors["w"].chunks
+    new = repo.weights.manifest(second).tensors["w"].chunks
+    assert [store.read_header(c).base for c in old] == new
+    assert repo.fsck().ok

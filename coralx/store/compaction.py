@@ -20,6 +20,7 @@ empty; a process waits for it at exit, and ``du``, ``gc`` and ``fsck`` wait firs
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered first
 import contextlib
 import os
 import threading
@@ -86,11 +87,7 @@ class Compactor:
             while len(self._queue) >= MAX_QUEUED:
                 self._cond.wait()
             self._queue.append(list(jobs))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="coralx-compaction", daemon=True
-                )
-                self._thread.start()
+            self._ensure_thread()
             self._cond.notify_all()
 
     def pending(self) -> int:
@@ -103,7 +100,13 @@ class Compactor:
         self._check_fork()
         with self._cond:
             while self._queue or self._busy:
-                self._cond.wait()
+                self._ensure_thread()
+                self._cond.wait(1.0)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="coralx-compaction", daemon=True)
+            self._thread.start()
 
     def _check_fork(self) -> None:
         # A forked child inherits the queue but not the thread: the parent does that work.
@@ -132,6 +135,8 @@ class Compactor:
                 self._cond.notify_all()
             try:
                 self._work(jobs)
+            except Exception as exc:  # never leave the queue without its thread
+                self._error(f"re-encoding {len(jobs)} chunks: {exc!r}")
             finally:
                 with self._cond:
                     self._busy = False
@@ -162,8 +167,14 @@ class Compactor:
 _live: weakref.WeakSet[Compactor] = weakref.WeakSet()
 
 
-@atexit.register
 def _finish_at_exit() -> None:
     for compactor in list(_live):
         with contextlib.suppress(Exception):
             compactor.wait()
+
+
+# Finish before thread pools stop taking work at exit (the batch writes use one): threading's
+# exit hooks run before atexit's, last registered first, so this runs before
+# concurrent.futures' own hook (imported above). Plain atexit where that hook is missing.
+_register = getattr(threading, "_register_atexit", atexit.register)
+_register(_finish_at_exit)

@@ -12,7 +12,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -201,13 +201,22 @@ class _Batch:
             self._io = ThreadPoolExecutor(self.IO_THREADS, thread_name_prefix="coralx-io")
         return self._io
 
+    def _start_fsync(self, tmp: Path) -> Future[None]:
+        try:
+            return self._executor().submit(_fsync_file, tmp)
+        except RuntimeError:  # the interpreter is exiting: no new threads; fsync here
+            done: Future[None] = Future()
+            _fsync_file(tmp)
+            done.set_result(None)
+            return done
+
     def add(self, dest: Path, tmp: Path, replace: bool) -> None:
         with self._lock:
             old = self.files.get(dest)
             self.files[dest] = tmp
             if replace:
                 self.replacing.add(dest)
-            self._syncs[tmp] = self._executor().submit(_fsync_file, tmp)
+            self._syncs[tmp] = self._start_fsync(tmp)
         if old is not None:
             with self._lock:
                 stale = self._syncs.pop(old, None)
@@ -235,11 +244,11 @@ class _Batch:
         fresh = [d for d in self.files if d not in self.replacing]
         swaps = [d for d in self.files if d in self.replacing]
         # renames take journal locks and wait on a loaded disk: do them side by side
-        list(io.map(lambda dest: os.replace(self.files.pop(dest), dest), fresh))
-        list(io.map(_fs.fsync_dir, sorted({d.parent for d in fresh})))
+        _each(io, lambda dest: os.replace(self.files.pop(dest), dest), fresh)
+        _each(io, _fs.fsync_dir, sorted({d.parent for d in fresh}))
         # A re-encoded chunk's bases are durable now. Its rename needs no folder fsync: if a
         # crash loses it, the folder still holds the chunk's previous encoding, also valid.
-        list(io.map(lambda dest: os.replace(self.files.pop(dest), dest), swaps))
+        _each(io, lambda dest: os.replace(self.files.pop(dest), dest), swaps)
 
     def discard(self) -> None:
         for fut in self._syncs.values():
@@ -256,6 +265,22 @@ class _Batch:
         if self._io is not None:
             self._io.shutdown(wait=True)
             self._io = None
+
+
+def _each(io: ThreadPoolExecutor, work: Callable[[Path], object], items: list[Path]) -> None:
+    """``work`` on every item, on the I/O threads (here when the interpreter is exiting:
+    thread pools take no more work then)."""
+    if _exiting():
+        for item in items:
+            work(item)
+        return
+    list(io.map(work, items))
+
+
+def _exiting() -> bool:
+    import concurrent.futures.thread as cft
+
+    return bool(getattr(cft, "_shutdown", False))
 
 
 def _fsync_file(path: Path) -> None:

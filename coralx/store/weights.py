@@ -3,10 +3,11 @@
 Writing: a tensor's bytes are cut into fixed, element-aligned chunks; each is hashed (BLAKE3),
 and if the store lacks it, encoded standalone and written. Delta chains point *backwards*:
 the newest version of a chunk is stored whole, and the version it replaced (the same chunk of
-the same tensor in the parent commit) is re-encoded as a delta against it while the new
-chunk's raw bytes are at hand (:func:`_write_chunk`). Checking out the newest weights, the
-common case, decodes one chunk per chunk; an older version follows a chain of at most
-:data:`CHAIN_LIMIT` deltas, because a version whose chain would grow longer is left whole.
+the same tensor in the parent commit) is re-encoded as a delta against it once the new one is
+durable (:func:`rewrite_as_delta`, run behind the commit by :mod:`.compaction`). Checking
+out the newest weights, the common case, decodes one chunk per chunk; an older version
+follows a chain of at most :data:`CHAIN_LIMIT` deltas, because a version whose chain would
+grow longer is left whole.
 
 Work is done in blocks (one chunk at a time per worker) on a small thread pool: numpy, zstd
 and BLAKE3 release the GIL.
@@ -42,7 +43,7 @@ __all__ = [
 
 CHAIN_LIMIT = 16
 """At most this many deltas are decoded to reach any version of a chunk (see the
-benchmark numbers in docs/architecture.md for why 8)."""
+benchmark numbers in docs/architecture.md for why 16)."""
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
