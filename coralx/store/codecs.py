@@ -161,8 +161,16 @@ def from_planes(planes: np.ndarray[Any, Any], width: int, out: np.ndarray[Any, A
     if width == 1:
         out[:] = planes
         return
-    grid = out.reshape(-1, width)
     rows = planes.reshape(width, -1)
+    if width == 2:
+        # As 16-bit integers (high plane, shifted, or the low one): contiguous passes, about
+        # twice as fast as two byte columns with a stride of 2.
+        wide = out.view("<u2")
+        np.copyto(wide, rows[1])
+        np.left_shift(wide, np.uint16(8), out=wide)
+        np.bitwise_or(wide, rows[0], out=wide)
+        return
+    grid = out.reshape(-1, width)
     # Column by column measured several times faster than one transposed copy.
     for i in range(width):
         grid[:, i] = rows[i]

@@ -214,6 +214,9 @@ def rewrite_as_delta(store: ChunkStore, job: DeltaJob) -> int:
 # -- reading -----------------------------------------------------------------------------------
 
 
+_ALIGN = 64  # each tensor in a checkout starts on a cache line
+
+
 def _what(name: str, commit: str | None) -> str:
     return f"tensor {name!r}" + (f" in commit {commit}" if commit else "")
 
@@ -221,13 +224,23 @@ def _what(name: str, commit: str | None) -> str:
 def read_tensors(
     store: ChunkStore, manifest: Manifest, names: Iterable[str], commit: str | None = None
 ) -> dict[str, np.ndarray[Any, Any]]:
-    """Decode tensors into new numpy arrays, every chunk verified against its id."""
+    """Decode tensors into new numpy arrays, every chunk verified against its id.
+
+    The arrays are views into one buffer (each 64-byte aligned): one large allocation is
+    backed by huge pages where the kernel allows, and faulting fresh memory in page by page
+    cost as much as decoding. The buffer is freed when the last of them is.
+    """
+    names = list(names)
+    entries = [manifest.tensors[name] for name in names]
+    offsets = [0]
+    for entry in entries:
+        offsets.append(offsets[-1] + -(-entry.nbytes // _ALIGN) * _ALIGN)
+    slab = np.empty(offsets[-1], dtype=np.uint8)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     tasks: list[Callable[[], None]] = []
-    for name in names:
-        entry = manifest.tensors[name]
-        array = np.empty(entry.shape, dtype=dtype_by_name(entry.dtype).numpy)
-        flat = array.reshape(-1).view(np.uint8)
+    for name, entry, offset in zip(names, entries, offsets):
+        flat = slab[offset : offset + entry.nbytes]
+        array = flat.view(dtype_by_name(entry.dtype).numpy).reshape(entry.shape)
         what = _what(name, commit)
         for cid, span in zip(entry.chunks, entry.spans()):
             tasks.append(_decode_task(store, cid, flat[span], what))
