@@ -152,6 +152,15 @@ def to_planes(raw: np.ndarray[Any, Any], width: int) -> np.ndarray[Any, Any]:
     if width == 1:
         return raw
     planes = scratch("planes", raw.size).reshape(width, raw.size // width)
+    if width == 2:
+        # As 16-bit integers: the low byte by truncation, the high one by a shift;
+        # contiguous passes, about twice as fast as a strided transposing copy.
+        wide = raw.view("<u2")
+        high = scratch("high", raw.size).view("<u2")
+        np.copyto(planes[0], wide, casting="unsafe")
+        np.right_shift(wide, np.uint16(8), out=high)
+        np.copyto(planes[1], high, casting="unsafe")
+        return planes
     np.copyto(planes, raw.reshape(-1, width).T)
     return planes
 
