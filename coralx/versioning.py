@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .repository import Repository
+    from .store.compaction import CompactionStats, Compactor
     from .store.disk import DiskChunkStore
     from .store.manifest import Manifest
     from .store.weights import StagedTensor
@@ -172,6 +173,7 @@ class WeightHistory:
         self.chunks: DiskChunkStore = DiskChunkStore(repo.path / "chunks")
         self.staged: dict[str, StagedTensor] = {}
         self._manifests: dict[str, Manifest | None] = {}
+        self._compactor: Compactor | None = None
         repo.git.object_store.fsync_object_files = True
 
     @property
@@ -185,7 +187,7 @@ class WeightHistory:
 
     def stage_weights(self, weights: Mapping[str, Any]) -> list[str]:
         """Write the tensors' chunks now (a snapshot, as ``git add``) and stage them."""
-        from .store.weights import prepare, stage_tensor
+        from .store.weights import prepare, stage_tensors
 
         arrays = prepare(weights)  # every value checked before anything is written
         head = self._head_commit()
@@ -193,12 +195,28 @@ class WeightHistory:
         with self._lock(GC_LOCK, shared=True):
             try:
                 with self.chunks.batch():  # every chunk durable before a commit names it
-                    for name, array in arrays.items():
-                        base = parent.tensors.get(name) if parent else None
-                        self.staged[name] = stage_tensor(self.chunks, array, base)
+                    bases = {n: parent.tensors.get(n) if parent else None for n in arrays}
+                    staged, jobs = stage_tensors(self.chunks, arrays, bases)
+                    self.staged.update(staged)
             finally:
                 self._write_pin()  # before gc can run again, it knows these chunks are in use
+        # The replaced chunks become deltas towards the new ones, which are durable now.
+        self.compactor.submit(jobs)
         return list(arrays)
+
+    @property
+    def compactor(self) -> Compactor:
+        """The background thread that stores replaced chunks as deltas."""
+        if self._compactor is None:
+            from .store.compaction import Compactor
+
+            self._compactor = Compactor(self.chunks.root, lambda: self._lock(GC_LOCK, shared=True))
+        return self._compactor
+
+    def wait_for_compaction(self) -> CompactionStats:
+        """Wait until the replaced chunks of every staging so far are stored as deltas."""
+        self.compactor.wait()
+        return self.compactor.stats
 
     # -- pins: the chunks a live process has staged, which gc must keep --------------------------
 
@@ -628,6 +646,7 @@ class WeightHistory:
         """Delete chunks nothing reaches (no ref, tag, HEAD, experiment record or stage), and
         that are older than ``prune_age`` seconds, so a chunk another process has just
         written or reused for a commit in progress is never taken."""
+        self.wait_for_compaction()
         with self._lock(GC_LOCK):
             commits = self.reachable_commits()
             keep = set(self._reachable_chunks(commits)) | self._pinned_chunks()
@@ -661,6 +680,7 @@ class WeightHistory:
         """Decode every reachable chunk against its id; name each damaged tensor and commit."""
         from .store.weights import verify_chunk
 
+        self.wait_for_compaction()
         damaged: list[dict[str, Any]] = []
         commits = self.root_commits()
         try:
@@ -682,6 +702,7 @@ class WeightHistory:
         return FsckReport(len(commits), len(users), damaged)
 
     def du(self) -> DuReport:
+        self.wait_for_compaction()
         commits = self.reachable_commits()
         logical = 0
         sizes: dict[str, int] = {}

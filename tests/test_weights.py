@@ -150,6 +150,7 @@ def test_small_noise_step_stores_the_old_version_as_a_delta(repo: Repository) ->
     )
     size_before = repo.du().stored_bytes
     second = _commit(repo, new)
+    repo.wait_for_compaction()
     store = repo.weights.chunks
     old_chunk = repo.weights.manifest(first).tensors["encoder.weight"].chunks[0]
     new_chunk = repo.weights.manifest(second).tensors["encoder.weight"].chunks[0]
@@ -169,6 +170,7 @@ def test_delta_chains_stay_bounded(repo: Repository, monkeypatch: pytest.MonkeyP
     for _ in range(7):
         w = w + rng.normal(0, 2e-6, w.size).astype(np.float32)
         commits.append((_commit(repo, {"w": w}), w.copy()))
+    repo.wait_for_compaction()
     store = repo.weights.chunks
     for commit, expected in commits:
         chunk = repo.weights.manifest(commit).tensors["w"].chunks[0]

@@ -152,6 +152,15 @@ def to_planes(raw: np.ndarray[Any, Any], width: int) -> np.ndarray[Any, Any]:
     if width == 1:
         return raw
     planes = scratch("planes", raw.size).reshape(width, raw.size // width)
+    if width == 2:
+        # As 16-bit integers: the low byte by truncation, the high one by a shift;
+        # contiguous passes, about twice as fast as a strided transposing copy.
+        wide = raw.view("<u2")
+        high = scratch("high", raw.size).view("<u2")
+        np.copyto(planes[0], wide, casting="unsafe")
+        np.right_shift(wide, np.uint16(8), out=high)
+        np.copyto(planes[1], high, casting="unsafe")
+        return planes
     np.copyto(planes, raw.reshape(-1, width).T)
     return planes
 
@@ -161,8 +170,16 @@ def from_planes(planes: np.ndarray[Any, Any], width: int, out: np.ndarray[Any, A
     if width == 1:
         out[:] = planes
         return
-    grid = out.reshape(-1, width)
     rows = planes.reshape(width, -1)
+    if width == 2:
+        # As 16-bit integers (high plane, shifted, or the low one): contiguous passes, about
+        # twice as fast as two byte columns with a stride of 2.
+        wide = out.view("<u2")
+        np.copyto(wide, rows[1])
+        np.left_shift(wide, np.uint16(8), out=wide)
+        np.bitwise_or(wide, rows[0], out=wide)
+        return
+    grid = out.reshape(-1, width)
     # Column by column measured several times faster than one transposed copy.
     for i in range(width):
         grid[:, i] = rows[i]

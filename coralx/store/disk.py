@@ -12,7 +12,8 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -179,14 +180,35 @@ class DiskChunkStore(ChunkStore):
 
 
 class _Batch:
-    """Chunk files written inside :meth:`DiskChunkStore.batch`, not yet published."""
+    """Chunk files written inside :meth:`DiskChunkStore.batch`, not yet published.
+
+    Each file's fsync starts on the I/O threads as soon as it is written, so the disk works
+    while the workers compute the next chunks; :meth:`publish` waits for them, renames the
+    new chunks into place, fsyncs their folders, and only then swaps in re-encoded chunks.
+    """
 
     IO_THREADS = 16  # fsync waits on the disk, not the CPU: many at once cost little
 
     def __init__(self) -> None:
         self.files: dict[Path, Path] = {}  # destination -> temporary file
         self.replacing: set[Path] = set()
+        self._syncs: dict[Path, Future[None]] = {}  # temporary file -> its fsync
+        self._io: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._io is None:
+            self._io = ThreadPoolExecutor(self.IO_THREADS, thread_name_prefix="coralx-io")
+        return self._io
+
+    def _start_fsync(self, tmp: Path) -> Future[None]:
+        try:
+            return self._executor().submit(_fsync_file, tmp)
+        except RuntimeError:  # the interpreter is exiting: no new threads; fsync here
+            done: Future[None] = Future()
+            _fsync_file(tmp)
+            done.set_result(None)
+            return done
 
     def add(self, dest: Path, tmp: Path, replace: bool) -> None:
         with self._lock:
@@ -194,33 +216,71 @@ class _Batch:
             self.files[dest] = tmp
             if replace:
                 self.replacing.add(dest)
+            self._syncs[tmp] = self._start_fsync(tmp)
         if old is not None:
+            with self._lock:
+                stale = self._syncs.pop(old, None)
+            if stale is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    stale.result()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(old)
 
     def publish(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+        try:
+            if self.files:
+                self._publish()
+        finally:
+            self._close()
 
-        if not self.files:
-            return
+    def _publish(self) -> None:
+        io = self._executor()
+        try:
+            for tmp in self.files.values():
+                self._syncs[tmp].result()
+        except BaseException:
+            self.discard()
+            raise
         fresh = [d for d in self.files if d not in self.replacing]
         swaps = [d for d in self.files if d in self.replacing]
-        with ThreadPoolExecutor(self.IO_THREADS, thread_name_prefix="coralx-io") as io:
-            try:
-                list(io.map(_fsync_file, self.files.values()))
-            except BaseException:
-                self.discard()
-                raise
-            for group in (fresh, swaps):
-                # renames take journal locks and wait on a loaded disk: do them side by side
-                list(io.map(lambda dest: os.replace(self.files.pop(dest), dest), group))
-                list(io.map(_fs.fsync_dir, sorted({d.parent for d in group})))
+        # renames take journal locks and wait on a loaded disk: do them side by side
+        _each(io, lambda dest: os.replace(self.files.pop(dest), dest), fresh)
+        _each(io, _fs.fsync_dir, sorted({d.parent for d in fresh}))
+        # A re-encoded chunk's bases are durable now. Its rename needs no folder fsync: if a
+        # crash loses it, the folder still holds the chunk's previous encoding, also valid.
+        _each(io, lambda dest: os.replace(self.files.pop(dest), dest), swaps)
 
     def discard(self) -> None:
+        for fut in self._syncs.values():
+            with contextlib.suppress(Exception):
+                fut.result()
         for tmp in self.files.values():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         self.files.clear()
+        self._close()
+
+    def _close(self) -> None:
+        self._syncs.clear()
+        if self._io is not None:
+            self._io.shutdown(wait=True)
+            self._io = None
+
+
+def _each(io: ThreadPoolExecutor, work: Callable[[Path], object], items: list[Path]) -> None:
+    """``work`` on every item, on the I/O threads (here when the interpreter is exiting:
+    thread pools take no more work then)."""
+    if _exiting():
+        for item in items:
+            work(item)
+        return
+    list(io.map(work, items))
+
+
+def _exiting() -> bool:
+    import concurrent.futures.thread as cft
+
+    return bool(getattr(cft, "_shutdown", False))
 
 
 def _fsync_file(path: Path) -> None:

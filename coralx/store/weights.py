@@ -3,10 +3,11 @@
 Writing: a tensor's bytes are cut into fixed, element-aligned chunks; each is hashed (BLAKE3),
 and if the store lacks it, encoded standalone and written. Delta chains point *backwards*:
 the newest version of a chunk is stored whole, and the version it replaced (the same chunk of
-the same tensor in the parent commit) is re-encoded as a delta against it while the new
-chunk's raw bytes are at hand (:func:`_write_chunk`). Checking out the newest weights, the
-common case, decodes one chunk per chunk; an older version follows a chain of at most
-:data:`CHAIN_LIMIT` deltas, because a version whose chain would grow longer is left whole.
+the same tensor in the parent commit) is re-encoded as a delta against it once the new one is
+durable (:func:`rewrite_as_delta`, run behind the commit by :mod:`.compaction`). Checking
+out the newest weights, the common case, decodes one chunk per chunk; an older version
+follows a chain of at most :data:`CHAIN_LIMIT` deltas, because a version whose chain would
+grow longer is left whole.
 
 Work is done in blocks (one chunk at a time per worker) on a small thread pool: numpy, zstd
 and BLAKE3 release the GIL.
@@ -23,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import ChecksumMismatch, InvalidName, InvalidValue
+from ..errors import ChecksumMismatch, ChunkNotFound, InvalidName, InvalidValue
 from .base import ChunkStore, chunk_id_of
 from .codecs import CODEC_DELTA, encode_standalone_parts, scratch
 from .manifest import Manifest, TensorEntry
@@ -31,16 +32,18 @@ from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, t
 
 __all__ = [
     "CHAIN_LIMIT",
+    "DeltaJob",
     "StagedTensor",
     "check_tensor_name",
     "iter_tensor_chunks",
     "read_tensors",
-    "stage_tensor",
+    "rewrite_as_delta",
+    "stage_tensors",
 ]
 
 CHAIN_LIMIT = 16
 """At most this many deltas are decoded to reach any version of a chunk (see the
-benchmark numbers in docs/architecture.md for why 8)."""
+benchmark numbers in docs/architecture.md for why 16)."""
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -113,55 +116,105 @@ def prepare(weights: Mapping[str, Any]) -> dict[str, np.ndarray[Any, Any]]:
     return arrays
 
 
-def stage_tensor(
-    store: ChunkStore, array: np.ndarray[Any, Any], parent: TensorEntry | None
-) -> StagedTensor:
-    """Write one tensor's chunks (new ones only), turning the parent's into deltas."""
-    dtype = dtype_of(array)
-    flat = array.reshape(-1).view(np.uint8)
-    spans = list(chunk_spans(flat.size, dtype.itemsize, CHUNK_BYTES))
-    bases: list[str | None] = [None] * len(spans)
-    if parent is not None and parent.dtype == dtype.name and parent.chunk_bytes == CHUNK_BYTES:
-        for i, old in enumerate(parent.chunks[: len(spans)]):
-            bases[i] = old
+def stage_tensors(
+    store: ChunkStore,
+    arrays: Mapping[str, np.ndarray[Any, Any]],
+    parents: Mapping[str, TensorEntry | None],
+) -> tuple[dict[str, StagedTensor], list[DeltaJob]]:
+    """Write the chunks of many tensors (new ones only, each whole); return the staged
+    tensors and the parents' chunks they replace, to re-encode as deltas (:func:`rewrite_as_delta`)
+    once the new chunks are durable.
 
-    def task(span: slice, base: str | None) -> Callable[[], tuple[str, bool]]:
-        return lambda: _write_chunk(store, flat[span], dtype, base)
+    Every chunk of every tensor goes through one bounded pipeline on the pool: a model's
+    tensors are mostly one chunk each, so a pipeline per tensor would keep one worker busy.
+    """
+    tasks: list[Callable[[], tuple[str, DeltaJob | None]]] = []
+    layout: list[tuple[str, DType, np.ndarray[Any, Any], int]] = []
+    for name, array in arrays.items():
+        dtype = dtype_of(array)
+        flat = array.reshape(-1).view(np.uint8)
+        spans = list(chunk_spans(flat.size, dtype.itemsize, CHUNK_BYTES))
+        parent = parents.get(name)
+        bases: list[str | None] = [None] * len(spans)
+        if parent is not None and parent.dtype == dtype.name and parent.chunk_bytes == CHUNK_BYTES:
+            for i, old in enumerate(parent.chunks[: len(spans)]):
+                bases[i] = old
+        tasks += [_task(store, flat[span], dtype, base) for span, base in zip(spans, bases)]
+        layout.append((name, dtype, array, len(spans)))
+    results = list(_bounded(tasks, window=8))
+    ids = iter([cid for cid, _job in results])
+    staged: dict[str, StagedTensor] = {}
+    for name, _dtype, array, count in layout:
+        chunks = [next(ids) for _ in range(count)]
+        entry = TensorEntry(_dtype.name, tuple(array.shape), array.nbytes, CHUNK_BYTES, chunks)
+        staged[name] = StagedTensor(entry)
+    return staged, [job for _cid, job in results if job is not None]
 
-    tasks = [task(span, base) for span, base in zip(spans, bases)]
-    ids = [cid for cid, _delta in _bounded(tasks, window=8)]
-    return StagedTensor(TensorEntry(dtype.name, tuple(array.shape), flat.size, CHUNK_BYTES, ids))
+
+def _task(
+    store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
+) -> Callable[[], tuple[str, DeltaJob | None]]:
+    return lambda: _write_chunk(store, raw, dtype, base)
 
 
 def _write_chunk(
     store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
-) -> tuple[str, bool]:
-    """Store one chunk whole; if it replaces ``base`` (the same chunk of the same tensor in
-    the parent commit), re-encode ``base`` as a delta against it. Returns the chunk's id and
-    whether the base became a delta.
-
-    The new chunk is durable before its base is swapped for a delta that needs it, and the
-    swap is one atomic rename, so a crash leaves either encoding of the base, both valid.
-    """
+) -> tuple[str, DeltaJob | None]:
+    """Store one chunk whole. If it replaces ``base`` (the same chunk of the same tensor in
+    the parent commit), also return the job of re-encoding ``base`` as a delta against it,
+    to run (:func:`rewrite_as_delta`) once the new chunk is durable."""
     cid = chunk_id_of(raw)
     if store.has(cid):
         store.touch(cid)  # an age-based gc must not take it before the commit names it
-        return cid, False
-    rewrite = None
+        return cid, None
+    job = None
     chain = 0
     if base is not None and base != cid and store.has(base):
         head = store.read_header(base)
         if head.codec != CODEC_DELTA and head.raw_len == raw.size and head.chain < CHAIN_LIMIT:
-            rewrite, chain = base, head.chain + 1
+            job, chain = DeltaJob(base, cid), head.chain + 1
     store.put_parts(cid, encode_standalone_parts(raw, dtype, chain))
-    if rewrite is None:
-        return cid, False
-    old_raw = scratch("old", raw.size)  # reused: fresh memory is slow
-    store.get_into(rewrite, old_raw)
-    return cid, store.put_delta(rewrite, old_raw, cid, raw, dtype) > 0
+    return cid, job
+
+
+@dataclass(frozen=True)
+class DeltaJob:
+    """A replaced chunk (``old``) to store as a delta against its replacement (``new``)."""
+
+    old: str
+    new: str
+
+
+def rewrite_as_delta(store: ChunkStore, job: DeltaJob) -> int:
+    """Store ``job.old`` as a delta against ``job.new`` when that is smaller; return the
+    bytes saved. Both are decoded from the store and verified against their ids; the swap
+    is one atomic rename of a new encoding of the same id, so readers and a crash see either
+    encoding, both valid. ``job.new`` must be durable already.
+
+    Nothing is done when the old chunk is gone (gc), is a delta already (the same content
+    replaced twice) or when ``job.new`` decodes through ``job.old`` (a delta would make a
+    cycle)."""
+    try:
+        head = store.read_header(job.old)
+        new_head = store.read_header(job.new)
+        if head.codec == CODEC_DELTA or head.raw_len != new_head.raw_len:
+            return 0
+        if job.old in store.base_chain(job.new):
+            return 0
+    except ChunkNotFound:
+        return 0
+    dtype = dtype_by_name(head.dtype)
+    old_raw = scratch("old", head.raw_len)  # reused: fresh memory is slow
+    new_raw = scratch("new", head.raw_len)
+    store.get_into(job.old, old_raw)
+    store.get_into(job.new, new_raw)
+    return store.put_delta(job.old, old_raw, job.new, new_raw, dtype)
 
 
 # -- reading -----------------------------------------------------------------------------------
+
+
+_ALIGN = 64  # each tensor in a checkout starts on a cache line
 
 
 def _what(name: str, commit: str | None) -> str:
@@ -171,13 +224,23 @@ def _what(name: str, commit: str | None) -> str:
 def read_tensors(
     store: ChunkStore, manifest: Manifest, names: Iterable[str], commit: str | None = None
 ) -> dict[str, np.ndarray[Any, Any]]:
-    """Decode tensors into new numpy arrays, every chunk verified against its id."""
+    """Decode tensors into new numpy arrays, every chunk verified against its id.
+
+    The arrays are views into one buffer (each 64-byte aligned): one large allocation is
+    backed by huge pages where the kernel allows, and faulting fresh memory in page by page
+    cost as much as decoding. The buffer is freed when the last of them is.
+    """
+    names = list(names)
+    entries = [manifest.tensors[name] for name in names]
+    offsets = [0]
+    for entry in entries:
+        offsets.append(offsets[-1] + -(-entry.nbytes // _ALIGN) * _ALIGN)
+    slab = np.empty(offsets[-1], dtype=np.uint8)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     tasks: list[Callable[[], None]] = []
-    for name in names:
-        entry = manifest.tensors[name]
-        array = np.empty(entry.shape, dtype=dtype_by_name(entry.dtype).numpy)
-        flat = array.reshape(-1).view(np.uint8)
+    for name, entry, offset in zip(names, entries, offsets):
+        flat = slab[offset : offset + entry.nbytes]
+        array = flat.view(dtype_by_name(entry.dtype).numpy).reshape(entry.shape)
         what = _what(name, commit)
         for cid, span in zip(entry.chunks, entry.spans()):
             tasks.append(_decode_task(store, cid, flat[span], what))
