@@ -9,7 +9,7 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["author_identity", "hostname"]
+__all__ = ["author_identity", "hostname", "pid_alive", "process_start_time"]
 
 
 @lru_cache(maxsize=1)
@@ -58,3 +58,37 @@ def _git_global_user() -> tuple[str | None, str | None]:
             name = name or parser.get("user", "name", fallback=None)
             email = email or parser.get("user", "email", fallback=None)
     return (name.strip('"') if name else None, email.strip('"') if email else None)
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), to tell a reused pid
+    from the process that wrote a record; None where /proc is not available."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if len(fields) < 20 or fields[0] == b"Z":
+        return None
+    return int(fields[19])
+
+
+def pid_alive(pid: int, start: int | None = None) -> bool:
+    """Whether process ``pid`` on this host is alive and, when ``start`` is given, is the
+    same process that started at ``start`` (not a later one that reused its pid)."""
+    if pid <= 0:
+        return False
+    if os.path.isdir("/proc/self"):
+        now_start = process_start_time(pid)
+        if now_start is None:
+            return False  # gone, or a zombie nobody waited for
+        return start is None or now_start == start
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

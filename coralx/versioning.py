@@ -244,13 +244,13 @@ class WeightHistory:
 
     def _pinned_chunks(self) -> set[str]:
         """Chunks staged by live processes; pins of processes gone from this host are removed."""
-        from .identity import hostname
+        from .identity import hostname, pid_alive
 
         folder = self.repo.path / PINS_DIR
         pinned: set[str] = set()
         for path in folder.glob("*.json") if folder.is_dir() else []:
             doc = _read_json(path) or {}
-            if doc.get("host") == hostname() and not _alive(int(doc.get("pid", 0))):
+            if doc.get("host") == hostname() and not pid_alive(int(doc.get("pid", 0))):
                 path.unlink(missing_ok=True)
                 continue
             pinned.update(c for c in doc.get("chunks", []) if isinstance(c, str))
@@ -734,18 +734,6 @@ def _valid_ref_name(name: str) -> bool:
         check_ref_name(name.removeprefix("refs/"))
     except InvalidName:
         return False
-    return True
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from ..identity import process_start_time
 from .checks import check_metric_name
 from .journal import NO_STEP, JournalWriter, encode_frame, merge_summary, summarize_list
-from .store import LEASE_RENEW, LEASE_SECONDS, process_start_time
+from .store import LEASE_RENEW, LEASE_SECONDS
 from .sync import syncer
 
 if TYPE_CHECKING:

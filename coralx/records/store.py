@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AmbiguousRevision, ExperimentNotFound, InvalidName
+from ..identity import pid_alive
 from .index import INDEX_FILE, Filters, Index, file_stamp
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ __all__ = [
     "LEASE_SECONDS",
     "RecordStore",
     "liveness",
-    "process_start_time",
 ]
 
 EXPERIMENTS_DIR = "experiments"
@@ -42,45 +42,13 @@ LEASE_SECONDS = 120.0
 LEASE_RENEW = 15.0
 
 
-def process_start_time(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot, Linux), to tell a reused pid
-    from the process that wrote a record; None where /proc is not available."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    if len(fields) < 20 or fields[0] == b"Z":
-        return None
-    return int(fields[19])
-
-
-def _pid_alive(pid: int, start: int | None) -> bool:
-    if pid <= 0:
-        return False
-    if os.path.isdir("/proc/self"):
-        now_start = process_start_time(pid)
-        if now_start is None:
-            return False  # gone, or a zombie nobody waited for
-        return start is None or now_start == start
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def liveness(
     host: str | None, pid: int | None, pid_start: int | None, lease_until: float | None
 ) -> str | None:
     """Why a run recorded as running is dead, or None if it may still be alive."""
     from ..identity import hostname
 
-    if host == hostname() and pid is not None and not _pid_alive(pid, pid_start):
+    if host == hostname() and pid is not None and not pid_alive(pid, pid_start):
         return f"its process (pid {pid} on {host}) is gone: it was killed or crashed"
     if lease_until is not None and time.time() > lease_until:
         ago = time.time() - lease_until + LEASE_SECONDS
