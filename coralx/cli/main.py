@@ -92,8 +92,13 @@ def cli(ctx: click.Context, repo_path: str | None) -> None:
 
     \b
     Start with:
-      coralx init            create .coralx/ in this folder
-      coralx status          where the store is and what it holds
+      coralx init                  create .coralx/ in this folder
+      coralx status                where the store is and what it holds
+      coralx exp list --tag bert   runs, newest first (see `coralx exp --help`)
+      coralx exp best --metric val_loss --mode min
+      coralx log                   the weight history
+      coralx checkout REV -o model.safetensors
+      coralx ui                    look at it all in the browser
     """
     ctx.obj = {"repo_path": repo_path}
 
