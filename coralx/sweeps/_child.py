@@ -147,6 +147,7 @@ def _start_record(task: Task) -> tuple[Any, Any]:
         parent_experiment=task.parent_experiment,
         experiment_id=task.experiment_id,
         sweep=task.sweep_info,
+        code=task.code,
     )
     return tracker, repo
 

@@ -163,6 +163,8 @@ class _SweepRun:
         self._last_save = 0.0
         self._sys_path = list(sys.path)
         self._tmp_logs: str | None = None
+        # The code every configuration runs, captured once when the sweep starts running.
+        self._code: dict[str, Any] | None = None
 
     # -- the whole run ---------------------------------------------------------------------------
 
@@ -264,7 +266,12 @@ class _SweepRun:
             self.record.save(self._repo())
         if not todo:
             return "completed"
-        if self.repo is None:  # without a store, runs' output is still kept apart, for a while
+        if self.repo is not None:
+            # Every configuration runs the code as it is now: git is asked once, not per run.
+            from ..experiments import capture_code
+
+            self._code = capture_code(self.repo)
+        else:  # without a store, runs' output is still kept apart, for a while
             import tempfile
 
             self._tmp_logs = tempfile.mkdtemp(prefix="coralx-sweep-logs-")
@@ -362,6 +369,7 @@ class _SweepRun:
             log_dir=log_dir,
             stream=self.stream,
             sys_path=[] if self.executor.shares_memory else self._sys_path,
+            code=self._code,
         )
 
     def _attempt(self, planned: _Planned) -> Attempt:

@@ -157,6 +157,7 @@ _TASK_FIELDS: dict[str, Any] = {
     "log_dir": None,
     "stream": False,
     "sys_path": list,
+    "code": None,
 }
 
 
@@ -188,6 +189,8 @@ class Task:
     log_dir: str | None
     stream: bool
     sys_path: list[str]
+    #: The code info the sweep captured once (``experiments.capture_code``) for every record.
+    code: dict[str, Any] | None
 
     def __init__(self, fn: FunctionRef, **values: Any) -> None:
         unknown = set(values) - set(_TASK_FIELDS)
