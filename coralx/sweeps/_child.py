@@ -89,9 +89,19 @@ def execute_task(task: Task, *, prefer_local: bool = False) -> Outcome:
     else:
         outcome = _call(task, fn, run, tracker, start)
     if tracker is not None:
-        # A fork worker leaves with os._exit (no atexit): the record must be on disk now.
-        _quietly(getattr(tracker, "flush", lambda: None))
+        # Written now; made durable by the tracker's background fsync a moment later (not
+        # waited for here: that wait was most of a short run's cost). A process that leaves
+        # with os._exit (a fork worker) waits for it first: see ``wait_durable``.
+        _quietly(getattr(tracker, "flush", lambda wait=False: None), False)
     return outcome
+
+
+def wait_durable() -> None:
+    """Block until every record and journal this process wrote is on disk (before os._exit,
+    which skips the interpreter's exit handlers that do it otherwise)."""
+    sync = sys.modules.get("coralx.records.sync")
+    if sync is not None:
+        _quietly(sync.syncer.wait)
 
 
 def _call(task: Task, fn: Any, run: Any, tracker: Any, start: float) -> Outcome:

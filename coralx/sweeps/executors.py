@@ -411,9 +411,18 @@ class _ForkWorker:
 
 
 def _serve(task_r: int, result_w: int) -> None:
-    from ._child import execute_task, install_interrupt_guard
+    from ._child import install_interrupt_guard, wait_durable
 
     install_interrupt_guard()
+    try:
+        _serve_tasks(task_r, result_w)
+    finally:
+        wait_durable()  # the worker leaves with os._exit: no exit handler fsyncs its records
+
+
+def _serve_tasks(task_r: int, result_w: int) -> None:
+    from ._child import execute_task
+
     inbox = os.fdopen(task_r, "r", encoding="utf-8")
     outbox = os.fdopen(result_w, "w", encoding="utf-8")
     cancelled = False
