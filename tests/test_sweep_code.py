@@ -97,3 +97,14 @@ def test_start_records_the_code_it_is_given(repo: Repository) -> None:
     again = experiments.ExperimentTracker(repo).get(exp.experiment_id)
     assert _code_fields(again.code) == {**code, "root": None, "skipped": []}
     assert again.branch == "dev"
+
+
+@pytest.mark.parametrize("executor", ["inline", "fork", "subprocess"])
+def test_numpy_scalars_cross_processes_as_plain_numbers(executor: str) -> None:
+    pytest.importorskip("numpy")
+    out = fx.numpy_values.run_sweep(executor=executor, workers=2, track=False)
+    assert out.status == "completed", out.results.failed
+    values = sorted((r["value"], r["from_config"]) for r in out.results)
+    assert values == [(1.0, 0.5), (2.0, 1.0)]
+    for r in out.results:
+        assert type(r["value"]) is float and type(r["from_config"]) is float

@@ -131,7 +131,9 @@ def _call(task: Task, fn: Any, run: Any, tracker: Any, start: float) -> Outcome:
         outcome = _failed(task, tracker, exc, start)
         outcome.metrics = run.metrics
         return outcome
-    merged = dict(run._context_update)
+    from .config import _unwrap
+
+    merged = _unwrap(run._context_update)
     merged.update(context_update or {})
     return Outcome(
         status="completed",

@@ -126,6 +126,9 @@ def _wrap(value: Any) -> Any:
 
 
 def _unwrap(value: Any) -> Any:
+    """Plain data of exactly the built-in types: a subclass of a scalar (``numpy.float64``,
+    an ``IntEnum``) becomes its base type, as JSON would write it. ``marshal``, which carries
+    tasks and outcomes between processes, would otherwise store a numpy float as its bytes."""
     kind = type(value)
     if kind in _SCALARS:
         return value
@@ -133,6 +136,9 @@ def _unwrap(value: Any) -> Any:
         return {k: _unwrap(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_unwrap(v) for v in value]
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
     return value
 
 

@@ -278,10 +278,17 @@ class Outcome:
 
 
 def _plain(value: Any) -> Any:
+    """Plain data of exactly the built-in types (what ``marshal`` carries faithfully)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
     return value
 
 
