@@ -527,8 +527,12 @@ class ForkExecutor(Executor):
     name = "fork"
     shares_memory = True
 
-    #: Tasks queued at a worker ahead of time while tasks are short (under 50 ms).
-    prefetch = 4
+    #: At most this many tasks queued at a worker ahead of time, while tasks are short.
+    prefetch = 16
+    #: Tasks are queued ahead only while they take less than this (seconds), and only as
+    #: many as take about this long: a task queued behind a long one would wait while
+    #: another worker might be free.
+    QUEUED_TIME = 0.05
 
     def __init__(self, max_tasks_per_worker: int | None = None) -> None:
         if not hasattr(os, "fork"):
@@ -654,10 +658,10 @@ class ForkExecutor(Executor):
         Tasks are queued ahead at a worker only while they are short (a task queued behind a
         long one would wait while another worker might be free), and never for a worker
         retired after N tasks (it must not start one more)."""
-        depth = 1
-        if not self.max_tasks_per_worker and self._typical is not None and self._typical < 0.05:
-            depth = self.prefetch
+        depth = self._depth()
         for worker, queued in inflight.items():
+            if len(queued) > depth // 2:
+                continue  # topped up in batches, when half of what is queued is done
             batch: list[Task] = []
             while len(queued) + len(batch) < depth:
                 if retry:
@@ -682,6 +686,15 @@ class ForkExecutor(Executor):
             else:
                 retry.extendleft(reversed(batch))  # the worker is gone: its pipe reports it
         return exhausted
+
+    def _depth(self) -> int:
+        """How many tasks to keep queued at a worker: as many as take about ``QUEUED_TIME``
+        (at most ``prefetch``), judged by the tasks so far; one while that is unknown, or
+        when the worker is retired after N tasks (it must not start one more)."""
+        typical = self._typical
+        if self.max_tasks_per_worker or typical is None or typical >= self.QUEUED_TIME:
+            return 1
+        return max(2, min(self.prefetch, int(self.QUEUED_TIME / max(typical, 1e-6))))
 
     def _observe(self, duration: float) -> None:
         typical = self._typical

@@ -193,16 +193,19 @@ class Task:
     code: dict[str, Any] | None
 
     def __init__(self, fn: FunctionRef, **values: Any) -> None:
-        unknown = set(values) - set(_TASK_FIELDS)
-        if unknown:
+        if not values.keys() <= _TASK_FIELDS.keys():
+            unknown = set(values) - set(_TASK_FIELDS)
             raise TypeError(f"unknown task fields: {sorted(unknown)}")
         self.fn = fn
+        fields = self.__dict__
         for key, default in _TASK_FIELDS.items():
-            value = values[key] if key in values else (default() if callable(default) else default)
-            setattr(self, key, value)
+            fields[key] = (
+                values[key] if key in values else (default() if callable(default) else default)
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        out = {key: getattr(self, key) for key in _TASK_FIELDS}
+        fields = self.__dict__
+        out = {key: fields[key] for key in _TASK_FIELDS}
         out["context"] = _plain(self.context)
         out["fn"] = self.fn.to_dict()
         return out
