@@ -13,6 +13,9 @@ import os
 import sys
 import time
 
+from .config import _unwrap, check_json
+from .run import Run
+from .seeding import apply_seeds
 from .task import Outcome, Task
 
 # Not `from typing import ...`: importing typing is a measurable part of a child's start.
@@ -75,14 +78,10 @@ def execute_task(task: Task, *, prefer_local: bool = False) -> Outcome:
     try:
         target = task.fn.load(prefer_local=prefer_local)
         fn, callbacks, hooks = _unpack(target)
-        from .seeding import apply_seeds
-
         apply_seeds(task.seeds)
         repo = None
         if task.repo is not None:
             tracker, repo = _start_record(task)
-        from .run import Run
-
         run = Run(task, tracker=tracker, repo=repo, callbacks=callbacks, hooks=hooks)
     except BaseException as exc:
         outcome = _failed(task, tracker, exc, start, during="setting up the run")
@@ -131,8 +130,6 @@ def _call(task: Task, fn: Any, run: Any, tracker: Any, start: float) -> Outcome:
         outcome = _failed(task, tracker, exc, start)
         outcome.metrics = run.metrics
         return outcome
-    from .config import _unwrap
-
     merged = _unwrap(run._context_update)
     merged.update(context_update or {})
     return Outcome(
@@ -183,8 +180,6 @@ def _arity(fn: Any) -> int:
 
 
 def _normalise(value: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    from .config import _unwrap, check_json
-
     if value is None:
         return None, None
     if not isinstance(value, dict):

@@ -148,9 +148,20 @@ class ConfigList(list[Config]):
 
     def __init__(self, items: Iterable[Any] = (), shape: Sequence[int] | None = None) -> None:
         super().__init__(Config(c) for c in items)
+        self._set_shape(shape)
+
+    def _set_shape(self, shape: Sequence[int] | None) -> None:
         self.shape: tuple[int, ...] = tuple(shape) if shape is not None else (len(self),)
         if math.prod(self.shape) != len(self):
             raise InvalidConfig(f"a sweep of shape {self.shape} cannot hold {len(self)} configs")
+
+    @classmethod
+    def _of_fresh(cls, configs: list[Config], shape: Sequence[int] | None) -> ConfigList:
+        """A list of Configs just built here and owned by nobody else: not copied again."""
+        out = cls()
+        out.extend(configs)
+        out._set_shape(shape)
+        return out
 
 
 def as_config_list(configs: Any) -> ConfigList:
@@ -242,7 +253,7 @@ def sweep(configs: Any, variations: Sequence[Mapping[str, Any]]) -> ConfigList:
             vname = _variation_name(variation)
             merged["name"] = f"{config['name']}_{vname}" if config.get("name") else vname
             out.append(merged)
-    return ConfigList(out, shape=(*base.shape, len(variations)))
+    return ConfigList._of_fresh(out, (*base.shape, len(variations)))
 
 
 def grid(axes: Mapping[str, Sequence[Any]], base: Mapping[str, Any] | None = None) -> ConfigList:
@@ -279,7 +290,7 @@ def repeat(configs: Any, n: int, *, seed: int | None = None) -> ConfigList:
             copy = merge(config, {"repeat": r, "seed": start + r})
             copy["name"] = f"{config['name']}_r{r}" if config.get("name") else f"r{r}"
             out.append(copy)
-    return ConfigList(out, shape=(*base.shape, n))
+    return ConfigList._of_fresh(out, (*base.shape, n))
 
 
 # -- hashing and validation ------------------------------------------------------------------

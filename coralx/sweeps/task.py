@@ -205,7 +205,10 @@ class Task:
 
     def to_dict(self) -> dict[str, Any]:
         fields = self.__dict__
-        out = {key: fields[key] for key in _TASK_FIELDS}
+        if len(fields) == len(_TASK_FIELDS) + 1:  # the fields and fn, nothing else: copy
+            out = dict(fields)
+        else:
+            out = {key: fields[key] for key in _TASK_FIELDS}
         out["context"] = _plain(self.context)
         out["fn"] = self.fn.to_dict()
         return out
