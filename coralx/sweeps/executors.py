@@ -546,6 +546,9 @@ class ForkExecutor(Executor):
         self._typical: float | None = None
 
     def start(self, workers: int) -> None:
+        # What a worker runs tasks with is imported here, once, rather than in every worker.
+        from . import _child  # noqa: F401
+
         # Fork before any thread of ours exists, so the workers inherit no held locks.
         for _ in range(max(1, workers)):
             self._add_worker()
