@@ -84,6 +84,7 @@ class _Planned:
     parent: str | None = None
     cached: Attempt | None = None
     experiment_id: str | None = None
+    attempt: Attempt | None = None
 
 
 def run_sweep(
@@ -167,6 +168,7 @@ class _SweepRun:
         # The code every configuration runs, captured once when the sweep starts running.
         self._code: dict[str, Any] | None = None
         self._task_common: dict[str, Any] | None = None
+        self._hashes = [config_hash(c) for c in configs]
         self._out_base: str | None = None
 
     # -- the whole run ---------------------------------------------------------------------------
@@ -217,7 +219,7 @@ class _SweepRun:
         record.configs = [
             {
                 "name": c["name"],
-                "config_hash": config_hash(c),
+                "config_hash": self._hashes[i],
                 "position": list(_position(i, self.configs.shape)),
                 "config": c.to_dict(),
             }
@@ -239,13 +241,17 @@ class _SweepRun:
 
     def _plan(self, rerun: bool) -> list[_Planned]:
         by_hash: dict[str, _Planned] = {}
+        latest_of: dict[str, Attempt] = {}  # the latest attempt per hash, found in one pass
+        if self.record is not None:
+            for attempt in self.record.runs:
+                latest_of[attempt.config_hash] = attempt
         for i, config in enumerate(self.configs):
-            h = config_hash(config)
+            h = self._hashes[i]
             if h in by_hash:
                 by_hash[h].indices.append(i)
                 continue
             planned = _Planned(index=i, config=config, config_hash=h, indices=[i])
-            latest = self.record.latest(h) if self.record is not None else None
+            latest = latest_of.get(h)
             if latest is not None and latest.status == "completed" and not rerun:
                 planned.cached = latest
             elif latest is not None and latest.status in ("failed", "cancelled"):
@@ -265,7 +271,8 @@ class _SweepRun:
         if self.record is not None:
             for planned in todo:
                 planned.experiment_id = new_experiment_id()
-                self.record.runs.append(self._attempt(planned))
+                planned.attempt = self._attempt(planned)
+                self.record.runs.append(planned.attempt)
             self.record.save(self._repo())
         if not todo:
             return "completed"
@@ -401,9 +408,7 @@ class _SweepRun:
         )
 
     def _find_attempt(self, planned: _Planned) -> Attempt | None:
-        if self.record is None or planned.experiment_id is None:
-            return None
-        return self.record.attempt(planned.experiment_id)
+        return planned.attempt
 
     def _drop_attempt(self, planned: _Planned) -> None:
         if self.record is not None and planned.experiment_id is not None:
