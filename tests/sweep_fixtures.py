@@ -180,3 +180,9 @@ def _numpy_values_configs() -> Any:
     import numpy as np
 
     return coralx.grid({"x": list(np.linspace(0.5, 1.0, 2))})
+
+
+@coralx.experiment(name="setup-types")
+def setup_types(config: Config, run: Run) -> dict[str, Any]:
+    """Returns the type of the setup context's value ``v``."""
+    return {"type": type(run.setup["v"]).__name__}

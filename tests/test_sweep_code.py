@@ -108,3 +108,25 @@ def test_numpy_scalars_cross_processes_as_plain_numbers(executor: str) -> None:
     assert values == [(1.0, 0.5), (2.0, 1.0)]
     for r in out.results:
         assert type(r["value"]) is float and type(r["from_config"]) is float
+
+
+def test_fork_tasks_equal_by_value_but_not_type_stay_apart() -> None:
+    # A task reaches a fork worker as the fields that changed since the one before it: a
+    # setup context of 1, then 1.0, then True compares equal, and must arrive as itself.
+    from coralx.sweeps.executors import ForkExecutor
+    from coralx.sweeps.task import FunctionRef, Task
+
+    fn = FunctionRef.of(fx.setup_types)
+    values: list[Any] = [1, 1.0, True, 0, 0.0, False]
+    tasks = [
+        Task(fn, name=f"v{i}", index=i, config={"name": "same"}, context={"v": v})
+        for i, v in enumerate(values)
+    ]
+    executor = ForkExecutor()
+    executor.start(1)
+    try:
+        outcomes = {t.index: o for t, o in executor.run_all(tasks, 1)}
+    finally:
+        executor.shutdown()
+    got = [outcomes[i].result["type"] for i in range(len(values))]  # type: ignore[index]
+    assert got == ["int", "float", "bool", "int", "float", "bool"]

@@ -398,12 +398,18 @@ class _ForkWorker:
 
     def send(self, tasks: list[Task]) -> bool:
         """Send tasks (one write); False if the worker is gone. Each is sent as the fields
-        that differ from the task sent before it (most are the same for every task)."""
+        that differ from the task sent before it (most are the same for every task).
+
+        "The same" is the same object (the runner shares them between tasks), or for the
+        function reference equal strings: never mere equality, for which 1, 1.0 and True
+        (or configs holding them) would pass as one another."""
         frames = []
         last = self._last_sent
         for task in tasks:
             data = task.to_dict()
-            delta = {k: v for k, v in data.items() if k not in last or last[k] != v}
+            delta = {k: v for k, v in data.items() if k not in last or last[k] is not v}
+            if "fn" in delta and last.get("fn") == delta["fn"]:
+                del delta["fn"]  # qualname, module, file, key: strings or None
             last = data
             frames.append(_frame(delta))
         self._last_sent = last
