@@ -62,6 +62,7 @@ __all__ = [
     "ExperimentMetric",
     "ExperimentStatus",
     "ExperimentTracker",
+    "capture_code",
 ]
 
 
@@ -415,6 +416,25 @@ atexit.register(_at_exit)
 # -- the tracker ----------------------------------------------------------------------------------
 
 
+def capture_code(repo: Repository) -> dict[str, Any]:
+    """The code a run started now would record: the git work tree of the store's folder or
+    of the current folder, its HEAD, branch and dirty flag, and (when dirty) a snapshot
+    stored in ``repo``. What ``start`` records, for handing to many runs
+    (``start(..., code=...)``): a sweep captures it once.
+
+    >>> code = capture_code(repo)
+    >>> tracker.start("run", code=code).code["commit"] == code["commit"]
+    True
+    """
+    from .workspace import capture
+
+    try:
+        store_git = repo.git
+    except Exception:  # no object database to snapshot into: commit and flag only
+        store_git = None
+    return capture(store_git, repo.root, Path.cwd())
+
+
 class ExperimentTracker:
     """Records runs in a repository's ``experiments/`` and answers questions about them.
 
@@ -457,12 +477,15 @@ class ExperimentTracker:
         parent_experiment: str | None = None,
         experiment_id: str | None = None,
         sweep: dict[str, Any] | None = None,
+        code: Mapping[str, Any] | None = None,
     ) -> Experiment:
         """Start recording a run and make it the active one.
 
         ``experiment_id`` starts a run whose id was handed out before (by ``resume(...,
         start=False)`` or a sweep runner): a PENDING record with that id is taken over.
-        ``sweep`` is stored in the record's ``sweep`` field.
+        ``sweep`` is stored in the record's ``sweep`` field. ``code`` is the code info
+        :func:`capture_code` gave, captured once for many runs of the same code (a sweep):
+        it is recorded as given and git is not asked again.
         """
         from .records.models import CodeInfo, ExperimentRecord, SweepInfo
 
@@ -476,7 +499,7 @@ class ExperimentTracker:
         parent = self._store.resolve(parent_experiment) if parent_experiment else None
         existing = self._pending_record(experiment_id) if experiment_id else None
         now = _utcnow()
-        code = self._capture_code()
+        code = dict(code) if code is not None else self._capture_code()
         if existing is not None:
             record = existing
             record.name = name
@@ -537,9 +560,7 @@ class ExperimentTracker:
     def _capture_code(self) -> dict[str, Any]:
         if not self.capture_code:
             return {}
-        from .workspace import capture
-
-        return capture(self._store_git(), self.repo.root, Path.cwd())
+        return capture_code(self.repo)
 
     def _store_git(self) -> Any:
         try:

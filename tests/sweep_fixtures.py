@@ -164,3 +164,25 @@ def tracked(config: Config, run: Run) -> dict[str, Any]:
 @tracked.configs
 def _tracked_configs() -> Any:
     return [{"name": "a", "interrupt": os.environ.get("SWEEP_TEST_INTERRUPT") == "1"}]
+
+
+@coralx.experiment(name="numpy-values")
+def numpy_values(config: Config, run: Run) -> dict[str, Any]:
+    """Returns numpy scalars (float subclasses) and sets one in the setup context."""
+    import numpy as np
+
+    run.update_context({"seen": np.float64(config.x)})
+    return {"value": np.float64(config.x) * 2, "from_config": config.x}
+
+
+@numpy_values.configs
+def _numpy_values_configs() -> Any:
+    import numpy as np
+
+    return coralx.grid({"x": list(np.linspace(0.5, 1.0, 2))})
+
+
+@coralx.experiment(name="setup-types")
+def setup_types(config: Config, run: Run) -> dict[str, Any]:
+    """Returns the type of the setup context's value ``v``."""
+    return {"type": type(run.setup["v"]).__name__}

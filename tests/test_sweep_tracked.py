@@ -148,7 +148,8 @@ def test_continue_a_given_sweep_and_unknown_sweeps(repo: Repository) -> None:
     first = fx.plain.run_sweep(repo=repo, executor="fork")
     fresh = fx.plain.run_sweep(repo=repo, executor="fork", new=True)
     assert fresh.sweep_id != first.sweep_id and fresh.counts["completed"] == 3
-    back = fx.plain.run_sweep(repo=repo, sweep_id=first.sweep_id[:10])
+    # A prefix past the 12 time digits: both sweeps may start within the same 256 ms.
+    back = fx.plain.run_sweep(repo=repo, sweep_id=first.sweep_id[:16])
     assert back.sweep_id == first.sweep_id and back.counts["skipped"] == 3
     with pytest.raises(SweepNotFound):
         fx.plain.run_sweep(repo=repo, sweep_id="ffffffffffffffffffff")

@@ -46,15 +46,22 @@ class Syncer:
             return self._queued
 
     def wait(self, ticket: int | None = None, timeout: float | None = None) -> bool:
-        """Block until the write with ``ticket`` (default: everything so far) is durable."""
+        """Block until the write with ``ticket`` (default: everything so far) is durable.
+
+        The caller fsyncs what is pending itself rather than wait out the thread's gathering
+        delay: a short-lived process (a sweep's child) would otherwise spend ``DELAY`` on
+        every exit. ``timeout`` bounds only the wait for a batch already being synced."""
         with self._cond:
             target = self._queued if ticket is None else ticket
             if self._done >= target:
                 return True
-            alive = self._thread is not None and self._thread.is_alive()
-            if alive and os.getpid() == self._pid:
-                return self._cond.wait_for(lambda: self._done >= target, timeout)
-        self._sync_batch()  # no thread (at exit, or in a forked child): do it here
+        if not self._io.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        self._io.release()
+        with self._cond:
+            if self._done >= target:
+                return True
+        self._sync_batch()  # everything queued up to now, here
         return True
 
     def _ensure_thread(self) -> None:

@@ -13,6 +13,9 @@ import os
 import sys
 import time
 
+from .config import _unwrap, check_json
+from .run import Run
+from .seeding import apply_seeds
 from .task import Outcome, Task
 
 # Not `from typing import ...`: importing typing is a measurable part of a child's start.
@@ -75,23 +78,29 @@ def execute_task(task: Task, *, prefer_local: bool = False) -> Outcome:
     try:
         target = task.fn.load(prefer_local=prefer_local)
         fn, callbacks, hooks = _unpack(target)
-        from .seeding import apply_seeds
-
         apply_seeds(task.seeds)
         repo = None
         if task.repo is not None:
             tracker, repo = _start_record(task)
-        from .run import Run
-
         run = Run(task, tracker=tracker, repo=repo, callbacks=callbacks, hooks=hooks)
     except BaseException as exc:
         outcome = _failed(task, tracker, exc, start, during="setting up the run")
     else:
         outcome = _call(task, fn, run, tracker, start)
     if tracker is not None:
-        # A fork worker leaves with os._exit (no atexit): the record must be on disk now.
-        _quietly(getattr(tracker, "flush", lambda: None))
+        # Written now; made durable by the tracker's background fsync a moment later (not
+        # waited for here: that wait was most of a short run's cost). A process that leaves
+        # with os._exit (a fork worker) waits for it first: see ``wait_durable``.
+        _quietly(getattr(tracker, "flush", lambda wait=False: None), False)
     return outcome
+
+
+def wait_durable() -> None:
+    """Block until every record and journal this process wrote is on disk (before os._exit,
+    which skips the interpreter's exit handlers that do it otherwise)."""
+    sync = sys.modules.get("coralx.records.sync")
+    if sync is not None:
+        _quietly(sync.syncer.wait)
 
 
 def _call(task: Task, fn: Any, run: Any, tracker: Any, start: float) -> Outcome:
@@ -121,7 +130,7 @@ def _call(task: Task, fn: Any, run: Any, tracker: Any, start: float) -> Outcome:
         outcome = _failed(task, tracker, exc, start)
         outcome.metrics = run.metrics
         return outcome
-    merged = dict(run._context_update)
+    merged = _unwrap(run._context_update)
     merged.update(context_update or {})
     return Outcome(
         status="completed",
@@ -147,6 +156,7 @@ def _start_record(task: Task) -> tuple[Any, Any]:
         parent_experiment=task.parent_experiment,
         experiment_id=task.experiment_id,
         sweep=task.sweep_info,
+        code=task.code,
     )
     return tracker, repo
 
@@ -170,8 +180,6 @@ def _arity(fn: Any) -> int:
 
 
 def _normalise(value: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    from .config import _unwrap, check_json
-
     if value is None:
         return None, None
     if not isinstance(value, dict):

@@ -70,5 +70,6 @@ def mark_dead(repo: Repository, task: Task, outcome: Outcome) -> None:
         parent_experiment=task.parent_experiment,
         experiment_id=task.experiment_id,
         sweep=task.sweep_info,
+        code=task.code,
     )
     tracker.fail(message, detail)

@@ -126,6 +126,9 @@ def _wrap(value: Any) -> Any:
 
 
 def _unwrap(value: Any) -> Any:
+    """Plain data of exactly the built-in types: a subclass of a scalar (``numpy.float64``,
+    an ``IntEnum``) becomes its base type, as JSON would write it. ``marshal``, which carries
+    tasks and outcomes between processes, would otherwise store a numpy float as its bytes."""
     kind = type(value)
     if kind in _SCALARS:
         return value
@@ -133,6 +136,9 @@ def _unwrap(value: Any) -> Any:
         return {k: _unwrap(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_unwrap(v) for v in value]
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
     return value
 
 
@@ -142,9 +148,20 @@ class ConfigList(list[Config]):
 
     def __init__(self, items: Iterable[Any] = (), shape: Sequence[int] | None = None) -> None:
         super().__init__(Config(c) for c in items)
+        self._set_shape(shape)
+
+    def _set_shape(self, shape: Sequence[int] | None) -> None:
         self.shape: tuple[int, ...] = tuple(shape) if shape is not None else (len(self),)
         if math.prod(self.shape) != len(self):
             raise InvalidConfig(f"a sweep of shape {self.shape} cannot hold {len(self)} configs")
+
+    @classmethod
+    def _of_fresh(cls, configs: list[Config], shape: Sequence[int] | None) -> ConfigList:
+        """A list of Configs just built here and owned by nobody else: not copied again."""
+        out = cls()
+        out.extend(configs)
+        out._set_shape(shape)
+        return out
 
 
 def as_config_list(configs: Any) -> ConfigList:
@@ -236,7 +253,7 @@ def sweep(configs: Any, variations: Sequence[Mapping[str, Any]]) -> ConfigList:
             vname = _variation_name(variation)
             merged["name"] = f"{config['name']}_{vname}" if config.get("name") else vname
             out.append(merged)
-    return ConfigList(out, shape=(*base.shape, len(variations)))
+    return ConfigList._of_fresh(out, (*base.shape, len(variations)))
 
 
 def grid(axes: Mapping[str, Sequence[Any]], base: Mapping[str, Any] | None = None) -> ConfigList:
@@ -273,7 +290,7 @@ def repeat(configs: Any, n: int, *, seed: int | None = None) -> ConfigList:
             copy = merge(config, {"repeat": r, "seed": start + r})
             copy["name"] = f"{config['name']}_r{r}" if config.get("name") else f"r{r}"
             out.append(copy)
-    return ConfigList(out, shape=(*base.shape, n))
+    return ConfigList._of_fresh(out, (*base.shape, n))
 
 
 # -- hashing and validation ------------------------------------------------------------------

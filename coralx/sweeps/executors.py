@@ -26,7 +26,6 @@ import abc
 import collections
 import contextlib
 import functools
-import json
 import marshal
 import os
 import queue
@@ -42,7 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 from ..errors import InvalidValue, MissingDependency
-from .task import Outcome, Task, crash_outcome, read_tail
+from .task import FunctionRef, Outcome, Task, crash_outcome, read_tail
 
 __all__ = [
     "EXECUTORS",
@@ -341,8 +340,30 @@ def _read_outcome(task: Task, path: str, returncode: int, tail: str, start: floa
 _PARENT_FDS: set[int] = set()
 
 
+def _frame(data: Any) -> bytes:
+    """One message on a worker's pipe: its length (4 bytes) and the plain data in ``marshal``
+    format (built in, and several times faster than JSON for what tasks and outcomes hold;
+    both ends are the same interpreter)."""
+    body = marshal.dumps(data)
+    return len(body).to_bytes(4, "little") + body
+
+
+def _unframe(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The complete messages at the start of ``buffer``, and what is left of it."""
+    messages = []
+    at = 0
+    while len(buffer) - at >= 4:
+        size = int.from_bytes(buffer[at : at + 4], "little")
+        if len(buffer) - at - 4 < size:
+            break
+        messages.append(buffer[at + 4 : at + 4 + size])
+        at += 4 + size
+    return messages, buffer[at:]
+
+
 class _ForkWorker:
-    """A forked process serving tasks over a pair of pipes, one JSON line each way."""
+    """A forked process serving tasks over a pair of pipes, one message (:func:`_frame`) per
+    task or outcome."""
 
     def __init__(self) -> None:
         task_r, task_w = os.pipe()
@@ -369,33 +390,48 @@ class _ForkWorker:
         self.busy = False
         self.tasks_done = 0
         self._buffer = b""
+        self._last_sent: dict[str, Any] = {}
 
     @property
     def result_fd(self) -> int:
         return self._fds[1]
 
     def send(self, tasks: list[Task]) -> bool:
-        """Send tasks (one write); False if the worker is gone."""
-        data = b"".join(task.to_json().encode("utf-8") + b"\n" for task in tasks)
+        """Send tasks (one write); False if the worker is gone. Each is sent as the fields
+        that differ from the task sent before it (most are the same for every task).
+
+        "The same" is the same object (the runner shares them between tasks), or for the
+        function reference equal strings: never mere equality, for which 1, 1.0 and True
+        (or configs holding them) would pass as one another."""
+        frames = []
+        last = self._last_sent
+        for task in tasks:
+            data = task.to_dict()
+            delta = {k: v for k, v in data.items() if k not in last or last[k] is not v}
+            if "fn" in delta and last.get("fn") == delta["fn"]:
+                del delta["fn"]  # qualname, module, file, key: strings or None
+            last = data
+            frames.append(_frame(delta))
+        self._last_sent = last
+        payload = b"".join(frames)
         try:
-            while data:
-                data = data[os.write(self._fds[0], data) :]
+            while payload:
+                payload = payload[os.write(self._fds[0], payload) :]
         except OSError:
             return False
         return True
 
     def receive(self) -> tuple[list[bytes], bool]:
-        """The complete outcome lines that have arrived (call when the pipe is readable), and
-        whether the worker is still there (False once its end of the pipe is closed)."""
+        """The complete outcome messages that have arrived (call when the pipe is readable),
+        and whether the worker is still there (False once its end of the pipe is closed)."""
         try:
             chunk = os.read(self._fds[1], 1 << 16)
         except OSError:
             chunk = b""
         if not chunk:
             return [], False
-        self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
-        return lines, True
+        messages, self._buffer = _unframe(self._buffer + chunk)
+        return messages, True
 
     def reap(self) -> int | None:
         """Close the pipes and collect the process; its return code (negative: a signal)."""
@@ -411,27 +447,51 @@ class _ForkWorker:
 
 
 def _serve(task_r: int, result_w: int) -> None:
-    from ._child import execute_task, install_interrupt_guard
+    from ._child import install_interrupt_guard, wait_durable
 
     install_interrupt_guard()
-    inbox = os.fdopen(task_r, "r", encoding="utf-8")
-    outbox = os.fdopen(result_w, "w", encoding="utf-8")
+    try:
+        _serve_tasks(task_r, result_w)
+    finally:
+        wait_durable()  # the worker leaves with os._exit: no exit handler fsyncs its records
+
+
+def _serve_tasks(task_r: int, result_w: int) -> None:
+    from ._child import execute_task
+
     cancelled = False
-    for line in inbox:
-        task = Task.from_dict(json.loads(line))
-        if cancelled:  # queued behind a cancelled task: never started
-            outcome = Outcome(NOT_STARTED, experiment_id=task.experiment_id)
-        else:
-            _redirect(task)
-            try:
-                outcome = execute_task(task, prefer_local=True)
-            except KeyboardInterrupt:
-                outcome = Outcome("cancelled", error={"type": "KeyboardInterrupt"})
-            sys.stdout.flush()
-            sys.stderr.flush()
-            cancelled = outcome.status == "cancelled"
-        outbox.write(json.dumps(outcome.to_dict()) + "\n")
-        outbox.flush()
+    fields: dict[str, Any] = {}
+    fn: FunctionRef | None = None
+    buffer = b""
+    while True:
+        chunk = os.read(task_r, 1 << 16)
+        if not chunk:
+            return  # the parent closed the pipe: no more tasks
+        messages, buffer = _unframe(buffer + chunk)
+        for message in messages:
+            delta = marshal.loads(message)
+            if "fn" in delta:
+                fn = FunctionRef(**delta.pop("fn"))
+            fields.update(delta)
+            assert fn is not None
+            task = Task(fn, **fields)
+            if cancelled:  # queued behind a cancelled task: never started
+                outcome = Outcome(NOT_STARTED, experiment_id=task.experiment_id)
+            else:
+                _redirect(task)
+                try:
+                    outcome = execute_task(task, prefer_local=True)
+                except KeyboardInterrupt:
+                    outcome = Outcome("cancelled", error={"type": "KeyboardInterrupt"})
+                sys.stdout.flush()
+                sys.stderr.flush()
+                cancelled = outcome.status == "cancelled"
+            _write_all(result_w, _frame(outcome.to_dict()))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 _redirected_to: list[str] = []
@@ -473,8 +533,12 @@ class ForkExecutor(Executor):
     name = "fork"
     shares_memory = True
 
-    #: Tasks queued at a worker ahead of time while tasks are short (under 50 ms).
-    prefetch = 4
+    #: At most this many tasks queued at a worker ahead of time, while tasks are short.
+    prefetch = 16
+    #: Tasks are queued ahead only while they take less than this (seconds), and only as
+    #: many as take about this long: a task queued behind a long one would wait while
+    #: another worker might be free.
+    QUEUED_TIME = 0.05
 
     def __init__(self, max_tasks_per_worker: int | None = None) -> None:
         if not hasattr(os, "fork"):
@@ -488,6 +552,9 @@ class ForkExecutor(Executor):
         self._typical: float | None = None
 
     def start(self, workers: int) -> None:
+        # What a worker runs tasks with is imported here, once, rather than in every worker.
+        from . import _child  # noqa: F401
+
         # Fork before any thread of ours exists, so the workers inherit no held locks.
         for _ in range(max(1, workers)):
             self._add_worker()
@@ -600,10 +667,10 @@ class ForkExecutor(Executor):
         Tasks are queued ahead at a worker only while they are short (a task queued behind a
         long one would wait while another worker might be free), and never for a worker
         retired after N tasks (it must not start one more)."""
-        depth = 1
-        if not self.max_tasks_per_worker and self._typical is not None and self._typical < 0.05:
-            depth = self.prefetch
+        depth = self._depth()
         for worker, queued in inflight.items():
+            if len(queued) > depth // 2:
+                continue  # topped up in batches, when half of what is queued is done
             batch: list[Task] = []
             while len(queued) + len(batch) < depth:
                 if retry:
@@ -629,12 +696,21 @@ class ForkExecutor(Executor):
                 retry.extendleft(reversed(batch))  # the worker is gone: its pipe reports it
         return exhausted
 
+    def _depth(self) -> int:
+        """How many tasks to keep queued at a worker: as many as take about ``QUEUED_TIME``
+        (at most ``prefetch``), judged by the tasks so far; one while that is unknown, or
+        when the worker is retired after N tasks (it must not start one more)."""
+        typical = self._typical
+        if self.max_tasks_per_worker or typical is None or typical >= self.QUEUED_TIME:
+            return 1
+        return max(2, min(self.prefetch, int(self.QUEUED_TIME / max(typical, 1e-6))))
+
     def _observe(self, duration: float) -> None:
         typical = self._typical
         self._typical = duration if typical is None else 0.8 * typical + 0.2 * duration
 
-    def _outcome(self, task: Task, line: bytes, worker_pid: int) -> Outcome:
-        outcome = Outcome.from_dict(json.loads(line))
+    def _outcome(self, task: Task, message: bytes, worker_pid: int) -> Outcome:
+        outcome = Outcome.from_dict(marshal.loads(message))
         if outcome.error is not None and task.log_dir:
             outcome.error.setdefault("stderr_tail", read_tail(_err_log(task, worker_pid)))
         return outcome

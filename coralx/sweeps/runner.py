@@ -12,6 +12,7 @@ continues where it stopped.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -83,6 +84,7 @@ class _Planned:
     parent: str | None = None
     cached: Attempt | None = None
     experiment_id: str | None = None
+    attempt: Attempt | None = None
 
 
 def run_sweep(
@@ -163,6 +165,11 @@ class _SweepRun:
         self._last_save = 0.0
         self._sys_path = list(sys.path)
         self._tmp_logs: str | None = None
+        # The code every configuration runs, captured once when the sweep starts running.
+        self._code: dict[str, Any] | None = None
+        self._task_common: dict[str, Any] | None = None
+        self._hashes = [config_hash(c) for c in configs]
+        self._out_base: str | None = None
 
     # -- the whole run ---------------------------------------------------------------------------
 
@@ -212,7 +219,7 @@ class _SweepRun:
         record.configs = [
             {
                 "name": c["name"],
-                "config_hash": config_hash(c),
+                "config_hash": self._hashes[i],
                 "position": list(_position(i, self.configs.shape)),
                 "config": c.to_dict(),
             }
@@ -234,13 +241,17 @@ class _SweepRun:
 
     def _plan(self, rerun: bool) -> list[_Planned]:
         by_hash: dict[str, _Planned] = {}
+        latest_of: dict[str, Attempt] = {}  # the latest attempt per hash, found in one pass
+        if self.record is not None:
+            for attempt in self.record.runs:
+                latest_of[attempt.config_hash] = attempt
         for i, config in enumerate(self.configs):
-            h = config_hash(config)
+            h = self._hashes[i]
             if h in by_hash:
                 by_hash[h].indices.append(i)
                 continue
             planned = _Planned(index=i, config=config, config_hash=h, indices=[i])
-            latest = self.record.latest(h) if self.record is not None else None
+            latest = latest_of.get(h)
             if latest is not None and latest.status == "completed" and not rerun:
                 planned.cached = latest
             elif latest is not None and latest.status in ("failed", "cancelled"):
@@ -260,11 +271,17 @@ class _SweepRun:
         if self.record is not None:
             for planned in todo:
                 planned.experiment_id = new_experiment_id()
-                self.record.runs.append(self._attempt(planned))
+                planned.attempt = self._attempt(planned)
+                self.record.runs.append(planned.attempt)
             self.record.save(self._repo())
         if not todo:
             return "completed"
-        if self.repo is None:  # without a store, runs' output is still kept apart, for a while
+        if self.repo is not None:
+            # Every configuration runs the code as it is now: git is asked once, not per run.
+            from ..experiments import capture_code
+
+            self._code = capture_code(self.repo)
+        else:  # without a store, runs' output is still kept apart, for a while
             import tempfile
 
             self._tmp_logs = tempfile.mkdtemp(prefix="coralx-sweep-logs-")
@@ -333,36 +350,52 @@ class _SweepRun:
 
     def _task(self, planned: _Planned) -> Task:
         config = planned.config
-        repo = self.repo
+        common = self._task_common
+        if common is None:
+            common = self._task_common = self._common_fields()
         out_dir = None
-        log_dir = self._tmp_logs
-        if repo is not None and self.record is not None and planned.experiment_id:
-            base = sweep_dir(repo, self.record.sweep_id)
-            out_dir = str(base / "out" / planned.experiment_id)
-            log_dir = str(base / "logs")
+        if self._out_base is not None and planned.experiment_id:
+            out_dir = self._out_base + planned.experiment_id
+        repeat = config.get("repeat")
+        # Tasks share the context: it is replaced, never changed, when a run updates it. An
+        # in-process executor gets its own copy, as the function could change it.
+        context = dict(self.context) if self.executor.in_process else self.context
         return Task(
-            fn=self.fn_ref,
+            self.fn_ref,
+            **common,
             config=config.to_dict(),
             name=config["name"],
             index=planned.index,
             position=list(_position(planned.index, self.configs.shape)),
             config_hash=planned.config_hash,
-            experiment=self.experiment.name,
             experiment_id=planned.experiment_id,
-            sweep_id=self.record.sweep_id if self.record else None,
-            repo=str(repo.root) if repo is not None else None,
             parent_experiment=planned.parent,
-            tags=[*self.experiment.tags, *(["testing"] if self.testing else [])],
-            description=self.experiment.description,
-            context=dict(self.context),
+            context=context,
             seeds=seeds_of(config, self.context),
-            repeat=config.get("repeat") if isinstance(config.get("repeat"), int) else None,
-            testing=self.testing,
+            repeat=repeat if isinstance(repeat, int) else None,
             out_dir=out_dir,
-            log_dir=log_dir,
-            stream=self.stream,
-            sys_path=[] if self.executor.shares_memory else self._sys_path,
         )
+
+    def _common_fields(self) -> dict[str, Any]:
+        """The fields every task of this sweep shares, worked out once."""
+        repo = self.repo
+        log_dir = self._tmp_logs
+        if repo is not None and self.record is not None:
+            base = sweep_dir(repo, self.record.sweep_id)
+            self._out_base = os.path.join(str(base / "out"), "")
+            log_dir = str(base / "logs")
+        return {
+            "experiment": self.experiment.name,
+            "sweep_id": self.record.sweep_id if self.record else None,
+            "repo": str(repo.root) if repo is not None else None,
+            "tags": [*self.experiment.tags, *(["testing"] if self.testing else [])],
+            "description": self.experiment.description,
+            "testing": self.testing,
+            "log_dir": log_dir,
+            "stream": self.stream,
+            "sys_path": [] if self.executor.shares_memory else self._sys_path,
+            "code": self._code,
+        }
 
     def _attempt(self, planned: _Planned) -> Attempt:
         assert planned.experiment_id is not None
@@ -375,9 +408,7 @@ class _SweepRun:
         )
 
     def _find_attempt(self, planned: _Planned) -> Attempt | None:
-        if self.record is None or planned.experiment_id is None:
-            return None
-        return self.record.attempt(planned.experiment_id)
+        return planned.attempt
 
     def _drop_attempt(self, planned: _Planned) -> None:
         if self.record is not None and planned.experiment_id is not None:
@@ -391,8 +422,10 @@ class _SweepRun:
                 from . import _records
 
                 _records.mark_dead(self.repo, self._task(planned), outcome)
-            if outcome.context_update:
-                self.context.update(outcome.context_update)
+            if outcome.context_update:  # a new dict: tasks already built keep theirs
+                self.context = {**self.context, **outcome.context_update}
+                if self.record is not None:
+                    self.record.context = self.context
             attempt = None if cached else self._find_attempt(planned)
             if attempt is not None:
                 attempt.status = outcome.status

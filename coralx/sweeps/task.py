@@ -157,6 +157,7 @@ _TASK_FIELDS: dict[str, Any] = {
     "log_dir": None,
     "stream": False,
     "sys_path": list,
+    "code": None,
 }
 
 
@@ -188,18 +189,26 @@ class Task:
     log_dir: str | None
     stream: bool
     sys_path: list[str]
+    #: The code info the sweep captured once (``experiments.capture_code``) for every record.
+    code: dict[str, Any] | None
 
     def __init__(self, fn: FunctionRef, **values: Any) -> None:
-        unknown = set(values) - set(_TASK_FIELDS)
-        if unknown:
+        if not values.keys() <= _TASK_FIELDS.keys():
+            unknown = set(values) - set(_TASK_FIELDS)
             raise TypeError(f"unknown task fields: {sorted(unknown)}")
         self.fn = fn
+        fields = self.__dict__
         for key, default in _TASK_FIELDS.items():
-            value = values[key] if key in values else (default() if callable(default) else default)
-            setattr(self, key, value)
+            fields[key] = (
+                values[key] if key in values else (default() if callable(default) else default)
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        out = {key: getattr(self, key) for key in _TASK_FIELDS}
+        fields = self.__dict__
+        if len(fields) == len(_TASK_FIELDS) + 1:  # the fields and fn, nothing else: copy
+            out = dict(fields)
+        else:
+            out = {key: fields[key] for key in _TASK_FIELDS}
         out["context"] = _plain(self.context)
         out["fn"] = self.fn.to_dict()
         return out
@@ -275,10 +284,17 @@ class Outcome:
 
 
 def _plain(value: Any) -> Any:
+    """Plain data of exactly the built-in types (what ``marshal`` carries faithfully)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value)
     return value
 
 
