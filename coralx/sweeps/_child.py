@@ -148,16 +148,7 @@ def _start_record(task: Task) -> tuple[Any, Any]:
 
     repo = Repository(task.repo or ".")
     tracker = ExperimentTracker(repo)
-    tracker.start(
-        task.experiment,
-        description=task.description,
-        params=task.config,
-        tags=list(task.tags),
-        parent_experiment=task.parent_experiment,
-        experiment_id=task.experiment_id,
-        sweep=task.sweep_info,
-        code=task.code,
-    )
+    task.start_run(tracker)
     return tracker, repo
 
 

@@ -62,14 +62,5 @@ def mark_dead(repo: Repository, task: Task, outcome: Outcome) -> None:
         return
     except ExperimentNotFound:
         pass
-    tracker.start(
-        task.experiment,
-        description=task.description,
-        params=task.config,
-        tags=list(task.tags),
-        parent_experiment=task.parent_experiment,
-        experiment_id=task.experiment_id,
-        sweep=task.sweep_info,
-        code=task.code,
-    )
+    task.start_run(tracker)
     tracker.fail(message, detail)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import InvalidName, InvalidValue
 from .config import Config, check_json
+from .task import plain_data
 
 # Not `from typing import ...`: importing typing is a measurable part of a child's start.
 TYPE_CHECKING = False
@@ -178,7 +179,7 @@ class Run:
             if not isinstance(child, dict):
                 child = node[part] = {}
             node = child
-        node[parts[-1]] = _plain(value)
+        node[parts[-1]] = plain_data(value)
         if self._tracker is not None:
             self._tracker.set_data("/".join(parts), value)
 
@@ -199,7 +200,7 @@ class Run:
 
     @property
     def data(self) -> dict[str, Any]:
-        return _plain(self._data)
+        return plain_data(self._data)
 
     def update_context(self, update: Mapping[str, Any]) -> None:
         """Merge ``update`` into the sweep's setup context for configurations that start later
@@ -325,15 +326,6 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.name} id={self.id}>"
-
-
-def _plain(value: Any) -> Any:
-    """A deep copy of JSON data (tuples become lists, as in the record)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _split_key(key: str) -> list[str]:

@@ -192,6 +192,19 @@ class Task:
     #: The code info the sweep captured once (``experiments.capture_code``) for every record.
     code: dict[str, Any] | None
 
+    def start_run(self, tracker: Any) -> None:
+        """Start this configuration's record with ``tracker`` (under its pre-assigned id)."""
+        tracker.start(
+            self.experiment,
+            description=self.description,
+            params=self.config,
+            tags=list(self.tags),
+            parent_experiment=self.parent_experiment,
+            experiment_id=self.experiment_id,
+            sweep=self.sweep_info,
+            code=self.code,
+        )
+
     def __init__(self, fn: FunctionRef, **values: Any) -> None:
         if not values.keys() <= _TASK_FIELDS.keys():
             unknown = set(values) - set(_TASK_FIELDS)
@@ -209,7 +222,7 @@ class Task:
             out = dict(fields)
         else:
             out = {key: fields[key] for key in _TASK_FIELDS}
-        out["context"] = _plain(self.context)
+        out["context"] = plain_data(self.context)
         out["fn"] = self.fn.to_dict()
         return out
 
@@ -283,15 +296,15 @@ class Outcome:
         return f"<Outcome {self.status}>"
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
     """Plain data of exactly the built-in types (what ``marshal`` carries faithfully)."""
     kind = type(value)
     if kind is str or kind is int or kind is float or kind is bool or value is None:
         return value
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     for base in (bool, int, float, str):
         if isinstance(value, base):
             return base(value)
