@@ -40,10 +40,14 @@ class Logger:
 
     ``target`` is an ``ExperimentTracker`` (its current run) or a sweep's ``Run``: anything
     with ``log(name, value, step=None)`` and ``log_artifact(...)``; its own ``log_text`` and
-    ``log_figure`` are used when it has them.
+    ``log_figure`` are used when it has them. A folder (``Logger("out/exp/run1")``, pyexp's
+    form) writes pyexp's log layout there (see :mod:`coralx.records.folder_log`), and also into
+    the sweep run whose function is executing, if any.
     """
 
     def __init__(self, target: Any) -> None:
+        if isinstance(target, str | os.PathLike):
+            target = _folder_target(target)
         for method in ("log", "log_artifact"):
             if not callable(getattr(target, method, None)):
                 raise InvalidValue(
@@ -83,11 +87,53 @@ class Logger:
             flush()
 
 
+def _folder_target(path: str | os.PathLike[str]) -> Any:
+    from .records.folder_log import FolderLog
+    from .sweeps.run import current
+
+    folder = FolderLog(path)
+    run = current()
+    return folder if run is None else _Tee(folder, run)
+
+
+class _Tee:
+    """Log to a folder and to the executing run at once."""
+
+    def __init__(self, *targets: Any) -> None:
+        self.targets = targets
+
+    def log(self, name: str, value: float, step: int | None = None) -> None:
+        for t in self.targets:
+            t.log(name, value, step=step)
+
+    def log_text(self, tag: str, text: str, step: int | None = None) -> None:
+        for t in self.targets:
+            t.log_text(tag, text, step=step)
+
+    def log_artifact(self, name: str, data: bytes, **kw: Any) -> dict[str, Any]:
+        return [t.log_artifact(name, data, **kw) for t in self.targets][-1]
+
+    def flush(self) -> None:
+        for t in self.targets:
+            flush = getattr(t, "flush", None)
+            if callable(flush):
+                flush()
+
+
 class LogReader:
     """The seed's ``LogReader`` over a coralx store: ``runs`` are experiment ids.
 
-    ``LogReader(path)`` opens the store at or above ``path``.
+    ``LogReader(path)`` opens the store at or above ``path``; a pyexp log folder (one a
+    ``Logger(log_dir)`` wrote, or a folder of them) is read as pyexp reads it.
     """
+
+    def __new__(cls, repo: Any = ".") -> Any:
+        if isinstance(repo, str | os.PathLike):
+            from .records.folder_log import FolderReader, is_log_folder
+
+            if is_log_folder(repo):
+                return FolderReader(repo)
+        return super().__new__(cls)
 
     def __init__(self, repo: Repository | str | os.PathLike[str] = ".") -> None:
         from .repository import Repository

@@ -24,7 +24,7 @@ def test_config_dot_access_nested_and_writes() -> None:
     assert c["optimizer"]["lr"] == 0.1
     assert c.get_path("optimizer.betas") == [0.9, 0.99]
     assert c.get_path("optimizer.missing", 5) == 5
-    with pytest.raises(AttributeError, match="no key 'nope'"):
+    with pytest.raises(AttributeError, match="Config has no attribute 'nope'"):
         _ = c.nope
     assert json.loads(json.dumps(c)) == c.to_dict()
     assert pickle.loads(pickle.dumps(c)) == c

@@ -66,7 +66,7 @@ class Config(dict):
             return self[key]
         except KeyError:
             raise AttributeError(
-                f"config has no key {key!r}; it has {', '.join(sorted(self)) or 'no keys'}"
+                f"Config has no attribute {key!r} (its keys: {', '.join(sorted(self)) or 'none'})"
             ) from None
 
     def __setattr__(self, key: str, value: Any) -> None:
@@ -171,6 +171,7 @@ def as_config_list(configs: Any) -> ConfigList:
     if isinstance(configs, Mapping):
         return ConfigList([configs], shape=())
     if isinstance(configs, Iterable) and not isinstance(configs, str | bytes):
+        shape = getattr(configs, "shape", None)  # a Tensor of configs keeps its shape
         items = list(configs)
         for i, item in enumerate(items):
             if not isinstance(item, Mapping):
@@ -178,24 +179,29 @@ def as_config_list(configs: Any) -> ConfigList:
                     f"configuration {i} is a {type(item).__name__}, not a dict; "
                     "a sweep is a list of dicts"
                 )
-        return ConfigList(items)
+        return ConfigList(items, shape=shape if isinstance(shape, tuple) else None)
     raise InvalidConfig(f"expected a dict or a list of dicts, got {type(configs).__name__}")
 
 
-def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> Config:
-    """``base`` updated by ``update``, deeply: nested dicts merge, other values replace, and a
-    dotted key (``"model.width"``) sets one value inside a nested dict, keeping its siblings.
+def merge(base: Mapping[str, Any], update: Mapping[str, Any], *, deep: bool = True) -> Config:
+    """``base`` updated by ``update``. A dotted key (``"model.width"``) sets one value inside a
+    nested dict, keeping its siblings. A plain dict value merges into the dict it meets
+    (``deep=True``, coralx's rule) or replaces it whole (``deep=False``, pyexp's rule).
 
     >>> merge({"model": {"width": 32, "depth": 2}}, {"model.width": 64}).model
     {'width': 64, 'depth': 2}
+    >>> merge({"model": {"width": 32, "depth": 2}}, {"model": {"width": 64}}).model
+    {'width': 64, 'depth': 2}
+    >>> merge({"model": {"width": 32, "depth": 2}}, {"model": {"width": 64}}, deep=False).model
+    {'width': 64}
     """
     out = Config(_unwrap(base))
     for key, value in update.items():
-        _set_merged(out, key, value)
+        _set_merged(out, key, value, deep)
     return out
 
 
-def _set_merged(target: Config, key: str, value: Any) -> None:
+def _set_merged(target: Config, key: str, value: Any, deep: bool = True) -> None:
     if not isinstance(key, str):
         raise InvalidConfig(f"config keys must be strings, got {key!r}")
     head, dot, rest = key.partition(".")
@@ -204,16 +210,16 @@ def _set_merged(target: Config, key: str, value: Any) -> None:
         if not isinstance(child, Config):
             child = Config()
             target[head] = child
-        _set_merged(child, rest, value)
+        _set_merged(child, rest, value, deep)
         return
     current = target.get(key)
-    if isinstance(value, Mapping) and isinstance(current, Config):
+    if isinstance(value, Mapping) and isinstance(current, Config) and deep:
         for k, v in value.items():
-            _set_merged(current, k, v)
+            _set_merged(current, k, v, deep)
     elif isinstance(value, Mapping):
         fresh = Config()
         for k, v in value.items():
-            _set_merged(fresh, k, v)
+            _set_merged(fresh, k, v, deep)
         target[key] = fresh
     else:
         target[key] = _unwrap(value)
@@ -227,11 +233,21 @@ def _variation_name(variation: Mapping[str, Any]) -> str:
     return ",".join(parts) or "default"
 
 
-def sweep(configs: Any, variations: Sequence[Mapping[str, Any]]) -> ConfigList:
+def sweep(
+    configs: Any,
+    variations: Sequence[Mapping[str, Any]],
+    *,
+    deep: bool = True,
+    name_from_values: bool = True,
+    allow_empty: bool = False,
+) -> ConfigList:
     """The cartesian product of ``configs`` and ``variations``; the shape gains one axis.
 
     Names join with ``_`` (``base`` x ``w64`` -> ``base_w64``); a variation without a name is
-    named from its values. Variation keys may use dot notation to update nested values.
+    named from its values (``name_from_values=False``: it keeps the base name, as pyexp does).
+    Variation keys may use dot notation to update nested values; a plain dict value merges
+    (``deep``, see :func:`merge`). No variations is an error unless ``allow_empty`` (then the
+    shape gains an axis of length 0, as pyexp's does).
 
     >>> cfgs = sweep([{"name": "exp"}],
     ...              [{"name": "lr0.1", "lr": 0.1}, {"name": "lr0.01", "lr": 0.01}])
@@ -242,14 +258,19 @@ def sweep(configs: Any, variations: Sequence[Mapping[str, Any]]) -> ConfigList:
     base = as_config_list(configs)
     if isinstance(variations, Mapping) or not isinstance(variations, Sequence):
         raise InvalidConfig("sweep() takes a list of variations (dicts) as its second argument")
-    if not variations:
+    if not variations and not allow_empty:
         raise InvalidConfig("sweep() needs at least one variation")
     out: list[Config] = []
     for config in base:
         for variation in variations:
             if not isinstance(variation, Mapping):
                 raise InvalidConfig(f"a variation must be a dict, got {variation!r}")
-            merged = merge(config, {k: v for k, v in variation.items() if k != "name"})
+            merged = merge(config, {k: v for k, v in variation.items() if k != "name"}, deep=deep)
+            if variation.get("name") is None and not name_from_values:
+                if config.get("name") is not None:
+                    merged["name"] = config["name"]
+                out.append(merged)
+                continue
             vname = _variation_name(variation)
             merged["name"] = f"{config['name']}_{vname}" if config.get("name") else vname
             out.append(merged)
@@ -364,11 +385,14 @@ def validate_configs(configs: ConfigList) -> ConfigList:
 # -- files -----------------------------------------------------------------------------------
 
 
-def load_config(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Config:
+def load_config(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, deep: bool = True
+) -> Config:
     """Load a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config, or several merged in order.
 
     A file may list other files under ``imports:`` (paths relative to it); they are loaded
-    first and the file's own keys, dotted ones included, override them.
+    first and the file's own keys, dotted ones included, override them (``deep``: how a plain
+    dict value merges, see :func:`merge`).
 
     >>> load_config("experiment.yaml")        # imports base.yaml, then overrides it
     >>> load_config(["base.yaml", "overrides.toml"])
@@ -379,11 +403,11 @@ def load_config(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
         paths = [paths]
     out = Config()
     for path in paths:
-        out = merge(out, _load_file(Path(path).resolve(), ()))
+        out = merge(out, _load_file(Path(path).resolve(), (), deep), deep=deep)
     return out
 
 
-def _load_file(path: Path, chain: tuple[Path, ...]) -> Config:
+def _load_file(path: Path, chain: tuple[Path, ...], deep: bool = True) -> Config:
     if path in chain:
         cycle = " -> ".join(p.name for p in (*chain, path))
         raise InvalidConfig(f"config imports form a cycle: {cycle}")
@@ -395,8 +419,9 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> Config:
         raise InvalidConfig(f"{path}: 'imports' must be a list of file paths")
     out = Config()
     for item in imports:
-        out = merge(out, _load_file((path.parent / str(item)).resolve(), (*chain, path)))
-    return merge(out, data)
+        found = _load_file((path.parent / str(item)).resolve(), (*chain, path), deep)
+        out = merge(out, found, deep=deep)
+    return merge(out, data, deep=deep)
 
 
 def _parse(path: Path) -> dict[str, Any]:

@@ -69,6 +69,8 @@ class SweepRecord:
     configs: list[dict[str, Any]] = field(default_factory=list)
     runs: list[Attempt] = field(default_factory=list)
     verdict: dict[str, Any] | None = None
+    #: A name the user gave this sweep (pyexp's ``--timestamp``); None for coralx's own.
+    label: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     # -- queries ---------------------------------------------------------------------------------

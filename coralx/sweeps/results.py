@@ -2,7 +2,7 @@
 
 >>> results.shape                       # (1, 2, 3) for sweep([base], 2 variations) x 3
 >>> results[0, 1, :]                    # positions and slices: a smaller ResultSet
->>> results["base_w64*"]                # a name glob: a flat ResultSet
+>>> results["base_w64*"]                # a name glob: a flat ResultSet (keep_shape: in shape)
 >>> results[{"config.model.width": 64}] # a dict query on dotted paths
 >>> results.best("val_loss", "min")     # the best completed run, or None
 >>> [r.error["message"] for r in results.failed]
@@ -10,12 +10,12 @@
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config
+from .tensor import Tensor
 
 __all__ = ["Result", "ResultSet"]
 
@@ -108,67 +108,21 @@ class Result(Mapping[str, Any]):
         return self is other
 
 
-class ResultSet(Sequence[Result]):
+class ResultSet(Tensor[Result]):
     """Results with the sweep's shape: index by position (ints and slices, one per axis), by a
     name glob (``str``) or by a dict query (``{"config.lr": 0.1}``). Iterating walks every
-    result in order; ``len`` is the number of results."""
+    result in order; ``len`` is the number of results. Glob and dict filters are flat unless
+    ``keep_shape`` (pyexp's rule; see :mod:`coralx.sweeps.tensor`)."""
 
-    def __init__(self, items: Sequence[Result], shape: Sequence[int] | None = None) -> None:
-        self._items = list(items)
-        self.shape: tuple[int, ...] = tuple(shape) if shape is not None else (len(self._items),)
-        size = 1
-        for n in self.shape:
-            size *= n
-        if size != len(self._items):
-            raise ValueError(f"shape {self.shape} does not hold {len(self._items)} results")
+    @staticmethod
+    def item_name(item: Any) -> str:
+        return str(item.name)
 
-    # -- indexing --------------------------------------------------------------------------------
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, str):
-            return self.filter(lambda r: fnmatch.fnmatchcase(r.name, key))
-        if isinstance(key, Mapping):
-            return self.where(key)
-        if not isinstance(key, tuple):
-            key = (key,)
-        return self._index(key)
-
-    def _index(self, key: tuple[Any, ...]) -> Any:
-        import numpy as np
-
-        grid = np.empty(self.shape, dtype=object)
-        for i, item in enumerate(self._items):
-            grid.flat[i] = item
-        try:
-            picked = grid[key]
-        except IndexError as exc:
-            raise IndexError(f"{exc} (the results have shape {self.shape})") from None
-        if isinstance(picked, np.ndarray):
-            return ResultSet(list(picked.flat), picked.shape)
-        return picked
-
-    def where(self, query: Mapping[str, Any]) -> ResultSet:
-        """Results whose dotted paths equal every value of ``query`` (a flat ResultSet)."""
-
-        def match(r: Result) -> bool:
-            return all(r.lookup(path, _MISSING) == want for path, want in query.items())
-
-        return self.filter(match)
-
-    def filter(self, predicate: Any) -> ResultSet:
-        return ResultSet([r for r in self._items if predicate(r)])
+    @staticmethod
+    def item_lookup(item: Any, path: str, default: Any) -> Any:
+        return item.lookup(path, default)
 
     # -- views -----------------------------------------------------------------------------------
-
-    def __iter__(self) -> Iterator[Result]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def names(self) -> list[str]:
-        return [r.name for r in self._items]
 
     @property
     def completed(self) -> ResultSet:

@@ -313,19 +313,34 @@ class Run:
     # -- lifecycle (called by the executor's worker) ------------------------------------------
 
     def _start(self) -> None:
+        _ACTIVE.append(self)
         for cb in self._callbacks:
             cb.on_start(self)
         self.apply_hook("before_run")
 
     def _finish(self, status: str) -> None:
-        if status == "completed":
-            self.apply_hook("after_run")
-        for cb in self._callbacks:
-            cb.on_end(self, status)
-        self._record_out_folder()
+        try:
+            if status == "completed":
+                self.apply_hook("after_run")
+            for cb in self._callbacks:
+                cb.on_end(self, status)
+            self._record_out_folder()
+        finally:
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
 
     def __repr__(self) -> str:
         return f"<Run {self.name} id={self.id}>"
+
+
+# The runs whose function is executing in this process (innermost last): what a face's
+# logger (pyexp's ``Logger(log_dir)``) writes into besides its own folder.
+_ACTIVE: list[Run] = []
+
+
+def current() -> Run | None:
+    """The run whose function is executing in this process, if any."""
+    return _ACTIVE[-1] if _ACTIVE else None
 
 
 def _split_key(key: str) -> list[str]:

@@ -102,28 +102,38 @@ def run_sweep(
     repo: Any = None,
     track: bool = True,
     on_progress: Callable[[Progress, Result | None], None] | None = None,
+    label: str | None = None,
+    output_root: str | os.PathLike[str] | None = None,
+    by_value: bool = False,
 ) -> SweepResult:
     """Run ``experiment``'s sweep. Bad input (duplicate names, values JSON cannot hold, an
     unknown executor, Ray missing) raises before anything runs.
 
     ``track=False`` runs without a store: no records, no caching, no weight commits.
+    ``label`` names the sweep: the latest sweep with that label is continued, or a new one
+    made (pyexp's ``--timestamp``). ``output_root`` puts each configuration's ``out`` folder at
+    ``<output_root>/<name>-<config hash>`` instead of inside the store. ``by_value`` ships the
+    function itself to the executor's processes (cloudpickle), for functions that cannot be
+    imported by name (defined in a notebook or inside another function).
     """
     configs = experiment.build_configs(testing=testing, overrides=overrides)
     chosen = get_executor(executor if executor is not None else experiment.executor)
     n_workers = max(1, workers if workers is not None else experiment.workers)
     if chosen.max_workers is not None:
         n_workers = min(n_workers, chosen.max_workers)
-    fn_ref = FunctionRef.of(experiment)
+    fn_ref = FunctionRef.of(experiment, by_value=by_value)
     store = _open_repo(repo if repo is not None else experiment.repo) if track else None
     if report_only:
         if store is None:
             raise InvalidValue("--report reads a stored sweep: it needs a coralx store")
-        return _report_only(experiment, store, sweep_id, testing)
+        return _report_only(experiment, store, sweep_id, testing, label)
     context = experiment.run_setup()
     run = _SweepRun(experiment, configs, chosen, n_workers, fn_ref, store, context)
     run.stream = stream
     run.testing = testing
     run.on_progress = on_progress
+    run.label = label
+    run.output_root = os.fspath(output_root) if output_root is not None else None
     return run.execute(rerun=rerun, sweep_id=sweep_id, new=new)
 
 
@@ -170,6 +180,8 @@ class _SweepRun:
         self._task_common: dict[str, Any] | None = None
         self._hashes = [config_hash(c) for c in configs]
         self._out_base: str | None = None
+        self.label: str | None = None
+        self.output_root: str | None = None
 
     # -- the whole run ---------------------------------------------------------------------------
 
@@ -195,11 +207,9 @@ class _SweepRun:
         if sweep_id:
             record = find_sweep(self.repo, sweep_id)
         else:
-            earlier = [
-                s
-                for s in list_sweeps(self.repo, exp.name)
-                if s.function == self.fn_ref.label and s.testing == self.testing
-            ]
+            earlier = _matching_sweeps(
+                self.repo, exp.name, self.fn_ref.label, self.testing, self.label
+            )
             record = earlier[0] if earlier and not new else None
         if record is None:
             record = SweepRecord(
@@ -208,6 +218,7 @@ class _SweepRun:
                 function=self.fn_ref.label,
                 script=self.fn_ref.file,
                 testing=self.testing,
+                label=self.label,
             )
         record.status = "running"
         record.shape = list(self.configs.shape)
@@ -354,7 +365,9 @@ class _SweepRun:
         if common is None:
             common = self._task_common = self._common_fields()
         out_dir = None
-        if self._out_base is not None and planned.experiment_id:
+        if self.output_root is not None:
+            out_dir = os.path.join(self.output_root, f"{config['name']}-{planned.config_hash}")
+        elif self._out_base is not None and planned.experiment_id:
             out_dir = self._out_base + planned.experiment_id
         repeat = config.get("repeat")
         # Tasks share the context: it is replaced, never changed, when a run updates it. An
@@ -538,19 +551,30 @@ def _position(index: int, shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
+def _matching_sweeps(
+    repo: Repository, name: str, function: str, testing: bool, label: str | None
+) -> list[SweepRecord]:
+    """The sweeps of this experiment's function (newest first) that a run continues."""
+    return [
+        s
+        for s in list_sweeps(repo, name)
+        if s.function == function and s.testing == testing and s.label == label
+    ]
+
+
 def _report_only(
-    experiment: SweepExperiment, repo: Repository, sweep_id: str | None, testing: bool
+    experiment: SweepExperiment,
+    repo: Repository,
+    sweep_id: str | None,
+    testing: bool,
+    label: str | None = None,
 ) -> SweepResult:
     """Results of a stored sweep (its latest attempt per configuration), and the report."""
     fn_label = FunctionRef.of(experiment).label
     if sweep_id:
         record = find_sweep(repo, sweep_id)
     else:
-        found = [
-            s
-            for s in list_sweeps(repo, experiment.name)
-            if s.function == fn_label and s.testing == testing
-        ]
+        found = _matching_sweeps(repo, experiment.name, fn_label, testing, label)
         if not found:
             from ..errors import SweepNotFound
 

@@ -32,7 +32,7 @@ _LOCAL: dict[str, Any] = {}
 class FunctionRef:
     """Where a function lives: an importable module, or a script file, and its qualname."""
 
-    __slots__ = ("file", "local_key", "module", "qualname")
+    __slots__ = ("file", "local_key", "module", "pickled", "qualname")
 
     def __init__(
         self,
@@ -40,11 +40,16 @@ class FunctionRef:
         module: str | None = None,
         file: str | None = None,
         local_key: str | None = None,
+        pickled: bytes | None = None,
     ) -> None:
         self.qualname = qualname
         self.module = module
         self.file = file
         self.local_key = local_key
+        #: The object itself, by value (cloudpickle), for faces whose users define functions
+        #: in notebooks or inside other functions (``coralx.pyexp``). It travels only from the
+        #: user's own process to the child that runs it; nothing read from a store is unpickled.
+        self.pickled = pickled
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +57,7 @@ class FunctionRef:
             "module": self.module,
             "file": self.file,
             "local_key": self.local_key,
+            "pickled": self.pickled,
         }
 
     def __eq__(self, other: object) -> bool:
@@ -64,14 +70,26 @@ class FunctionRef:
         return f"FunctionRef({self.label!r})"
 
     @classmethod
-    def of(cls, obj: Any, qualname: str | None = None) -> FunctionRef:
-        """A reference to ``obj`` (a function or an experiment defined at module level)."""
+    def of(cls, obj: Any, qualname: str | None = None, by_value: bool = False) -> FunctionRef:
+        """A reference to ``obj`` (a function or an experiment defined at module level).
+
+        ``by_value=True`` also carries the object itself (cloudpickle), so a child process can
+        run a function defined in a notebook or inside another function."""
         module_name = getattr(obj, "__module__", None) or "__main__"
         name = str(qualname or getattr(obj, "__qualname__", None) or getattr(obj, "__name__", ""))
         module = sys.modules.get(module_name)
         spec = getattr(module, "__spec__", None)
         key = f"{module_name}:{name}:{id(obj)}"
         _LOCAL[key] = obj
+        if by_value:
+            file = getattr(module, "__file__", None)
+            return cls(
+                qualname=name,
+                module=None if module_name == "__main__" else module_name,
+                file=os.path.abspath(file) if file else None,
+                local_key=key,
+                pickled=_pickle_by_value(obj),
+            )
         if module_name == "__main__" or module_name.startswith(SCRIPT_MODULE_PREFIX) or not spec:
             file = getattr(module, "__file__", None)
             return cls(qualname=name, file=os.path.abspath(file) if file else None, local_key=key)
@@ -85,6 +103,10 @@ class FunctionRef:
         """Import the module (or load the script) and return the object."""
         if prefer_local and self.local_key in _LOCAL:
             return _LOCAL[self.local_key]
+        if self.pickled is not None:
+            import cloudpickle
+
+            return cloudpickle.loads(self.pickled)
         if self.module is not None:
             obj: Any = importlib.import_module(self.module)
         elif self.file is not None:
@@ -102,6 +124,28 @@ class FunctionRef:
                 )
             obj = getattr(obj, part)
         return obj
+
+
+def _pickle_by_value(obj: Any) -> bytes:
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - cloudpickle is a dependency of the pyexp face
+        raise RuntimeError(
+            "running a function by value in another process needs cloudpickle: "
+            "pip install 'coralx[pyexp]'"
+        ) from None
+    fn = getattr(obj, "fn", None)
+    if fn is not None and callable(fn):
+        # An experiment object: only what the child runs travels (its function, callbacks and
+        # hooks), not its report, configs or store.
+        from types import SimpleNamespace
+
+        obj = SimpleNamespace(
+            fn=fn,
+            callbacks=list(getattr(obj, "callbacks", [])),
+            hooks=dict(getattr(obj, "hooks", {})),
+        )
+    return bytes(cloudpickle.dumps(obj))
 
 
 def load_script(path: str) -> Any:
