@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ._common import console, echo_json, json_option, open_repo
@@ -98,12 +100,25 @@ def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
 
 
 @sweep.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("file", type=click.Path(exists=True))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--experiment", "experiment", help="Run only the experiment of this name.")
+@click.option(
+    "--entry",
+    metavar="MODULE:FUNCTION",
+    help="With a config folder: the function each trial's repeat runs.",
+)
 @click.pass_context
-def run(ctx: click.Context, file: str, args: tuple[str, ...], experiment: str | None) -> None:
-    """Run the sweeps FILE defines, as `python FILE ARGS...` would.
+def run(
+    ctx: click.Context,
+    file: str,
+    args: tuple[str, ...],
+    experiment: str | None,
+    entry: str | None,
+) -> None:
+    """Run the sweeps FILE defines, as `python FILE ARGS...` would; or, when FILE is a folder
+    of Experiment Manager configs (experiment.yaml, base.yaml, trials.yaml), run every repeat
+    of every trial with --entry's function.
 
     ARGS are the script's own options: --set KEY=VALUE, --executor, --workers, --rerun,
     --report, --testing, -s, --sweep ID, --new, --json.
@@ -111,11 +126,21 @@ def run(ctx: click.Context, file: str, args: tuple[str, ...], experiment: str | 
     \b
     Example:
       coralx sweep run train.py --workers 2 --set lr=0.01
+      coralx sweep run configs/ --entry mymodule:train --workers 2
     """
-    from ..sweeps.queries import run_file
+    from ..errors import InvalidValue
 
     repo_path = (ctx.find_root().obj or {}).get("repo_path")
     options = {"repo": repo_path} if repo_path else {}
-    results = run_file(file, args, experiment=experiment, **options)
+    if Path(file).is_dir():
+        from ..sweeps.folder import run_folder
+
+        if not entry:
+            raise InvalidValue(f"{file} is a config folder: name the function with --entry MOD:FN")
+        results = [run_folder(file, entry, list(args), **options)]
+    else:
+        from ..sweeps.queries import run_file
+
+        results = run_file(file, args, experiment=experiment, **options)
     if any(r.status == "failed" for r in results):
         ctx.exit(1)

@@ -255,6 +255,8 @@ class _SweepRun:
         latest_of: dict[str, Attempt] = {}  # the latest attempt per hash, found in one pass
         if self.record is not None:
             for attempt in self.record.runs:
+                if (attempt.error or {}).get("type") == _NOT_STARTED:
+                    continue  # planned, never started (its sweep process died): no record
                 latest_of[attempt.config_hash] = attempt
         for i, config in enumerate(self.configs):
             h = self._hashes[i]
@@ -531,6 +533,9 @@ class _SweepRun:
             self.record.verdict = {"verdict": verdict.value, "at": now()}
             self.record.save(self._repo())
         return verdict.value
+
+
+_NOT_STARTED = "NotStarted"  # see _records.refresh
 
 
 def _cached_outcome(attempt: Attempt) -> Outcome:

@@ -1,0 +1,1 @@
+"""The seed's ``common`` package: YAML serialisation and config generation."""
