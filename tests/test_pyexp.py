@@ -502,3 +502,28 @@ def test_the_api_reference_names_are_all_there() -> None:
         assert getattr(pyexp, name) is not None, name
     assert isinstance(pyexp.get_executor("inline"), pyexp.Executor)
     assert isinstance(pyexp.get_executor("fork"), pyexp.ForkExecutor)
+
+
+@pytest.mark.slow
+def test_a_nested_function_runs_on_ray(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'coralx[ray]')")
+    script = _script(
+        tmp_path,
+        """
+        import coralx.pyexp as pyexp
+
+        def make(offset):
+            @pyexp.experiment(name="on_ray", timestamp=False)
+            def exp(config):
+                return {"value": config.x + offset}
+
+            return exp
+
+        if __name__ == "__main__":
+            results = make(100).run(configs=lambda: [{"name": "a", "x": 1}, {"name": "b", "x": 2}],
+                                    executor="ray")
+            print("values:", [r["value"] for r in results])
+        """,
+    )
+    out = _run(tmp_path, script)
+    assert "values: [101, 102]" in out
