@@ -106,15 +106,22 @@ def run(ctx: click.Context, file: str, args: tuple[str, ...], experiment: str | 
     """Run the sweeps FILE defines, as `python FILE ARGS...` would.
 
     ARGS are the script's own options: --set KEY=VALUE, --executor, --workers, --rerun,
-    --report, --testing, -s, --sweep ID, --new, --json.
+    --report, --testing, -s, --sweep ID, --new, --json. A file of @trial functions
+    (coralx.trials) takes --stream-all, --rerun, --new, --sweep ID, --json.
 
     \b
     Example:
       coralx sweep run train.py --workers 2 --set lr=0.01
+      coralx sweep run trials.py --stream-all
     """
     from ..sweeps.queries import run_file
+    from ..trials.main import main as run_trials
+    from ..trials.main import trials_in
 
     repo_path = (ctx.find_root().obj or {}).get("repo_path")
+    trials = trials_in(file)
+    if trials is not None:  # a file of @trial functions (coralx.trials): its own options
+        ctx.exit(run_trials(trials, [*args, *(["--repo", repo_path] if repo_path else [])]))
     options = {"repo": repo_path} if repo_path else {}
     results = run_file(file, args, experiment=experiment, **options)
     if any(r.status == "failed" for r in results):
