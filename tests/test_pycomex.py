@@ -416,13 +416,14 @@ def test_inheritance_two_levels_with_hook_rules(tmp_path: Path) -> None:
         "process": "child(1)",
         # no implementation: apply_hook returns its default
         "missing": "fallback",
-        # replace=False adds to the list: both run, the last one's value is returned
-        "collect": "base",
+        # replace=False adds to the list: both run (the parent's first), the last one's value
+        # is returned
+        "collect": "child",
         # a parent hook registered with default=False is not overridden by a default one
         "fixed": "base keeps this one",
     }
     log = (only_run_folder(tmp_path / "results" / "child") / "experiment_log.txt").read_text()
-    assert log.index("collect: child") < log.index("collect: base")
+    assert log.index("collect: base") < log.index("collect: child")
 
     run(grandchild, "--WIDTH", "32", cwd=elsewhere)
     folder = only_run_folder(tmp_path / "deeper" / "results" / "grandchild")
@@ -483,7 +484,8 @@ def test_mixins_included_with_include_parameter(tmp_path: Path) -> None:
     assert "mixin before_run, NOTIFY=mixin default" in proc.stdout
     folder = only_run_folder(tmp_path / "results" / "with_mixin")
     data = json.loads((folder / "experiment_data.json").read_text())
-    assert data["calls"]["collect"] == "base"  # the mixin's hook ran too, before the base's
+    # the mixin's hook is added after the base's (base, mixin, then the module's own)
+    assert data["calls"]["collect"] == "mixin"
     assert "collect: base" in proc.stdout
     assert (folder / "code" / "mixin.py").is_file()
     assert records(tmp_path)[0].params["NOTIFY"] == "mixin default"
@@ -657,3 +659,150 @@ def test_testing_inside_main_function_tracked_figures_and_reproducible(tmp_path:
     kinds = {a["kind"] for a in rec.artifacts if a["name"].startswith("curve")}
     assert "figure" in kinds or "figure-static" in kinds  # a tracked figure is a figure
     assert ".dependencies.json" in {a["name"] for a in rec.artifacts}
+
+
+# -- modules in the style of PyComex's own examples -------------------------------------------
+
+WORDS = '''\
+"""
+Assemble texts of randomly sampled words; save each as a file of the run.
+
+The module docstring is the run's description.
+"""
+import random
+import textwrap
+from pathlib import Path
+
+from coralx.pycomex import Experiment, file_namespace, folder_path
+
+# :param NUM_WORDS:
+#       The number of words to be generated each time
+NUM_WORDS: int = 1000
+# :param REPETITIONS:
+#       The number of times to repeat the generation process
+REPETITIONS: int = 10
+
+__REPRODUCIBLE__: bool = True
+
+
+experiment = Experiment(
+    base_path=folder_path(__file__), namespace=file_namespace(__file__), glob=globals()
+)
+
+
+@experiment
+def experiment(e: Experiment):
+    e.log("starting experiment...")
+    e.log_parameters()
+    words = Path(__file__).with_name("words.txt").read_text().split()
+    words = e.apply_hook("filter_words", default=words, words=words)
+    for i in range(e.parameters["REPETITIONS"]):
+        sampled = random.choices(words, k=NUM_WORDS)
+        text = "\\n".join(textwrap.wrap(" ".join(sampled), 80))
+        with e.open(f"{i:02d}_random.txt", mode="w") as file:
+            file.write(text)
+        e[f"metrics/length/{i}"] = len(text)
+        e.log(f"saved text file with {len(text)} characters")
+
+
+@experiment.testing
+def testing(e: Experiment):
+    e.REPETITIONS = 2
+
+
+experiment.run_if_main()
+'''
+
+WORDS_MIXIN = """\
+from coralx.pycomex.functional.mixin import ExperimentMixin
+
+mixin = ExperimentMixin(glob=globals())
+
+@mixin.hook("after_run")
+def summary(e):
+    e.log(f"mixin: {len(e['metrics/length'])} texts")
+"""
+
+WORDS_CHILD = '''\
+"""Shorter texts, without the word 'b'."""
+from coralx.pycomex import Experiment, file_namespace, folder_path
+
+NUM_WORDS: int = 50
+__DEBUG__: bool = True
+
+experiment = Experiment.extend(
+    "words.py",
+    base_path=folder_path(__file__),
+    namespace=file_namespace(__file__),
+    glob=globals(),
+)
+experiment.include("words_mixin.py")
+
+
+@experiment.hook("filter_words")
+def drop_b(e, words):
+    return [w for w in words if w != "b"]
+
+
+@experiment.hook("after_run", replace=False)
+def custom_summary(e):
+    e.log("custom: after the mixin")
+
+
+experiment.run_if_main()
+'''
+
+
+def test_modules_in_pycomex_example_style(tmp_path: Path) -> None:
+    (tmp_path / "words.txt").write_text("a b c d e f")
+    script = write(tmp_path, "words.py", WORDS)
+    proc = run(script, "--NUM_WORDS", "50", "--__TESTING__", "True")
+    folder = only_run_folder(tmp_path / "results" / "words")
+    assert sorted(p.name for p in folder.glob("*_random.txt")) == ["00_random.txt", "01_random.txt"]
+    assert len((folder / "00_random.txt").read_text().split()) == 50
+    meta = json.loads((folder / "experiment_meta.json").read_text())
+    assert meta["parameters"]["NUM_WORDS"]["description"] == (
+        "The number of words to be generated each time"
+    )
+    assert meta["description"].startswith("Assemble texts")
+    assert (folder / ".dependencies.json").is_file()
+    assert " * NUM_WORDS: 50" in proc.stdout
+
+    child = write(tmp_path, "words_child.py", WORDS_CHILD)
+    write(tmp_path, "words_mixin.py", WORDS_MIXIN)
+    proc = run(child)
+    out = proc.stdout
+    assert out.index("mixin: 10 texts") < out.index("custom: after the mixin")
+    folder = tmp_path / "results" / "words_child" / "debug"
+    text = (folder / "00_random.txt").read_text().split()
+    assert len(text) == 50 and "b" not in text
+    assert sorted(p.name for p in (folder / "code").iterdir()) == [
+        "words.py",
+        "words_child.py",
+        "words_mixin.py",
+    ]
+
+
+def test_hook_resolution_rules() -> None:
+    from coralx.pycomex.experiment import _Hook, _resolve
+
+    def hook(level: int, seq: int, name: str, replace: bool = True, default: bool = True) -> _Hook:
+        return _Hook((level, 1, 0), seq, name, lambda e: None, replace, default)
+
+    def names(hooks: list[_Hook]) -> dict[str, list[tuple[tuple[int, ...], int]]]:
+        by_fn = {id(h.fn): (h.rank, h.seq) for h in hooks}
+        return {k: [by_fn[id(f)] for f in v] for k, v in _resolve(hooks).items()}
+
+    parent, child = hook(0, 0, "x"), hook(1, 0, "x")
+    assert names([parent, child]) == {"x": [((1, 1, 0), 0)]}  # the child's overrides
+    # within one module, a second default registration is skipped (the first stays)
+    assert names([hook(0, 0, "x"), hook(0, 1, "x")]) == {"x": [((0, 1, 0), 0)]}
+    # replace=False adds; across modules the parent's run first
+    added = [hook(0, 0, "x", False, False), hook(0, 1, "x", False, False), hook(1, 0, "x", False)]
+    assert names(added) == {"x": [((0, 1, 0), 0), ((0, 1, 0), 1), ((1, 1, 0), 0)]}
+    # a parent's default=False hook replaces a sub-experiment's default one
+    assert names([hook(0, 0, "x", True, False), hook(1, 0, "x")]) == {"x": [((0, 1, 0), 0)]}
+    # a mixin ranks just below the module that included it
+    mixin = _Hook((1, 0, 0), 0, "x", lambda e: None, False, False)
+    own = hook(1, 0, "x", False)
+    assert names([mixin, own]) == {"x": [((1, 0, 0), 0), ((1, 1, 0), 0)]}

@@ -70,10 +70,11 @@ class PyComexError(InvalidValue):
 
 @dataclass
 class _Hook:
-    """One ``@experiment.hook(...)`` registration and the module level it came from
-    (0 for the base experiment, 1 for a sub-experiment, ...)."""
+    """One ``@experiment.hook(...)`` registration and where it came from: ``rank`` orders the
+    modules from the base (lowest) to the most derived (highest); a module's mixins rank just
+    below it, the first included lowest."""
 
-    level: int
+    rank: tuple[int, ...]
     seq: int
     name: str
     fn: Callable[..., Any]
@@ -82,15 +83,28 @@ class _Hook:
 
 
 def _resolve(hooks: Sequence[_Hook]) -> dict[str, list[Callable[..., Any]]]:
-    """PyComex's hook rules, applied from the most derived module back to the base (file
-    order within a module): a ``default=True`` registration is skipped when the hook has an
-    implementation already; otherwise ``replace=True`` makes it the only one and
-    ``replace=False`` adds it to the list. So a sub-experiment's hook overrides the parent's."""
+    """PyComex's hook rules. Within a module, in file order: a ``default=True`` registration
+    is skipped when the hook has an implementation already, ``replace=True`` makes it the only
+    one, ``replace=False`` adds it. The modules are resolved from the most derived back to the
+    base (as PyComex builds them), a module's list going before what the derived ones made,
+    unless it replaced it. So a sub-experiment's hook overrides the parent's default one, a
+    parent's ``default=False`` hook replaces the sub-experiment's, and added hooks run base
+    first, then mixins, then the sub-experiment's own."""
     out: dict[str, list[Callable[..., Any]]] = {}
-    for hook in sorted(hooks, key=lambda h: (-h.level, h.seq)):
-        if hook.default and hook.name in out:
-            continue
-        out[hook.name] = [hook.fn] if hook.replace else [*out.get(hook.name, []), hook.fn]
+    ranks = sorted({h.rank for h in hooks}, reverse=True)
+    for rank in ranks:
+        level: dict[str, list[Callable[..., Any]]] = {}
+        replaced: set[str] = set()
+        for hook in sorted((h for h in hooks if h.rank == rank), key=lambda h: h.seq):
+            if hook.default and (hook.name in out or hook.name in level):
+                continue
+            if hook.replace:
+                level[hook.name] = [hook.fn]
+                replaced.add(hook.name)
+            else:
+                level.setdefault(hook.name, []).append(hook.fn)
+        for name, fns in level.items():
+            out[name] = fns if name in replaced else [*fns, *out.get(name, [])]
     return out
 
 
@@ -125,7 +139,7 @@ class _HookOwner:
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             hooks: list[_Hook] = self._hooks
-            hooks.append(_Hook(self._level(), len(hooks), name, fn, rep, dflt))
+            hooks.append(_Hook((self._level(), 1, 0), len(hooks), name, fn, rep, dflt))
             return fn
 
         return register
@@ -466,12 +480,12 @@ class Experiment(_HookOwner):
 
     def _all_hooks(self) -> list[_Hook]:
         hooks = list(self._hooks)
-        base = len(hooks)
         for i, (level, mixin) in enumerate(self._mixins):
-            # A mixin's hooks come after the including module's own, in include order.
-            for h in mixin._hooks:
-                seq = base + i * 10_000 + h.seq
-                hooks.append(_Hook(level, seq, h.name, h.fn, h.replace, h.default))
+            # A mixin ranks just below the module that included it (the first included lowest).
+            rank = (level, 0, i)
+            hooks.extend(
+                _Hook(rank, h.seq, h.name, h.fn, h.replace, h.default) for h in mixin._hooks
+            )
         return hooks
 
     @property
