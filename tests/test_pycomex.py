@@ -176,6 +176,7 @@ def test_template_runs_and_writes_pycomex_folder_and_coralx_record(tmp_path: Pat
     assert rec.data["results"]["final_loss"] == 0.25
     assert [m.value for m in rec.get_metric_history("metrics/loss")] == [1.0, 0.5, 1 / 3, 0.25]
     assert meta["coralx"]["experiment_id"] == rec.experiment_id
+    assert rec.data["__pycomex__"]["descriptions"]["LEARNING_RATE"] == desc
     # every file of the folder is a blob of the store, bit for bit
     from coralx.records.blobs import BlobStore
 

@@ -334,3 +334,14 @@ def test_verification_result_parsing() -> None:
     assert of(None) is VerificationResult.INCONCLUSIVE
     with pytest.raises(ValueError, match="a verification returned 'maybe'"):
         of("maybe")
+
+
+def test_bad_option_and_failing_module_run_nothing(tmp_path: Path) -> None:
+    script = write(tmp_path, "seed_trials.py", SEED_EXAMPLE)
+    proc = run(script, "--bogus")
+    assert proc.returncode == 2 and "unrecognized arguments: --bogus" in proc.stderr
+    assert "usage:" in run(script, "--help").stdout
+    broken = write(tmp_path, "broken.py", SEED_EXAMPLE + "\nraise SystemError('module broke')\n")
+    proc = run(broken)
+    assert proc.returncode == 1 and "module broke" in proc.stderr
+    assert not (tmp_path / ".coralx").exists() or not list_sweeps(Repository(tmp_path))

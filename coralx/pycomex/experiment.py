@@ -746,6 +746,11 @@ class Experiment(_HookOwner):
                     "parents": list(self.dependencies),
                     "namespace": self.namespace,
                     "folder": self.path,
+                    "descriptions": {
+                        k: v["description"]
+                        for k, v in self.metadata.get("parameters", {}).items()
+                        if v.get("description")
+                    },
                 },
             )
             root = Path(self.path)

@@ -140,6 +140,26 @@ def trials_in(path: str) -> TrialsFile | None:
     return found if isinstance(found, TrialsFile) and found.trials else None
 
 
+def _status_of(registry: TrialsFile) -> int:
+    """``main``'s exit status; SystemExit (``--help``, a bad option) and errors included, as
+    nothing may escape a shutdown hook."""
+    try:
+        return main(registry)
+    except SystemExit as exc:
+        code = exc.code
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        return 1
+
+
 def run_at_exit(registry: TrialsFile) -> None:
     """Run the trials of the ``__main__`` module once it has been executed (``python file.py``).
 
@@ -158,7 +178,7 @@ def run_at_exit(registry: TrialsFile) -> None:
             # The interpreter drops __main__.__file__ once the script has run: the runner
             # needs it to tell each child which file to load.
             registry.glob["__file__"] = file
-        code = main(registry)
+        code = _status_of(registry)
         if code:
             sys.stdout.flush()
             sys.stderr.flush()
