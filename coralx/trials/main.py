@@ -184,7 +184,9 @@ def run_at_exit(registry: TrialsFile) -> None:
             sys.stderr.flush()
             import atexit
 
-            atexit._run_exitfuncs()
+            atexit._run_exitfuncs()  # os._exit skips them: the records' final syncs
+            sys.stdout.flush()
+            sys.stderr.flush()
             os._exit(code)
 
     register = getattr(threading, "_register_atexit", None)
