@@ -807,3 +807,23 @@ def test_hook_resolution_rules() -> None:
     mixin = _Hook((1, 0, 0), 0, "x", lambda e: None, False, False)
     own = hook(1, 0, "x", False)
     assert names([mixin, own]) == {"x": [((1, 0, 0), 0), ((1, 1, 0), 0)]}
+
+
+def test_interrupted_run_is_cancelled_and_files_stay_in_the_folder(tmp_path: Path) -> None:
+    script = write(
+        tmp_path,
+        "stopped.py",
+        FAILING.replace('raise RuntimeError("diverged at step 3")', "raise KeyboardInterrupt"),
+    )
+    proc = run(script, check=False)
+    assert proc.returncode != 0
+    (rec,) = records(tmp_path)
+    assert rec.status == "cancelled"
+    escape = write(
+        tmp_path,
+        "escape.py",
+        FAILING.replace('raise RuntimeError("diverged at step 3")', 'e.commit_raw("../x.txt", "")'),
+    )
+    proc = run(escape, check=False)
+    assert proc.returncode == 1 and "'../x.txt' leaves the experiment folder" in proc.stderr
+    assert not (tmp_path / "results" / "escape" / "x.txt").exists()

@@ -345,3 +345,22 @@ def test_bad_option_and_failing_module_run_nothing(tmp_path: Path) -> None:
     proc = run(broken)
     assert proc.returncode == 1 and "module broke" in proc.stderr
     assert not (tmp_path / ".coralx").exists() or not list_sweeps(Repository(tmp_path))
+
+
+def test_a_result_json_cannot_hold_fails_that_combination(tmp_path: Path) -> None:
+    script = write(
+        tmp_path,
+        "objects.py",
+        """\
+        from coralx.trials import trial
+
+        @trial(1, {"n": [1, 2]})
+        def t(n):
+            return {"n": n} if n == 1 else {"model": object()}
+        """,
+    )
+    out = as_json(run(script, "--json"))
+    ok, bad = out["results"]["t"]
+    assert ok == {"success": True, "result": {"n": 1}}
+    assert bad["success"] is False and bad["type"] == "InvalidConfig"
+    assert "JSON cannot hold" in bad["error"]
