@@ -827,3 +827,26 @@ def test_interrupted_run_is_cancelled_and_files_stay_in_the_folder(tmp_path: Pat
     proc = run(escape, check=False)
     assert proc.returncode == 1 and "'../x.txt' leaves the experiment folder" in proc.stderr
     assert not (tmp_path / "results" / "escape" / "x.txt").exists()
+
+
+def test_import_from_and_run_from_another_script(tmp_path: Path) -> None:
+    write(tmp_path, "base.py", BASE)
+    meta = write(
+        tmp_path,
+        "meta.py",
+        """\
+        from coralx.pycomex import Experiment
+
+        experiment = Experiment.import_from("base.py", globals())
+        experiment.run({"WIDTH": 2})
+        experiment["leftover"] = "from the first run"
+        experiment.run({"WIDTH": 3})
+        """,
+    )
+    run(meta)
+    first, second = records(tmp_path)
+    assert (first.params["WIDTH"], second.params["WIDTH"]) == (2, 3)
+    # each run starts afresh: its own data, not the one before's
+    assert first.data["params"]["WIDTH"] == 2 and second.data["params"]["WIDTH"] == 3
+    assert "leftover" not in second.data
+    assert len(list((tmp_path / "results" / "base").iterdir())) == 2

@@ -263,6 +263,25 @@ class Experiment(_HookOwner):
     # -- inheritance ---------------------------------------------------------------------------
 
     @classmethod
+    def import_from(cls, experiment_path: str, glob: dict[str, Any]) -> Experiment:
+        """The Experiment a module defines (found next to the calling module's file), without
+        running it: ``Experiment.import_from("base.py", globals()).run()``."""
+        here = glob.get("__file__")
+        folders = [Path(here).resolve().parent] if here else []
+        file = _find_file(experiment_path, folders, "Experiment.import_from")
+        module = _load_module(file)
+        found = getattr(module, "__experiment__", None)
+        if isinstance(found, Experiment):
+            return found
+        candidates = [v for v in vars(module).values() if isinstance(v, Experiment)]
+        if not candidates:
+            raise PyComexError(
+                f"{file} defines no Experiment; decorate its main function with "
+                "@Experiment(...) or use Experiment.extend there"
+            )
+        return candidates[-1]
+
+    @classmethod
     def extend(
         cls,
         experiment_path: str,
@@ -274,19 +293,11 @@ class Experiment(_HookOwner):
         """A sub-experiment of the one in ``experiment_path`` (relative to this module's file):
         it inherits the parent's parameters, main function, hooks and analyses; this module's
         UPPERCASE globals and hooks override the parent's."""
-        here = glob.get("__file__")
-        folders = [Path(here).resolve().parent] if here else []
-        file = _find_file(experiment_path, folders, "Experiment.extend")
-        module = _load_module(file)
-        parent = getattr(module, "__experiment__", None)
-        if not isinstance(parent, Experiment):
-            found = [v for v in vars(module).values() if isinstance(v, Experiment)]
-            if not found:
-                raise PyComexError(
-                    f"Experiment.extend: {file} defines no Experiment; decorate its main "
-                    "function with @Experiment(...) or use Experiment.extend there"
-                )
-            parent = found[-1]
+        try:
+            parent = cls.import_from(experiment_path, glob)
+        except PyComexError as exc:
+            raise PyComexError(str(exc).replace("import_from", "extend")) from None
+        file = Path(parent.glob["__file__"]).resolve()
         child = cls(base_path, namespace, glob, **settings)
         setattr_ = object.__setattr__
         setattr_(child, "_globs", [*parent._globs, glob])
@@ -543,6 +554,7 @@ class Experiment(_HookOwner):
         the experiment's own exception after recording the run as FAILED."""
         if self.func is None:
             raise PyComexError("decorate the experiment's main function with @Experiment(...)")
+        self._reset()
         self._prepare_parameters(overrides or {})
         self._initialize()
         try:
@@ -562,6 +574,14 @@ class Experiment(_HookOwner):
         if self.error is not None:
             raise self.error
         return self
+
+    def _reset(self) -> None:
+        """A fresh start for each run of the same object (a script may run it several times)."""
+        for name, value in (("data", {}), ("metadata", {}), ("error", None), ("tb", None)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "is_testing", False)
+        object.__setattr__(self, "experiment_id", None)
+        self.cache.events.clear()
 
     def _prepare_parameters(self, overrides: Mapping[str, Any]) -> None:
         include = {**self._collect_parameters(), **overrides}.get("__INCLUDE__")
