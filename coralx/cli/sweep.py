@@ -121,17 +121,26 @@ def run(
     of every trial with --entry's function.
 
     ARGS are the script's own options: --set KEY=VALUE, --executor, --workers, --rerun,
-    --report, --testing, -s, --sweep ID, --new, --json.
+    --report, --testing, -s, --sweep ID, --new, --json. A file of @trial functions
+    (coralx.trials) takes --stream-all, --rerun, --new, --sweep ID, --json.
 
     \b
     Example:
       coralx sweep run train.py --workers 2 --set lr=0.01
+      coralx sweep run trials.py --stream-all
       coralx sweep run configs/ --entry mymodule:train --workers 2
     """
     from ..errors import InvalidValue
 
     repo_path = (ctx.find_root().obj or {}).get("repo_path")
     options = {"repo": repo_path} if repo_path else {}
+    if not Path(file).is_dir():
+        from ..trials.main import main as run_trials
+        from ..trials.main import trials_in
+
+        trials = trials_in(file)
+        if trials is not None:  # a file of @trial functions (coralx.trials): its own options
+            ctx.exit(run_trials(trials, [*args, *(["--repo", repo_path] if repo_path else [])]))
     if Path(file).is_dir():
         from ..sweeps.folder import run_folder
 

@@ -82,6 +82,8 @@ class SweepExperiment:
         self._report_fn: Callable[[ResultSet], Any] | None = None
         self._testing_fn: Callable[..., Any] | None = None
         self._setup_fns: list[tuple[float, int, Callable[[], Any]]] = []
+        #: ``stages(configs) -> [Stage, ...]``: run the sweep in stages (see ``runner.Stage``).
+        self.stages: Callable[[ConfigList], Any] | None = None
 
     # -- registration ----------------------------------------------------------------------------
 

@@ -48,6 +48,8 @@ class Attempt:
     started_at: str | None = None
     ended_at: str | None = None
     duration: float | None = None
+    #: What the run merged into the setup context: replayed when its result is reused.
+    context_update: dict[str, Any] | None = None
 
 
 @dataclass

@@ -33,7 +33,22 @@ if TYPE_CHECKING:
     from ..repository import Repository
     from .experiment import SweepExperiment
 
-__all__ = ["Progress", "SweepResult", "run_sweep"]
+__all__ = ["Progress", "Stage", "SweepResult", "run_sweep"]
+
+
+@dataclass
+class Stage:
+    """Configurations that run together, after the stages before them (an experiment's
+    ``stages(configs)`` returns them; without it the whole sweep is one stage): ``names`` of
+    the configurations, ``workers`` at once, whether to ``stream`` their output (None: as the
+    sweep says), and with ``defer_context`` their context updates are merged only when the
+    whole stage has ended, in the order the runs finished (the last writer wins), so runs of
+    one stage never see each other's updates."""
+
+    names: list[str]
+    workers: int = 1
+    stream: bool | None = None
+    defer_context: bool = False
 
 
 @dataclass
@@ -182,6 +197,8 @@ class _SweepRun:
         self._out_base: str | None = None
         self.label: str | None = None
         self.output_root: str | None = None
+        self._stage: Stage | None = None
+        self._pending_context: dict[str, Any] = {}
 
     # -- the whole run ---------------------------------------------------------------------------
 
@@ -298,9 +315,19 @@ class _SweepRun:
             import tempfile
 
             self._tmp_logs = tempfile.mkdtemp(prefix="coralx-sweep-logs-")
-        self.executor.start(self.workers)
+        stages = self._stages(todo)
+        self.executor.start(max(workers for _, workers, _ in stages))
         try:
-            return self._dispatch(todo)
+            for part, workers, stage in stages:
+                self._stage = stage
+                try:
+                    status = self._dispatch(part, workers)
+                finally:
+                    self._stage = None
+                    self._merge_pending_context()
+                if status == "cancelled":
+                    return status
+            return "completed"
         finally:
             self.executor.shutdown()
             if self._tmp_logs is not None:
@@ -308,7 +335,37 @@ class _SweepRun:
 
                 shutil.rmtree(self._tmp_logs, ignore_errors=True)
 
-    def _dispatch(self, todo: list[_Planned]) -> str:
+    def _stages(self, todo: list[_Planned]) -> list[tuple[list[_Planned], int, Stage | None]]:
+        """The plan's runs in stages: one stage of everything, or the experiment's stages."""
+        stages_of = getattr(self.experiment, "stages", None)
+        if stages_of is None:
+            return [(todo, self.workers, None)]
+        planned_at = {i: p for p in todo for i in p.indices}
+        index_of = {c["name"]: i for i, c in enumerate(self.configs)}
+        limit = self.executor.max_workers
+        out: list[tuple[list[_Planned], int, Stage | None]] = []
+        placed: set[int] = set()
+        for stage in stages_of(self.configs):
+            found = [planned_at.get(index_of.get(name, -1)) for name in stage.names]
+            part = list({id(p): p for p in found if p is not None and id(p) not in placed}.values())
+            placed.update(id(p) for p in part)
+            if part:
+                workers = max(1, stage.workers if limit is None else min(stage.workers, limit))
+                out.append((part, workers, stage))
+        rest = [p for p in todo if id(p) not in placed]  # in no stage: run last, as one
+        if rest or not out:
+            out.append((rest, self.workers, None))
+        return out
+
+    def _merge_pending_context(self) -> None:
+        if self._pending_context:
+            with self._lock:
+                self.context = {**self.context, **self._pending_context}
+                self._pending_context = {}
+                if self.record is not None:
+                    self.record.context = self.context
+
+    def _dispatch(self, todo: list[_Planned], workers: int) -> str:
         by_index = {p.index: p for p in todo}
         started: set[int] = set()
 
@@ -332,7 +389,7 @@ class _SweepRun:
                     return
                 yield self._task(planned)
 
-        outcomes = self.executor.run_all(tasks(), self.workers, on_start=on_start, tick=tick)
+        outcomes = self.executor.run_all(tasks(), workers, on_start=on_start, tick=tick)
         cancelled = False
         while True:
             try:
@@ -375,6 +432,9 @@ class _SweepRun:
         # Tasks share the context: it is replaced, never changed, when a run updates it. An
         # in-process executor gets its own copy, as the function could change it.
         context = dict(self.context) if self.executor.in_process else self.context
+        stream = self._stage.stream if self._stage is not None else None
+        if stream is not None:
+            common = {**common, "stream": stream}
         return Task(
             self.fn_ref,
             **common,
@@ -437,7 +497,9 @@ class _SweepRun:
                 from . import _records
 
                 _records.mark_dead(self.repo, self._task(planned), outcome)
-            if outcome.context_update:  # a new dict: tasks already built keep theirs
+            if outcome.context_update and self._stage is not None and self._stage.defer_context:
+                self._pending_context.update(outcome.context_update)
+            elif outcome.context_update:  # a new dict: tasks already built keep theirs
                 self.context = {**self.context, **outcome.context_update}
                 if self.record is not None:
                     self.record.context = self.context
@@ -449,6 +511,7 @@ class _SweepRun:
                 attempt.metrics = outcome.metrics
                 attempt.ended_at = now()
                 attempt.duration = outcome.duration
+                attempt.context_update = outcome.context_update
             for i in planned.indices:
                 result = self._result(i, planned, outcome, cached)
                 self.results[i] = result
@@ -545,6 +608,7 @@ def _cached_outcome(attempt: Attempt) -> Outcome:
         experiment_id=attempt.experiment_id,
         metrics=attempt.metrics,
         duration=attempt.duration or 0.0,
+        context_update=attempt.context_update,
     )
 
 

@@ -17,6 +17,9 @@ class Verdict(enum.StrEnum):
     SUPPORTS = "supports"
     REFUTES = "refutes"
     INCONCLUSIVE = "inconclusive"
+    #: The trial decorators' two more: the runs cannot answer, or more runs are wanted.
+    INVALID = "invalid"
+    CONTINUE = "continue"
 
 
 def to_verdict(value: Any) -> Verdict | None:
@@ -33,5 +36,5 @@ def to_verdict(value: Any) -> Verdict | None:
             pass
     raise InvalidValue(
         f"a report returned {value!r}; return 'supports', 'refutes', 'inconclusive', "
-        "a bool, a coralx.Verdict, or None"
+        "'invalid', 'continue', a bool, a coralx.Verdict, or None"
     )

@@ -1,0 +1,1 @@
+"""``pycomex.functional``'s paths: ``coralx.pycomex.functional.experiment`` and ``.mixin``."""
