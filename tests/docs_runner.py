@@ -194,7 +194,7 @@ def docs_env(root: Path) -> dict[str, str]:
     env = dict(os.environ)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p)
     env.update({"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"})
     env.pop("FORCE_COLOR", None)
     return env
@@ -238,7 +238,8 @@ def _run_python(block: Block, namespace: dict[str, Any], where: str) -> None:
     try:
         exec(compile(block.code, where, "exec"), namespace)
     except Exception as exc:
-        raise DocsFailure(f"the python block at {where} raised {type(exc).__name__}: {exc}") from exc
+        kind = type(exc).__name__
+        raise DocsFailure(f"the python block at {where} raised {kind}: {exc}") from exc
 
 
 def _run_command(shell: Shell, command: Command, where: str) -> None:

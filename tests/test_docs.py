@@ -76,7 +76,8 @@ def test_runner_checks_what_it_runs(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     doc.write_text(
-        "```python\nx = 41\n```\n\n```python\nx += 1\nimport pathlib\npathlib.Path('x.txt').write_text(str(x))\n```\n"
+        "```python\nx = 41\n```\n\n```python\nx += 1\nimport pathlib\n"
+        "pathlib.Path('x.txt').write_text(str(x))\n```\n"
         "\n<!-- docs: file hello.py -->\n```python\nprint('hello from', __name__)\n```\n"
         "\n```console\n$ mkdir sub && cd sub\n$ cat ../x.txt\n42\n$ pwd\n.../sub\n"
         "$ python ../hello.py\nhello ... __main__\n```\n"
