@@ -1,0 +1,191 @@
+"""What a new user met in their first hour (issue 12), each at the mechanism that changed:
+seeds, finding the store, reports that raise, --set on a swept key, the sweep's identity,
+run names, cancelled counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from coralx import Repository
+from coralx.cli.main import cli
+from coralx.errors import InvalidConfig
+from coralx.experiments import ExperimentTracker
+from coralx.sweeps import SweepRecord, grid, list_sweeps
+from coralx.sweeps._cli import main, progress_text
+from coralx.sweeps.config import check_not_swept, replace_axis
+from coralx.sweeps.runner import Progress
+
+from . import first_hour_fixtures as fx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- B: seeds -----------------------------------------------------------------------------------
+
+
+def test_every_configuration_has_a_distinct_reproducible_seed(repo: Repository) -> None:
+    first = fx.digits.run_sweep(repo=repo, executor="inline")
+    seeds = [r["seed"] for r in first.results]
+    assert all(isinstance(s, int) for s in seeds) and len(set(seeds)) == 4
+    assert [r.config.seed for r in first.results] == seeds  # in the config, so in the record
+    record = SweepRecord.load(repo, str(first.sweep_id))
+    assert record.seed == 0  # the default base seed, recorded
+    again = fx.digits.run_sweep(repo=repo, executor="inline", new=True)
+    assert [r["seed"] for r in again.results] == seeds
+    assert [r["val_acc"] for r in again.results] == [r["val_acc"] for r in first.results]
+    other = fx.digits.derive("digits-seeded", seed=5).run_sweep(repo=repo, executor="inline")
+    assert SweepRecord.load(repo, str(other.sweep_id)).seed == 5
+    assert not set(r["seed"] for r in other.results) & set(seeds)
+    # A configuration's own seed is kept (repeat() gives each copy one).
+    own = fx.digits.build_configs(overrides={"seed": 7})
+    assert [c.seed for c in own] == [7, 7, 7, 7]
+
+
+# -- B: the store ---------------------------------------------------------------------------------
+
+
+def test_a_sweep_finds_or_creates_its_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    made = Repository("./checkpoints", init=True)  # the README's tracker example
+    there = fx.digits.run_sweep(repo="./checkpoints", executor="inline")
+    assert there.status == "completed" and not there.created_store
+    assert there.store == str(made.path) and list_sweeps(made)
+    monkeypatch.chdir(tmp_path / "checkpoints")
+    assert fx.digits.run_sweep(executor="inline").store == str(made.path)  # found from below
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    monkeypatch.chdir(fresh)
+    created = fx.digits.run_sweep(executor="inline")  # no store anywhere up: one is made here
+    assert created.created_store and created.store == str(fresh / ".coralx")
+    assert list_sweeps(Repository(fresh))
+
+
+def test_an_error_before_the_plan_shows_no_empty_progress_bar(
+    repo: Repository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(fx.digits, ["--sweep", "0123456789abcdef0123", "-C", str(repo.root)], {})
+    captured = capsys.readouterr()
+    assert "error:" in captured.err
+    assert "None" not in captured.out + captured.err and "0/" not in captured.out
+
+
+# -- B: reports -----------------------------------------------------------------------------------
+
+
+def test_a_report_that_raises_keeps_the_results(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FIRST_HOUR_FAIL", "1")
+    result = main(fx.digits, ["-C", str(repo.root), "--executor", "inline"], {})
+    out = capsys.readouterr().out
+    assert result.status == "failed" and len(result.results.failed) == 4
+    assert "hidden16_lr0.001" in out and "diverged" in out  # the table and the errors
+    assert "the report raised AttributeError" in out
+    assert "first_hour_fixtures.py:" in str(result.report_error)
+    record = SweepRecord.load(repo, str(result.sweep_id))
+    assert len(record.runs) == 4 and record.verdict is not None
+    assert record.verdict["error"] == result.report_error
+    shown = CliRunner().invoke(cli, ["-C", str(repo.root), "sweep", "show", result.sweep_id])
+    assert "the report raised AttributeError" in shown.output
+
+
+# -- B: --set and --set-axis ----------------------------------------------------------------------
+
+
+def test_set_on_a_swept_key_is_an_error_and_set_axis_replaces_the_axis() -> None:
+    configs = grid({"hidden": [16, 64], "lr": [0.001, 0.01]})
+    with pytest.raises(InvalidConfig, match=r"--set-axis hidden=.*"):
+        check_not_swept(configs, {"hidden": 32})
+    check_not_swept(configs, {"epochs": 3})  # not swept: fine
+    replaced = replace_axis(configs, "hidden", [32])
+    assert [c.name for c in replaced] == ["hidden32_lr0.001", "hidden32_lr0.01"]
+    assert replaced.shape == (1, 2) and {c.hidden for c in replaced} == {32}
+    inner = replace_axis(configs, "lr", [0.1, 0.2, 0.3])
+    assert inner.shape == (2, 3) and inner[5].name == "hidden64_lr0.3"
+    with pytest.raises(InvalidConfig, match="no axis of this sweep sets 'epochs'"):
+        replace_axis(configs, "epochs", [1])
+    built = fx.digits.build_configs(axis_overrides={"hidden": [8, 32, 128]})
+    assert built.shape == (3, 2) and built[0].name == "hidden8_lr0.001"
+    with pytest.raises(InvalidConfig, match="would override 'hidden'"):
+        fx.digits.build_configs(overrides={"hidden": 32})
+
+
+# -- B: the sweep's identity ----------------------------------------------------------------------
+
+SCRIPT = """
+import coralx
+
+@coralx.experiment(name="ident", metric="y", mode="max")
+def ident(config, run):
+    return {"y": config.x * 2}
+
+@ident.configs
+def configs():
+    return coralx.grid({"x": [1, 2]})
+
+if __name__ == "__main__":
+    ident.run()
+"""
+
+
+def test_a_sweep_continues_however_the_interpreter_was_launched(tmp_path: Path) -> None:
+    (tmp_path / "sweep.py").write_text(SCRIPT, encoding="utf-8")
+    Repository.init(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    plain = [sys.executable, "sweep.py", "--json"]
+    profiled = [sys.executable, "-m", "cProfile", "-o", "prof.out", "sweep.py", "--json"]
+    outs = []
+    for cmd in (plain, profiled):
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        outs.append(json.loads(done.stdout))
+    assert outs[1]["sweep_id"] == outs[0]["sweep_id"]
+    assert outs[1]["counts"]["skipped"] == 2 and outs[1]["counts"]["completed"] == 0
+    assert len(list_sweeps(Repository(tmp_path))) == 1
+
+
+# -- C: names -------------------------------------------------------------------------------------
+
+
+def test_sweep_runs_are_named_by_configuration_and_findable(repo: Repository) -> None:
+    fx.digits.run_sweep(repo=repo, executor="inline")
+    tracker = ExperimentTracker(repo)
+    names = sorted(e.name for e in tracker.list())
+    assert names[0] == "digits-sweep/hidden16_lr0.001" and len(names) == 4
+    assert all("name" not in e.params for e in tracker.list())  # no second "name" column
+    assert len(tracker.list(name="hidden64*")) == 2
+    assert len(tracker.list(name="digits-sweep")) == 4
+    assert len(tracker.list(name="digits-sweep/hidden16*")) == 2
+    listed = CliRunner().invoke(
+        cli, ["-C", str(repo.root), "exp", "list", "--name", "hidden64*", "--json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    assert sorted(r["name"] for r in json.loads(listed.output)) == [
+        "digits-sweep/hidden64_lr0.001",
+        "digits-sweep/hidden64_lr0.01",
+    ]
+
+
+def test_viewer_finds_runs_by_configuration_name(repo: Repository) -> None:
+    from coralx.web.records import RecordCache, RunQuery
+
+    fx.digits.run_sweep(repo=repo, executor="inline")
+    rows = [r for r in RecordCache(repo.path).rows() if RunQuery(name="hidden64*").matches(r)]
+    assert len(rows) == 2
+
+
+# -- C: cancelled runs are counted ----------------------------------------------------------------
+
+
+def test_progress_counts_cancelled_runs() -> None:
+    text = progress_text(Progress(total=4, cancelled=2))
+    assert "2 cancelled" in text
+    assert "cancelled" not in progress_text(Progress(total=4, done=4))
