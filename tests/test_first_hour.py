@@ -51,7 +51,9 @@ def test_every_configuration_has_a_distinct_reproducible_seed(repo: Repository) 
 # -- B: the store ---------------------------------------------------------------------------------
 
 
-def test_a_sweep_finds_or_creates_its_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sweep_finds_or_creates_its_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     made = Repository("./checkpoints", init=True)  # the README's tracker example
     there = fx.digits.run_sweep(repo="./checkpoints", executor="inline")
