@@ -33,3 +33,11 @@ def _digits_report(results: coralx.ResultSet) -> str:
     # The documented pattern, before it learned to check for None: raises when all failed.
     best = results.best("val_acc", "max")
     return "supports" if best.config.hidden == 64 else "refutes"  # type: ignore[union-attr]
+
+
+repeated = digits.derive("digits-repeated")
+
+
+@repeated.configs
+def _repeated_configs() -> Any:
+    return coralx.repeat(coralx.grid({"hidden": [16, 64], "lr": [0.001, 0.01]}), 3)

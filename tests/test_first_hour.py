@@ -191,3 +191,27 @@ def test_progress_counts_cancelled_runs() -> None:
     text = progress_text(Progress(total=4, cancelled=2))
     assert "2 cancelled" in text
     assert "cancelled" not in progress_text(Progress(total=4, done=4))
+
+
+# -- C: the heatmap -------------------------------------------------------------------------------
+
+
+def test_heatmap_cells_are_configurations_of_the_plan_with_repeats_folded(
+    repo: Repository,
+) -> None:
+    from starlette.testclient import TestClient
+
+    from coralx.web.app import create_app
+
+    fx.repeated.run_sweep(repo=repo, executor="inline", overrides={"epochs": 8})
+    last = fx.repeated.run_sweep(repo=repo, executor="inline")  # same sweep, a new plan
+    data = TestClient(create_app(repo)).get(f"/api/sweeps/{last.sweep_id}").json()
+    assert data["shape"] == [2, 2] and data["repeats"] == 3
+    assert data["runs"] == 24 and data["runs_outside_plan"] == 12  # the epochs=8 runs
+    cell = data["cells"][0]
+    assert cell["config_name"] == "hidden16_lr0.001"
+    assert cell["aggregate"] == "mean of 3 of 3 repeats"
+    assert [r["label"] for r in cell["runs"]] == ["r0 run", "r1 run", "r2 run"]
+    values = [r["val_acc"] for r in last.results if r.config.hidden == 16 and r.config.lr == 0.001]
+    assert cell["value"] == pytest.approx(sum(values) / 3)
+    assert data["grid"][0][0] == pytest.approx(cell["value"])
