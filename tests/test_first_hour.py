@@ -215,3 +215,31 @@ def test_heatmap_cells_are_configurations_of_the_plan_with_repeats_folded(
     values = [r["val_acc"] for r in last.results if r.config.hidden == 16 and r.config.lr == 0.001]
     assert cell["value"] == pytest.approx(sum(values) / 3)
     assert data["grid"][0][0] == pytest.approx(cell["value"])
+
+
+# -- C: du reports the bytes and the space on disk --------------------------------------------------
+
+
+def test_du_reports_bytes_and_space_on_disk(repo: Repository) -> None:
+    import numpy as np
+
+    for i in range(5):  # small tensors: small chunk files, each taking at least a block
+        repo.stage_weights({"w": np.full(64, i, dtype=np.float32)})
+        repo.commit(f"c{i}")
+    report = repo.du()
+    expected = 0
+    files = 0
+    for dirpath, _dirs, names in os.walk(repo.path / "chunks"):
+        for name in names:
+            expected += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            files += 1
+    assert report.disk_bytes == expected and report.files == files >= 5
+    assert report.disk_bytes > report.stored_bytes  # each small file rounds up to a block
+    out = CliRunner().invoke(cli, ["-C", str(repo.root), "du"]).output
+    assert f"on disk ({files} files, in blocks)" in out
+    assert (
+        json.loads(CliRunner().invoke(cli, ["-C", str(repo.root), "du", "--json"]).output)[
+            "disk_bytes"
+        ]
+        == expected
+    )
