@@ -217,7 +217,7 @@ def test_heatmap_cells_are_configurations_of_the_plan_with_repeats_folded(
     assert data["grid"][0][0] == pytest.approx(cell["value"])
 
 
-# -- C: du reports the bytes and the space on disk --------------------------------------------------
+# -- C: du reports the bytes and the space on disk ---------------------------------------------
 
 
 def test_du_reports_bytes_and_space_on_disk(repo: Repository) -> None:
