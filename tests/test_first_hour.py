@@ -243,3 +243,34 @@ def test_du_reports_bytes_and_space_on_disk(repo: Repository) -> None:
         ]
         == expected
     )
+
+
+# -- A: a run that committed weights names them everywhere, even when it failed --------------------
+
+
+def test_a_failed_run_exposes_its_last_commit_everywhere(repo: Repository) -> None:
+    import numpy as np
+    from starlette.testclient import TestClient
+
+    from coralx.web.app import create_app
+
+    tracker = ExperimentTracker(repo)
+    commits = []
+    with pytest.raises(RuntimeError), tracker.start("digits", params={"lr": 0.1}) as exp:
+        for epoch in range(2):
+            tracker.log("val_acc", 0.5 + epoch / 10, step=epoch)
+            repo.stage_weights({"w": np.full(8, epoch, dtype=np.float32)})
+            commits.append(repo.commit(f"epoch {epoch}").commit_hash)
+        raise RuntimeError("diverged")
+    run_id = exp.experiment_id
+    got = tracker.get(run_id)
+    assert str(getattr(got.status, "value", got.status)) == "failed"
+    assert got.commit_hash == commits[-1] and got.weight_commits == commits
+    [best] = tracker.find_best("val_acc", mode="max", status="failed")
+    assert best["commit_hash"] == commits[-1]
+    shown = json.loads(
+        CliRunner().invoke(cli, ["-C", str(repo.root), "exp", "show", run_id, "--json"]).output
+    )
+    assert shown["commit_hash"] == commits[-1]
+    viewer = TestClient(create_app(repo)).get(f"/api/runs/{run_id}").json()
+    assert viewer["commit_hash"] == commits[-1]
