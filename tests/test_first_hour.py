@@ -46,6 +46,10 @@ def test_every_configuration_has_a_distinct_reproducible_seed(repo: Repository) 
     # A configuration's own seed is kept (repeat() gives each copy one).
     own = fx.digits.build_configs(overrides={"seed": 7})
     assert [c.seed for c in own] == [7, 7, 7, 7]
+    # A seed from the setup context stands for the configurations' own, as it always did.
+    ctx = fx.digits.derive("digits-ctx")
+    ctx.setup(lambda: {"seed": 11})
+    assert [r["seed"] for r in ctx.run_sweep(repo=repo, executor="inline").results] == [11] * 4
 
 
 # -- B: the store ---------------------------------------------------------------------------------
@@ -274,3 +278,23 @@ def test_a_failed_run_exposes_its_last_commit_everywhere(repo: Repository) -> No
     assert shown["commit_hash"] == commits[-1]
     viewer = TestClient(create_app(repo)).get(f"/api/runs/{run_id}").json()
     assert viewer["commit_hash"] == commits[-1]
+
+
+# -- a fork worker of a process whose sync thread was busy ------------------------------------
+
+
+def test_a_fork_child_does_not_inherit_the_syncers_held_lock(tmp_path: Path) -> None:
+    from coralx.records.sync import syncer
+
+    syncer._io.acquire()  # as the sync thread holds it through a batch of fsyncs
+    try:
+        (tmp_path / "record.json").write_text("{}")
+        syncer.add(tmp_path / "record.json")  # a write not yet durable
+        pid = os.fork()
+        if pid == 0:  # the child: a fork worker waiting for its records before it exits
+            done = syncer.wait(timeout=5)
+            os._exit(0 if done else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        syncer._io.release()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -140,6 +140,7 @@ class SweepExperiment:
         child = SweepExperiment.__new__(SweepExperiment)
         child.__dict__.update(self.__dict__)
         child.hooks = {k: list(v) for k, v in self.hooks.items()}
+        child._setup_fns = list(self._setup_fns)  # its own list: setup() on it adds to it alone
         child.name = name
         if "defaults" in changes:
             child.defaults = dict(merge(self.defaults, changes.pop("defaults")).to_dict())
@@ -162,11 +163,13 @@ class SweepExperiment:
         testing: bool = False,
         overrides: Mapping[str, Any] | None = None,
         axis_overrides: Mapping[str, Any] | None = None,
+        seeds: bool = True,
     ) -> ConfigList:
         """The sweep's configurations: the configs (with ``--set-axis`` axes replaced), under
         the defaults, then ``--set`` overrides (which must not touch a key the sweep varies),
-        then the testing function; names checked unique, values checked JSON, and a ``seed``
-        drawn for every configuration without one (:func:`coralx.sweeps.seeding.config_seed`).
+        then the testing function; names checked unique, values checked JSON, and (unless
+        ``seeds=False``) a ``seed`` drawn for every configuration without one
+        (:meth:`draw_seeds`, :func:`coralx.sweeps.seeding.config_seed`).
         """
         raw = self._configs_fn() if self._configs_fn else [{"name": self.name}]
         configs = as_config_list(raw)
@@ -187,11 +190,19 @@ class SweepExperiment:
                     config = merge(config, changed)
             out.append(config)
         configs = validate_configs(ConfigList(out, shape=configs.shape))
+        if seeds:
+            self.draw_seeds(configs)
+        return configs
+
+    def draw_seeds(self, configs: ConfigList, context: Mapping[str, Any] | None = None) -> None:
+        """Give every configuration without a ``seed`` one drawn from :attr:`base_seed` and its
+        hash, unless the setup context sets ``seed`` (which then stands for theirs)."""
+        if context is not None and isinstance(context.get("seed"), int):
+            return
         base = self.base_seed
         for config in configs:
-            if "seed" not in config:  # every configuration has a seed: its own, or drawn
+            if "seed" not in config:
                 config["seed"] = config_seed(base, config_hash(config))
-        return configs
 
     @property
     def base_seed(self) -> int:

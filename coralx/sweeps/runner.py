@@ -119,7 +119,7 @@ def run_sweep(
     (``--set-axis``) replace the axis that sets a key by the values given.
     """
     configs = experiment.build_configs(
-        testing=testing, overrides=overrides, axis_overrides=axis_overrides
+        testing=testing, overrides=overrides, axis_overrides=axis_overrides, seeds=False
     )
     chosen = get_executor(executor if executor is not None else experiment.executor)
     n_workers = max(1, workers if workers is not None else experiment.workers)
@@ -133,6 +133,7 @@ def run_sweep(
         return _report_only(experiment, _find_repo(where), sweep_id, testing)
     store, created = _open_repo(where) if track else (None, False)
     context = experiment.run_setup()
+    experiment.draw_seeds(configs, context)  # after the setup: its seed stands for theirs
     run = _SweepRun(experiment, configs, chosen, n_workers, fn_ref, store, context)
     run.stream = stream
     run.testing = testing
