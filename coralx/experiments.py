@@ -814,6 +814,9 @@ class ExperimentTracker:
             return  # a commit linked to another run (or to none) is not this run's
         with run.lock:
             run.record.weight_commits.append(str(commit.commit_hash))
+            # The run's commit is its latest until end() names another (a best checkpoint):
+            # a run that fails or is killed after committing still names its weights.
+            run.record.commit_hash = str(commit.commit_hash)
             run.save(lease=False)
 
     # -- reading ------------------------------------------------------------------------------

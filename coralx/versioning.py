@@ -130,13 +130,17 @@ class FsckReport:
 @dataclass
 class DuReport:
     """Space used: ``logical`` is every commit's tensors counted in full; ``unique_raw``
-    each distinct chunk once; ``stored`` what the chunk files take on disk."""
+    each distinct chunk once; ``stored`` the bytes of the stored chunks; ``disk`` the space
+    the chunk files take on disk (allocated blocks, as ``du`` counts them: a small file takes
+    a whole block)."""
 
     commits: int
     chunks: int
     logical_bytes: int
     unique_raw_bytes: int
     stored_bytes: int
+    disk_bytes: int = 0
+    files: int = 0
 
     @property
     def dedup_ratio(self) -> float:
@@ -157,6 +161,8 @@ class DuReport:
             "logical_bytes": self.logical_bytes,
             "unique_raw_bytes": self.unique_raw_bytes,
             "stored_bytes": self.stored_bytes,
+            "disk_bytes": self.disk_bytes,
+            "files": self.files,
             "dedup_ratio": self.dedup_ratio,
             "compression_ratio": self.compression_ratio,
             "stored_fraction": self.stored_fraction,
@@ -721,10 +727,27 @@ class WeightHistory:
                 stored += self.chunks.encoded_size(cid)
             except ChunkNotFound:
                 continue
-        return DuReport(len(commits), len(ids), logical, sum(sizes.values()), stored)
+        disk, files = disk_usage(Path(getattr(self.chunks, "root", self.repo.path / "chunks")))
+        return DuReport(len(commits), len(ids), logical, sum(sizes.values()), stored, disk, files)
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def disk_usage(folder: Path) -> tuple[int, int]:
+    """Space the files under ``folder`` take on disk (``st_blocks`` x 512, as ``du`` counts;
+    the apparent size where a file system reports no blocks), and how many files there are."""
+    total = count = 0
+    for dirpath, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:  # removed by a concurrent gc: not there any more
+                continue
+            blocks = getattr(st, "st_blocks", None)
+            total += blocks * 512 if blocks is not None else st.st_size
+            count += 1
+    return total, count
 
 
 def _valid_ref_name(name: str) -> bool:

@@ -212,7 +212,7 @@ def test_the_readme_script_runs_with_only_the_import_changed(tmp_path: Path) -> 
     # every configuration is a coralx run in the store beside the script
     tracker = ExperimentTracker(Repository(tmp_path))
     runs = tracker.list()
-    assert sorted(r.params["name"] for r in runs) == ["fast", "slow"]
+    assert sorted(r.name for r in runs) == ["mnist/fast", "mnist/slow"]
     assert all(r.status.value == "completed" for r in runs)
 
 
@@ -302,7 +302,7 @@ def test_failed_configs_give_pyexps_error_dicts_and_rerun_as_children(tmp_path: 
     out = _run(tmp_path, script)
     assert "bad: 1.0" in out
     tracker = ExperimentTracker(Repository(tmp_path))
-    bad = [r for r in tracker.list() if r.params["name"] == "bad"]
+    bad = [r for r in tracker.list() if r.name == "err/bad"]
     failed = next(r for r in bad if r.status.value == "failed")
     redone = next(r for r in bad if r.status.value == "completed")
     assert redone.parent_experiment == failed.experiment_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coralx.errors import InvalidValue
+from coralx.errors import InvalidConfig, InvalidValue
 from coralx.sweeps import Checkpoint, EarlyStopping
 from coralx.sweeps._cli import parse_overrides
 from coralx.sweeps.verdict import Verdict, to_verdict
@@ -81,11 +81,12 @@ def test_hooks_setup_context_testing_and_context_updates() -> None:
 
 
 def test_overrides_reach_every_config() -> None:
-    out = fx.hooked.run_sweep(
-        executor="inline", track=False, overrides=parse_overrides(["epochs=3", "opt.lr=1e-3"])
-    )
-    assert [r["epochs"] for r in out.results] == [3, 3]
-    assert out.results[0].config.opt.lr == 0.001
+    out = fx.hooked.run_sweep(executor="inline", track=False, overrides={"opt.lr": 1e-3})
+    assert [r.config.opt.lr for r in out.results] == [0.001, 0.001]
+    assert [r["epochs"] for r in out.results] == [10, 20]  # the configs' own, untouched
+    # epochs differs between the two configurations: --set would merge them into one run.
+    with pytest.raises(InvalidConfig, match="--set-axis epochs"):
+        fx.hooked.run_sweep(executor="inline", track=False, overrides={"epochs": 3})
 
 
 def test_parse_overrides() -> None:
@@ -128,13 +129,18 @@ def test_script_command_line(tmp_path) -> None:
         "    s.run(track=False)\n"
     )
     out = subprocess.run(
-        [sys.executable, str(script), "--set", "x=5", "--executor", "fork", "--json"],
+        [sys.executable, str(script), "--set-axis", "x=[5,6]", "--executor", "fork", "--json"],
         capture_output=True,
         text=True,
         check=True,
     )
     data = json.loads(out.stdout)
-    assert [r["result"]["y"] for r in data["results"]] == [50, 50]
+    assert [r["result"]["y"] for r in data["results"]] == [50, 60]
+    assert [r["name"] for r in data["results"]] == ["x5", "x6"]
+    swept = subprocess.run(
+        [sys.executable, str(script), "--set", "x=5"], capture_output=True, text=True
+    )
+    assert swept.returncode == 2 and "--set-axis x=" in swept.stderr, swept.stderr
     streamed = subprocess.run(
         [sys.executable, str(script), "-s"], capture_output=True, text=True, check=True
     )

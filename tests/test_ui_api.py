@@ -268,7 +268,8 @@ def test_sweep_with_the_runners_plan(
     configs = [
         {
             "name": f"c{i}",
-            "config_hash": f"h{i}",
+            # The runs' hashes where the runs are (a 2x2 corner); the third column is new.
+            "config_hash": f"h{(i // 3) * 2 + i % 3}" if i % 3 < 2 else f"new{i}",
             "position": [i // 3, i % 3],
             "config": {"lr": [0.1, 0.2][i // 3], "batch": [8, 16, 32][i % 3]},
         }

@@ -71,7 +71,21 @@ def test_export_download(repo: Repository, commits: dict[str, str], tmp_path) ->
     assert tensors["a"][0] == 0.5
 
 
-@pytest.mark.parametrize("rev", ["main", "HEAD", "f" * 40, "..%2F..%2Fx"])
+def test_every_revision_the_cli_takes(repo: Repository, commits: dict[str, str]) -> None:
+    """The page takes the short ids it shows (and the CLI's log shows), branches and HEAD~1."""
+    client = TestClient(create_app(repo))
+    second = commits["second"]
+    for rev in (second[:12], second[:7], "HEAD", "main"):
+        response = client.get(f"/api/weights/commits/{rev}")
+        assert response.status_code == 200, (rev, response.text)
+        assert response.json()["commit_hash"] == second
+    parent = client.get("/api/weights/commits/HEAD~1").json()["commit_hash"]
+    assert parent == commits["first"]
+    assert client.get(f"/api/weights/commits/{second[:12]}/export").status_code == 200
+    assert client.get("/api/weights/commits/v1").json()["commit_hash"] == commits["first"]
+
+
+@pytest.mark.parametrize("rev", ["nope", "f" * 40, "..%2F..%2Fx", "x" * 300])
 def test_bad_commits_are_404(repo: Repository, commits: dict[str, str], rev: str) -> None:
     client = TestClient(create_app(repo))
     for suffix in ("", "/export"):

@@ -97,6 +97,10 @@ def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
             out.print(f"[red]{r['name']}[/]: {r['error']}")
     if info["verdict"]:
         out.print(f"verdict: [bold]{info['verdict']}[/]")
+    if info.get("report_error"):
+        from rich.markup import escape
+
+        out.print(f"[red]the report raised[/] {escape(info['report_error'])}")
 
 
 @sweep.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -396,7 +396,8 @@ def fsck(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def du(ctx: click.Context, as_json: bool) -> None:
-    """Show the space weights take: logical, unique and stored bytes, and the ratios.
+    """Show the space weights take: logical, unique and stored bytes, the space the chunk
+    files take on disk (allocated blocks, as `du` counts them), and the ratios.
 
     \b
     Example:
@@ -415,7 +416,8 @@ def du(ctx: click.Context, as_json: bool) -> None:
     table.add_row("chunks", f"{report.chunks:,}")
     table.add_row("logical (every commit in full)", _size(report.logical_bytes))
     table.add_row("unique (each chunk once)", _size(report.unique_raw_bytes))
-    table.add_row("stored (on disk)", _size(report.stored_bytes))
+    table.add_row("stored (chunk bytes)", _size(report.stored_bytes))
+    table.add_row(f"on disk ({report.files:,} files, in blocks)", _size(report.disk_bytes))
     table.add_row("dedup ratio", f"{report.dedup_ratio:.2f}x")
     table.add_row("compression ratio", f"{report.compression_ratio:.2f}x")
     table.add_row("stored / logical", f"{report.stored_fraction:.3f}")

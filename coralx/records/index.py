@@ -520,8 +520,8 @@ class Index:
         return {"indexed": added, "removed": removed, "unreadable": skipped}
 
 
-def _fnmatch(pattern: str, name: str) -> int:
-    return int(fnmatch.fnmatchcase(name, pattern))
+def _fnmatch(pattern: str, name: str | None) -> int:
+    return int(name is not None and fnmatch.fnmatchcase(name, pattern))
 
 
 def _where(filters: Filters, prefix: str | None = None) -> tuple[str, list[Any]]:
@@ -548,8 +548,13 @@ def _where(filters: Filters, prefix: str | None = None) -> tuple[str, list[Any]]
         clauses.append("e.branch = ?")
         args.append(f.branch)
     if f.name is not None:
-        clauses.append("fnmatch(?, e.name)")
-        args.append(f.name)
+        # A sweep run is named <experiment>/<configuration>: a glob may match either part.
+        clauses.append(
+            "(fnmatch(?, e.name) OR (e.sweep_id IS NOT NULL AND ("
+            "fnmatch(?, json_extract(e.record, '$.sweep.config_name')) OR "
+            "fnmatch(?, json_extract(e.record, '$.sweep.experiment')))))"
+        )
+        args.extend([f.name] * 3)
     for key, value in (f.params or {}).items():
         clauses.append("param_eq(e.params, ?, ?)")
         args.extend([key, json.dumps(value)])

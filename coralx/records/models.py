@@ -87,6 +87,8 @@ class SweepInfo(_Model):
     """Where a run sits in a sweep."""
 
     sweep_id: str
+    #: The sweep's experiment; the run's name is ``<experiment>/<config_name>``.
+    experiment: str | None = None
     config_name: str | None = None
     config_hash: str | None = None
     position: list[int] = Field(default_factory=list)

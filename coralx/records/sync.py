@@ -64,6 +64,15 @@ class Syncer:
         self._sync_batch()  # everything queued up to now, here
         return True
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: fresh locks and no thread. A lock the parent's sync thread held
+        at the fork (it holds ``_io`` through every batch of fsyncs) would stay held in the
+        child forever, and its first ``wait()`` (a fork worker's, before it exits) hang."""
+        self._cond = threading.Condition()
+        self._io = threading.Lock()
+        self._thread = None
+        self._pid = os.getpid()
+
     def _ensure_thread(self) -> None:
         if os.getpid() != self._pid:  # a forked child starts its own thread
             self._pid = os.getpid()
@@ -108,3 +117,4 @@ def _fsync_path(path: str) -> None:
 
 syncer = Syncer()
 atexit.register(syncer.wait)
+os.register_at_fork(after_in_child=syncer.reset_after_fork)

@@ -5,6 +5,7 @@ decorator's settings."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a config value in every configuration (dots reach nested keys; the "
-        "value is read as JSON when it parses, else as text)",
+        "value is read as JSON when it parses, else as text); a key the sweep varies is an "
+        "error: use --set-axis",
+    )
+    p.add_argument(
+        "--set-axis",
+        dest="axis_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUES",
+        help="replace the sweep's axis that sets KEY by these values (a JSON list, or one "
+        "value): --set-axis hidden=[32,128]",
     )
     p.add_argument("--executor", help="subprocess (default), fork, inline, ray, ray:<address>")
     p.add_argument("--workers", type=int, help="configurations run at once")
@@ -63,7 +74,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise InvalidValue(f"--set takes KEY=VALUE, got {item!r}")
+            raise InvalidValue(f"--set and --set-axis take KEY=VALUE, got {item!r}")
         try:
             value: Any = json.loads(text)
         except ValueError:
@@ -79,6 +90,10 @@ def main(
     settings = dict(options)
     overrides = dict(settings.pop("overrides", None) or {})
     overrides.update(parse_overrides(args.overrides))
+    axes = dict(settings.pop("axis_overrides", None) or {})
+    axes.update(parse_overrides(args.axis_overrides))
+    if axes:
+        settings["axis_overrides"] = axes
     for key in ("executor", "workers", "sweep_id", "repo"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
@@ -118,6 +133,25 @@ def _run(
 
     if quiet or settings.get("report_only"):
         return run_sweep(experiment, overrides=overrides, **settings)
+    with contextlib.ExitStack() as stack:
+        bar: Any = None
+        task_id: Any = None
+
+        def on_progress(p: Progress_, _result: Result | None) -> None:
+            nonlocal bar, task_id
+            if bar is None:
+                # Started at the first report, when the plan is known: bad input, or a store
+                # that cannot be opened, is an error without a progress bar of 0/None first.
+                bar = stack.enter_context(_progress_bar())
+                task_id = bar.add_task(experiment.name, total=p.total, counts="")
+            bar.update(task_id, total=p.total, completed=p.finished, counts=progress_text(p))
+            bar.refresh()
+
+        result = run_sweep(experiment, overrides=overrides, on_progress=on_progress, **settings)
+    return result
+
+
+def _progress_bar() -> Any:
     from rich.progress import (
         BarColumn,
         Progress,
@@ -137,18 +171,18 @@ def _run(
     )
     # Refreshed by the runner's own loop (no refresh thread): forked workers never inherit a
     # lock held by a rendering thread.
-    with Progress(*columns, auto_refresh=False, transient=False) as bar:
-        task_id = bar.add_task(experiment.name, total=None, counts="")
+    return Progress(*columns, auto_refresh=False, transient=False)
 
-        def on_progress(p: Progress_, _result: Result | None) -> None:
-            counts = (
-                f"[green]{p.done} done[/] [red]{p.failed} failed[/] "
-                f"[dim]{p.skipped} skipped[/] [cyan]{p.running} running[/]"
-            )
-            bar.update(task_id, total=p.total, completed=p.finished, counts=counts)
-            bar.refresh()
 
-        return run_sweep(experiment, overrides=overrides, on_progress=on_progress, **settings)
+def progress_text(p: Progress_) -> str:
+    """The counts beside the bar; every finished run is counted under one of them."""
+    text = (
+        f"[green]{p.done} done[/] [red]{p.failed} failed[/] "
+        f"[dim]{p.skipped} skipped[/] [cyan]{p.running} running[/]"
+    )
+    if p.cancelled:
+        text += f" [yellow]{p.cancelled} cancelled[/]"
+    return text
 
 
 Progress_ = Any  # the runner's Progress; named apart from rich's
@@ -186,6 +220,12 @@ def render_summary(experiment: SweepExperiment, result: SweepResult) -> None:
             console.print(f"best by {metric} ({experiment.mode}): [bold]{best.name}[/] {ident}")
     if result.verdict:
         console.print(f"report verdict: [bold]{result.verdict}[/]")
+    if result.report_error:
+        from rich.markup import escape
+
+        console.print(f"[red]the report raised[/] {escape(result.report_error)}")
+    if result.created_store:
+        console.print(f"[dim]created a coralx store at {result.store}[/]")
 
 
 def _as_json(result: SweepResult) -> dict[str, Any]:
@@ -193,6 +233,7 @@ def _as_json(result: SweepResult) -> dict[str, Any]:
         "sweep_id": result.sweep_id,
         "status": result.status,
         "verdict": result.verdict,
+        "report_error": result.report_error,
         "counts": result.counts,
         "shape": list(result.results.shape),
         "results": result.results.to_list(),

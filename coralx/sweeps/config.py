@@ -29,11 +29,14 @@ __all__ = [
     "RESERVED_KEYS",
     "Config",
     "ConfigList",
+    "check_not_swept",
     "config_hash",
     "grid",
     "load_config",
     "merge",
+    "parse_axes",
     "repeat",
+    "replace_axis",
     "sweep",
     "validate_configs",
 ]
@@ -144,7 +147,13 @@ def _unwrap(value: Any) -> Any:
 
 class ConfigList(list[Config]):
     """A flat list of configurations that remembers the sweep's shape (``shape``: a tuple whose
-    product is the length). Results come back in the same shape."""
+    product is the length). Results come back in the same shape.
+
+    A list made by :func:`sweep` or :func:`repeat` also remembers how (``_origin``), so one of
+    its axes can be replaced (:func:`replace_axis`, ``--set-axis``) and the rest rebuilt."""
+
+    #: ("sweep", parent, variations) or ("repeat", parent, (n, seed)); None for a plain list.
+    _origin: tuple[str, ConfigList, Any] | None = None
 
     def __init__(self, items: Iterable[Any] = (), shape: Sequence[int] | None = None) -> None:
         super().__init__(Config(c) for c in items)
@@ -274,7 +283,9 @@ def sweep(
             vname = _variation_name(variation)
             merged["name"] = f"{config['name']}_{vname}" if config.get("name") else vname
             out.append(merged)
-    return ConfigList._of_fresh(out, (*base.shape, len(variations)))
+    result = ConfigList._of_fresh(out, (*base.shape, len(variations)))
+    result._origin = ("sweep", base, list(variations))
+    return result
 
 
 def grid(axes: Mapping[str, Sequence[Any]], base: Mapping[str, Any] | None = None) -> ConfigList:
@@ -311,7 +322,73 @@ def repeat(configs: Any, n: int, *, seed: int | None = None) -> ConfigList:
             copy = merge(config, {"repeat": r, "seed": start + r})
             copy["name"] = f"{config['name']}_r{r}" if config.get("name") else f"r{r}"
             out.append(copy)
-    return ConfigList._of_fresh(out, (*base.shape, n))
+    result = ConfigList._of_fresh(out, (*base.shape, n))
+    result._origin = ("repeat", base, (n, seed))
+    return result
+
+
+# -- overriding a sweep from the command line ------------------------------------------------
+
+_MISSING = object()
+
+
+def check_not_swept(configs: Sequence[Config], overrides: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidConfig` if an override (``--set KEY=VALUE``) sets a key whose value
+    differs between configurations: it would silently collapse an axis of the sweep into one
+    value, under names that still tell the old values."""
+    for key in overrides:
+        seen: dict[str, None] = {}
+        for config in configs:
+            value = config.get_path(key, _MISSING)
+            seen.setdefault("(unset)" if value is _MISSING else canonical_json(value), None)
+        if len(seen) > 1:
+            shown = ", ".join(list(seen)[:5]) + (", ..." if len(seen) > 5 else "")
+            raise InvalidConfig(
+                f"--set {key}=... would override {key!r}, which this sweep varies ({shown}): "
+                f"its {len(configs)} configurations would collapse into fewer runs under names "
+                f"that no longer say what they ran. To replace the axis, use "
+                f"--set-axis {key}=VALUE (or a JSON list of values)"
+            )
+
+
+def parse_axes(axes: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``{"hidden": [16, 32]}`` or ``{"hidden": 32}`` -> ``{"hidden": [16, 32]}`` / ``[32]``."""
+    out: dict[str, list[Any]] = {}
+    for key, values in axes.items():
+        items = list(values) if isinstance(values, list | tuple) else [values]
+        if not items:
+            raise InvalidConfig(f"--set-axis {key} needs at least one value")
+        out[key] = items
+    return out
+
+
+def replace_axis(configs: ConfigList, key: str, values: Sequence[Any]) -> ConfigList:
+    """``configs`` with the axis that sets ``key`` replaced by one variation per value (named
+    as :func:`grid` names them: ``hidden32``); the other axes are rebuilt around it.
+
+    >>> cfgs = grid({"hidden": [16, 64], "lr": [0.1, 0.01]})
+    >>> [c.name for c in replace_axis(cfgs, "hidden", [32])]
+    ['hidden32_lr0.1', 'hidden32_lr0.01']
+    """
+    origin = configs._origin
+    if origin is None:
+        raise InvalidConfig(
+            f"--set-axis {key}: no axis of this sweep sets {key!r} (axes are what coralx.sweep, "
+            f"coralx.grid and coralx.repeat make); to set it in every configuration, use "
+            f"--set {key}=VALUE"
+        )
+    kind, parent, arg = origin
+    if kind == "sweep" and arg and all(key in v for v in arg):
+        others = sorted({k for v in arg for k in v if k not in ("name", key)})
+        if others:
+            raise InvalidConfig(
+                f"--set-axis {key}: the axis that sets {key!r} also sets {', '.join(others)}; "
+                "change that axis in the configs function instead"
+            )
+        short = key.rsplit(".", 1)[-1]
+        return sweep(parent, [{"name": f"{short}{v}", key: v} for v in values])  # as grid()
+    rebuilt = replace_axis(parent, key, values)
+    return sweep(rebuilt, arg) if kind == "sweep" else repeat(rebuilt, arg[0], seed=arg[1])
 
 
 # -- hashing and validation ------------------------------------------------------------------

@@ -517,6 +517,11 @@ def _redirect(task: Task) -> None:
         os.close(target)
     sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115 - lives with the worker
     sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+    # A crash's Python stack goes to the run's log too (as in a subprocess child), not to a
+    # file the parent had faulthandler write to (pytest's copy of the terminal, say).
+    import faulthandler
+
+    faulthandler.enable(file=sys.stderr)
     _redirected_to.append(stem)
 
 

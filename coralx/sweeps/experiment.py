@@ -22,7 +22,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import InvalidConfig, InvalidValue
-from .config import ConfigList, as_config_list, check_json, merge, validate_configs
+from .config import (
+    ConfigList,
+    as_config_list,
+    check_json,
+    check_not_swept,
+    config_hash,
+    merge,
+    parse_axes,
+    replace_axis,
+    validate_configs,
+)
+from .seeding import DEFAULT_BASE_SEED, config_seed
 
 # Not `from typing import ...`: importing typing is a measurable part of a child's start.
 TYPE_CHECKING = False
@@ -131,6 +142,7 @@ class SweepExperiment:
         child = SweepExperiment.__new__(SweepExperiment)
         child.__dict__.update(self.__dict__)
         child.hooks = {k: list(v) for k, v in self.hooks.items()}
+        child._setup_fns = list(self._setup_fns)  # its own list: setup() on it adds to it alone
         child.name = name
         if "defaults" in changes:
             child.defaults = dict(merge(self.defaults, changes.pop("defaults")).to_dict())
@@ -148,17 +160,30 @@ class SweepExperiment:
         return self.fn(Config(config), run) if run is not None else self.fn(Config(config))
 
     def build_configs(
-        self, *, testing: bool = False, overrides: Mapping[str, Any] | None = None
+        self,
+        *,
+        testing: bool = False,
+        overrides: Mapping[str, Any] | None = None,
+        axis_overrides: Mapping[str, Any] | None = None,
+        seeds: bool = True,
     ) -> ConfigList:
-        """The sweep's configurations: defaults, then the configs, then ``--set`` overrides,
-        then the testing function; names checked unique and values checked JSON."""
+        """The sweep's configurations: the configs (with ``--set-axis`` axes replaced), under
+        the defaults, then ``--set`` overrides (which must not touch a key the sweep varies),
+        then the testing function; names checked unique, values checked JSON, and (unless
+        ``seeds=False``) a ``seed`` drawn for every configuration without one
+        (:meth:`draw_seeds`, :func:`coralx.sweeps.seeding.config_seed`).
+        """
         raw = self._configs_fn() if self._configs_fn else [{"name": self.name}]
         configs = as_config_list(raw)
+        axes = parse_axes(axis_overrides or {})
+        for key, values in axes.items():
+            configs = replace_axis(configs, key, values)
+        if self.defaults:
+            configs = ConfigList([merge(self.defaults, c) for c in configs], shape=configs.shape)
+        if overrides:
+            check_not_swept(configs, overrides)
         out = []
         for config in configs:
-            config = merge(self.defaults, config) if self.defaults else config
-            if self.seed is not None:
-                config.setdefault("seed", self.seed)
             if overrides:
                 config = merge(config, overrides)
             if testing and self._testing_fn is not None:
@@ -166,7 +191,25 @@ class SweepExperiment:
                 if isinstance(changed, Mapping):
                     config = merge(config, changed)
             out.append(config)
-        return validate_configs(ConfigList(out, shape=configs.shape))
+        configs = validate_configs(ConfigList(out, shape=configs.shape))
+        if seeds:
+            self.draw_seeds(configs)
+        return configs
+
+    def draw_seeds(self, configs: ConfigList, context: Mapping[str, Any] | None = None) -> None:
+        """Give every configuration without a ``seed`` one drawn from :attr:`base_seed` and its
+        hash, unless the setup context sets ``seed`` (which then stands for theirs)."""
+        if context is not None and isinstance(context.get("seed"), int):
+            return
+        base = self.base_seed
+        for config in configs:
+            if "seed" not in config:
+                config["seed"] = config_seed(base, config_hash(config))
+
+    @property
+    def base_seed(self) -> int:
+        """The seed configurations without their own are drawn from (recorded with the sweep)."""
+        return self.seed if self.seed is not None else DEFAULT_BASE_SEED
 
     def run_setup(self) -> dict[str, Any]:
         context: dict[str, Any] = {}

@@ -47,6 +47,8 @@ def _summary(repo: Repository, record: SweepRecord) -> dict[str, Any]:
         "runs": len(record.runs),
         "counts": record.counts(),
         "verdict": (record.verdict or {}).get("verdict"),
+        "report_error": (record.verdict or {}).get("error"),
+        "seed": record.seed,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "testing": record.testing,

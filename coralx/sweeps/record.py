@@ -67,6 +67,8 @@ class SweepRecord:
     testing: bool = False
     metric: str | None = None
     mode: str = "min"
+    #: The base seed of configurations without their own ``seed`` (``sweeps.seeding``).
+    seed: int | None = None
     context: dict[str, Any] = field(default_factory=dict)
     configs: list[dict[str, Any]] = field(default_factory=list)
     runs: list[Attempt] = field(default_factory=list)

@@ -76,6 +76,11 @@ class SweepResult:
     status: str
     verdict: str | None = None
     progress: Progress = field(default_factory=Progress)
+    #: ``"TypeError: ..."`` when the report function raised (the results are kept regardless).
+    report_error: str | None = None
+    #: The store's folder (None untracked), and whether this sweep created it.
+    store: str | None = None
+    created_store: bool = False
 
     @property
     def counts(self) -> dict[str, int]:
@@ -114,6 +119,7 @@ def run_sweep(
     sweep_id: str | None = None,
     new: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    axis_overrides: Mapping[str, Any] | None = None,
     repo: Any = None,
     track: bool = True,
     on_progress: Callable[[Progress, Result | None], None] | None = None,
@@ -124,42 +130,65 @@ def run_sweep(
     """Run ``experiment``'s sweep. Bad input (duplicate names, values JSON cannot hold, an
     unknown executor, Ray missing) raises before anything runs.
 
-    ``track=False`` runs without a store: no records, no caching, no weight commits.
+    ``track=False`` runs without a store: no records, no caching, no weight commits. Otherwise
+    the store is the one at or above ``repo`` (default: the experiment's ``repo``, else the
+    current folder), created there if there is none, as ``Repository(path, init=True)`` does.
+    ``overrides`` (``--set``) may not change a key the sweep varies; ``axis_overrides``
+    (``--set-axis``) replace the axis that sets a key by the values given.
     ``label`` names the sweep: the latest sweep with that label is continued, or a new one
     made (pyexp's ``--timestamp``). ``output_root`` puts each configuration's ``out`` folder at
     ``<output_root>/<name>-<config hash>`` instead of inside the store. ``by_value`` ships the
     function itself to the executor's processes (cloudpickle), for functions that cannot be
     imported by name (defined in a notebook or inside another function).
     """
-    configs = experiment.build_configs(testing=testing, overrides=overrides)
+    configs = experiment.build_configs(
+        testing=testing, overrides=overrides, axis_overrides=axis_overrides, seeds=False
+    )
     chosen = get_executor(executor if executor is not None else experiment.executor)
     n_workers = max(1, workers if workers is not None else experiment.workers)
     if chosen.max_workers is not None:
         n_workers = min(n_workers, chosen.max_workers)
     fn_ref = FunctionRef.of(experiment, by_value=by_value)
-    store = _open_repo(repo if repo is not None else experiment.repo) if track else None
+    where = repo if repo is not None else experiment.repo
     if report_only:
-        if store is None:
+        if not track:
             raise InvalidValue("--report reads a stored sweep: it needs a coralx store")
-        return _report_only(experiment, store, sweep_id, testing, label)
+        return _report_only(experiment, _find_repo(where), sweep_id, testing, label)
+    store, created = _open_repo(where) if track else (None, False)
     context = experiment.run_setup()
+    experiment.draw_seeds(configs, context)  # after the setup: its seed stands for theirs
     run = _SweepRun(experiment, configs, chosen, n_workers, fn_ref, store, context)
     run.stream = stream
     run.testing = testing
     run.on_progress = on_progress
     run.label = label
     run.output_root = os.fspath(output_root) if output_root is not None else None
-    return run.execute(rerun=rerun, sweep_id=sweep_id, new=new)
+    result = run.execute(rerun=rerun, sweep_id=sweep_id, new=new)
+    result.store = str(store.path) if store is not None else None
+    result.created_store = created
+    return result
 
 
-def _open_repo(repo: Any) -> Repository:
+def _find_repo(repo: Any) -> Repository:
     from ..repository import Repository
 
     if isinstance(repo, Repository):
         return repo
-    if repo is None:
-        return Repository.discover()
     return Repository.discover(repo)
+
+
+def _open_repo(repo: Any) -> tuple[Repository, bool]:
+    """The store at or above ``repo`` (a path, default the current folder), else a new one
+    created there: what ``Repository(path, init=True)`` gives the tracker. True if created."""
+    from ..errors import RepositoryNotFound
+    from ..repository import Repository
+
+    if isinstance(repo, Repository):
+        return repo, False
+    try:
+        return Repository.discover(repo), False
+    except RepositoryNotFound:
+        return Repository(repo if repo is not None else ".", init=True), True
 
 
 class _SweepRun:
@@ -243,6 +272,7 @@ class _SweepRun:
         record.workers = self.workers
         record.metric = exp.metric
         record.mode = exp.mode
+        record.seed = exp.base_seed
         record.context = self.context
         record.configs = [
             {
@@ -574,28 +604,49 @@ class _SweepRun:
         results = ResultSet([r for r in self.results if r is not None], self.configs.shape)
         if status != "cancelled" and any(r.status != "completed" for r in results):
             status = "failed"
-        verdict = None
+        verdict = report_error = None
         if self.record is not None:
             self.record.status = status
             self.record.save(self._repo())
         if status != "cancelled":
-            verdict = self._report(results)
+            verdict, report_error = self._report(results)
         return SweepResult(
             sweep_id=self.record.sweep_id if self.record else None,
             results=results,
             status=status,
             verdict=verdict,
             progress=self.progress,
+            report_error=report_error,
         )
 
-    def _report(self, results: ResultSet) -> str | None:
-        verdict = self.experiment.run_report(results)
-        if verdict is None:
-            return None
-        if self.record is not None:
-            self.record.verdict = {"verdict": verdict.value, "at": now()}
+    def _report(self, results: ResultSet) -> tuple[str | None, str | None]:
+        """The verdict, or the error of a report function that raised: the runs and their
+        records are the sweep's results whatever the report does with them."""
+        verdict, error = run_report_safely(self.experiment, results)
+        if self.record is not None and (verdict is not None or error is not None):
+            self.record.verdict = {"verdict": verdict, "error": error, "at": now()}
             self.record.save(self._repo())
-        return verdict.value
+        return verdict, error
+
+
+def run_report_safely(
+    experiment: SweepExperiment, results: ResultSet
+) -> tuple[str | None, str | None]:
+    """``(verdict, None)``, or ``(None, "TypeError: ... (report.py:12)")`` if the report raised."""
+    try:
+        verdict = experiment.run_report(results)
+    except Exception as exc:
+        return None, _brief_error(exc)
+    return (verdict.value if verdict is not None else None), None
+
+
+def _brief_error(exc: BaseException) -> str:
+    """``Type: message (file:line)`` of where the exception was raised."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 _NOT_STARTED = "NotStarted"  # see _records.refresh
@@ -650,12 +701,12 @@ def _report_only(
             raise SweepNotFound(f"(none yet for experiment {experiment.name!r})")
         record = found[0]
     results = results_of(record)
-    verdict = experiment.run_report(results)
-    if verdict is not None:
+    verdict, error = run_report_safely(experiment, results)
+    if verdict is not None or error is not None:
         lock = sweep_lock(repo, record.sweep_id)
         try:
             record = SweepRecord.load(repo, record.sweep_id)
-            record.verdict = {"verdict": verdict.value, "at": now()}
+            record.verdict = {"verdict": verdict, "error": error, "at": now()}
             record.save(repo)
         finally:
             lock.release()
@@ -664,8 +715,10 @@ def _report_only(
         sweep_id=record.sweep_id,
         results=results,
         status=record.status,
-        verdict=verdict.value if verdict else None,
+        verdict=verdict,
         progress=progress,
+        report_error=error,
+        store=str(repo.path),
     )
 
 

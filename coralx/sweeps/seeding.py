@@ -24,9 +24,26 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-__all__ = ["SEED_KEYS", "apply_seeds", "seeds_of"]
+__all__ = ["DEFAULT_BASE_SEED", "SEED_KEYS", "apply_seeds", "config_seed", "seeds_of"]
 
 SEED_KEYS = ("seed", "numpy_seed", "torch_seed", "pythonhashseed")
+
+#: The base seed of a sweep whose experiment sets none (``@coralx.experiment(seed=...)``).
+DEFAULT_BASE_SEED = 0
+
+
+def config_seed(base: int, config_hash: str) -> int:
+    """The seed of a configuration that sets none: drawn from the sweep's base seed and the
+    configuration's hash, so it is the same on every run of that configuration, whatever the
+    sweep around it, and distinct between configurations (31 bits: any seeding API takes it).
+
+    >>> config_seed(0, "3f2a9c0d1e4b5a67") == config_seed(0, "3f2a9c0d1e4b5a67")
+    True
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"coralx-seed:{base}:{config_hash}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def seeds_of(config: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, int]:

@@ -91,7 +91,9 @@ class FunctionRef:
                 pickled=_pickle_by_value(obj),
             )
         if module_name == "__main__" or module_name.startswith(SCRIPT_MODULE_PREFIX) or not spec:
-            file = getattr(module, "__file__", None)
+            # The file the function's code came from, not the __main__ module's: under
+            # `python -m cProfile train.py` (or pdb, or a debugger) that is the launcher's.
+            file = _source_file(obj) or getattr(module, "__file__", None)
             return cls(qualname=name, file=os.path.abspath(file) if file else None, local_key=key)
         return cls(qualname=name, module=module_name, local_key=key)
 
@@ -146,6 +148,16 @@ def _pickle_by_value(obj: Any) -> bytes:
             hooks=dict(getattr(obj, "hooks", {})),
         )
     return bytes(cloudpickle.dumps(obj))
+
+
+def _source_file(obj: Any) -> str | None:
+    """The source file of a function (or of an experiment's function), if it is a real file."""
+    fn = getattr(obj, "fn", None) or getattr(obj, "__wrapped__", None) or obj
+    code = getattr(fn, "__code__", None)
+    path = getattr(code, "co_filename", None)
+    if isinstance(path, str) and not path.startswith("<") and os.path.isfile(path):
+        return path
+    return None
 
 
 def load_script(path: str) -> Any:
@@ -239,9 +251,11 @@ class Task:
     def start_run(self, tracker: Any) -> None:
         """Start this configuration's record with ``tracker`` (under its pre-assigned id)."""
         tracker.start(
-            self.experiment,
+            self.run_name,
             description=self.description,
-            params=self.config,
+            # The configuration's name is the run's name (and sweep.config_name), not a param:
+            # the runs table would show it twice.
+            params={k: v for k, v in self.config.items() if k != "name"},
             tags=list(self.tags),
             parent_experiment=self.parent_experiment,
             experiment_id=self.experiment_id,
@@ -282,10 +296,19 @@ class Task:
         return json.dumps(self.to_dict())
 
     @property
+    def run_name(self) -> str:
+        """The record's name: the experiment's and the configuration's (``digits/hidden64``),
+        so runs of one sweep are told apart; ``--name`` globs match either part."""
+        if not self.name or self.name == self.experiment:
+            return self.experiment
+        return f"{self.experiment}/{self.name}"
+
+    @property
     def sweep_info(self) -> dict[str, Any]:
         """The record's ``sweep`` field (see the contract for experiment records)."""
         return {
             "sweep_id": self.sweep_id,
+            "experiment": self.experiment,
             "config_name": self.name,
             "config_hash": self.config_hash,
             "position": list(self.position),

@@ -164,9 +164,18 @@ class RunQuery:
             return False
         if self.sweep and row.sweep_id != self.sweep:
             return False
-        if self.name and not _name_matches(self.name, row.name):
+        if self.name and not any(_name_matches(self.name, n) for n in _names(row)):
             return False
         return all(_param_matches(p, row.params) for p in self.params)
+
+
+def _names(row: Row) -> list[str]:
+    """A run's name and, for a sweep run (``<experiment>/<configuration>``), each part."""
+    sweep = row.record.get("sweep")
+    if not isinstance(sweep, Mapping):
+        return [row.name]
+    parts = [sweep.get("config_name"), sweep.get("experiment")]
+    return [row.name, *(str(p) for p in parts if p)]
 
 
 def _name_matches(pattern: str, name: str) -> bool:

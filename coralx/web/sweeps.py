@@ -1,8 +1,9 @@
 """A sweep's configurations laid out by its shape, for the sweep page.
 
 Every run of a sweep carries ``sweep.position`` (its index along each axis of the sweep's
-shape) and ``sweep.repeat``. Cells are configurations; repeats of one configuration share a
-cell, whose value is the mean of their main metric.
+shape), ``sweep.config_hash`` and ``sweep.repeat``. A cell is one configuration of the sweep's
+plan, valued by its latest run; the repeats of a configuration (the axis ``coralx.repeat``
+adds) share a cell, whose value is the mean of theirs, and says so.
 """
 
 from __future__ import annotations
@@ -118,27 +119,24 @@ def _plan(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
 def sweep_layout(
     sweep_id: str, rows: Sequence[Any], meta: Mapping[str, Any], metric: str | None
 ) -> dict[str, Any]:
-    """The data of the sweep page: cells by position, status counts, axes, verdict."""
+    """The data of the sweep page: cells by position, status counts, axes, verdict.
+
+    With the sweep's plan (its record), a cell is one configuration of the plan, valued by the
+    latest run of that configuration (as ``coralx sweep show`` does); a repeat axis
+    (``coralx.repeat``) is folded into the cells, each the mean of its repeats and labelled so.
+    Runs of configurations the plan no longer holds (an earlier ``--set``) are counted apart,
+    never mixed into a cell."""
     plan = _plan(meta)
     main = _main_metric(rows, meta, metric)
-    cells: dict[tuple[int, ...], dict[str, Any]] = {}
-    for item in plan:
-        cells[item["position"]] = _cell(item["position"], item["name"])
-    positions = {_position(r) for r in rows}
-    ndim_of_runs = {len(p) for p in positions if p}
-    for row in sorted(rows, key=lambda r: (_position(r), r.created or 0, r.id)):
-        pos = _position(row) if len(ndim_of_runs) == 1 and _position(row) else (len(cells),)
-        sweep = row.record.get("sweep") or {}
-        cell = cells.setdefault(pos, _cell(pos, sweep.get("config_name") or row.name))
-        cell["runs"].append({"id": row.id, "status": row.status, "repeat": sweep.get("repeat")})
-        value = _metric_value(row, main) if main else None
-        if value is not None and row.status == "completed":
-            cell["values"].append(value)
-    for cell in cells.values():
-        values = cell.pop("values")
-        cell["value"] = sum(values) / len(values) if values else None
-    shape = _shape(meta, cells)
-    points = [(item["position"], item["params"]) for item in plan] or [
+    full_shape = _shape(meta, {item["position"]: None for item in plan})
+    repeat_axis = _repeat_axis(plan, full_shape) if plan else None
+    if plan:
+        cells, outside = _plan_cells(plan, rows, main, repeat_axis)
+    else:
+        cells, outside = _position_cells(rows, main), 0
+    keep = [i for i in range(len(full_shape)) if i != repeat_axis]
+    shape = [full_shape[i] for i in keep] if plan else _shape(meta, cells)
+    points = [(_without(item["position"], repeat_axis), item["params"]) for item in plan] or [
         (_position(r), r.params) for r in rows if _position(r)
     ]
     axes = _axes(points, shape) if shape else []
@@ -172,15 +170,108 @@ def sweep_layout(
         "axes": axes,
         "grid": grid,
         "grid_axes": grid_axes,
+        "repeats": full_shape[repeat_axis] if repeat_axis is not None else None,
         "cells": [cells[p] for p in sorted(cells)],
         "statuses": counts,
         "runs": len(rows),
+        "runs_outside_plan": outside,
         "verdict": verdict,
     }
 
 
+def _without(position: tuple[int, ...], axis: int | None) -> tuple[int, ...]:
+    return position if axis is None else position[:axis] + position[axis + 1 :]
+
+
+def _repeat_axis(plan: Sequence[Mapping[str, Any]], shape: Sequence[int]) -> int | None:
+    """The axis ``coralx.repeat`` made: every configuration's ``repeat`` is its index there."""
+    for axis in reversed(range(len(shape))):
+        if shape[axis] > 1 and all(
+            len(item["position"]) == len(shape)
+            and item["params"].get("repeat") == item["position"][axis]
+            for item in plan
+        ):
+            return axis
+    return None
+
+
+def _config_hash(row: Any) -> Any:
+    sweep = row.record.get("sweep")
+    return sweep.get("config_hash") if isinstance(sweep, Mapping) else None
+
+
+def _plan_cells(
+    plan: Sequence[Mapping[str, Any]],
+    rows: Sequence[Any],
+    main: str | None,
+    repeat_axis: int | None,
+) -> tuple[dict[tuple[int, ...], dict[str, Any]], int]:
+    """One cell per configuration of the plan (repeats folded in), valued by the latest run of
+    each configuration; and how many runs belong to no configuration of the plan."""
+    by_hash: dict[Any, list[Any]] = {}
+    for row in sorted(rows, key=lambda r: (r.created or 0, r.id)):
+        by_hash.setdefault(_config_hash(row), []).append(row)
+    cells: dict[tuple[int, ...], dict[str, Any]] = {}
+    used: set[Any] = set()
+    for item in plan:
+        pos = _without(item["position"], repeat_axis)
+        name = item["name"]
+        repeat = item["position"][repeat_axis] if repeat_axis is not None else None
+        if repeat is not None and isinstance(name, str):
+            name = name.removesuffix(f"_r{repeat}")
+        cell = cells.setdefault(pos, _cell(pos, name))
+        runs = by_hash.get(item["config_hash"], []) if item["config_hash"] not in used else []
+        used.add(item["config_hash"])
+        for n, row in enumerate(runs, 1):
+            label = f"r{repeat} " if repeat is not None else ""
+            label += "run" if len(runs) == 1 else f"attempt {n} of {len(runs)}"
+            cell["runs"].append({"id": row.id, "status": row.status, "label": label.strip()})
+        latest = runs[-1] if runs else None
+        if latest is not None and main and latest.status == "completed":
+            value = _metric_value(latest, main)
+            if value is not None:
+                cell["values"].append(value)
+        cell["configurations"] += 1
+    for cell in cells.values():
+        values = cell.pop("values")
+        cell["value"] = sum(values) / len(values) if values else None
+        total = cell["configurations"]
+        if repeat_axis is not None:
+            cell["aggregate"] = f"mean of {len(values)} of {total} repeats"
+        else:
+            cell["aggregate"] = "latest run" if values else None
+    outside = sum(len(v) for h, v in by_hash.items() if h not in used)
+    return cells, outside
+
+
+def _position_cells(rows: Sequence[Any], main: str | None) -> dict[tuple[int, ...], dict[str, Any]]:
+    """Without a plan: cells by the runs' own positions, each the mean of its completed runs."""
+    cells: dict[tuple[int, ...], dict[str, Any]] = {}
+    positions = {_position(r) for r in rows}
+    ndim_of_runs = {len(p) for p in positions if p}
+    for row in sorted(rows, key=lambda r: (_position(r), r.created or 0, r.id)):
+        pos = _position(row) if len(ndim_of_runs) == 1 and _position(row) else (len(cells),)
+        sweep = row.record.get("sweep") or {}
+        cell = cells.setdefault(pos, _cell(pos, sweep.get("config_name") or row.name))
+        cell["runs"].append({"id": row.id, "status": row.status, "label": row.id[-6:]})
+        value = _metric_value(row, main) if main else None
+        if value is not None and row.status == "completed":
+            cell["values"].append(value)
+    for cell in cells.values():
+        values = cell.pop("values")
+        cell["value"] = sum(values) / len(values) if values else None
+        cell["aggregate"] = f"mean of {len(values)} runs" if values else None
+    return cells
+
+
 def _cell(position: tuple[int, ...], name: Any) -> dict[str, Any]:
-    return {"position": list(position), "config_name": name, "runs": [], "values": []}
+    return {
+        "position": list(position),
+        "config_name": name,
+        "runs": [],
+        "values": [],
+        "configurations": 0,
+    }
 
 
 def _shape(meta: Mapping[str, Any], cells: Mapping[tuple[int, ...], Any]) -> list[int]:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RevisionNotFound, StoreCorrupted
-from ..ids import is_hex
 
 if TYPE_CHECKING:
     from ..repository import Repository
@@ -54,17 +53,20 @@ def overview(repo: Repository) -> dict[str, Any]:
     }
 
 
-def _check_commit_id(rev: str) -> str:
-    text = rev.strip().lower()
-    if len(text) != 40 or not is_hex(text):
-        raise RevisionNotFound(rev, "the weights page takes full 40-digit commit ids")
-    return text
+def _resolve(repo: Repository, rev: str) -> str:
+    """The commit a revision names, taking what the CLI takes (and shows): a full or short
+    commit id, a branch, a tag, ``HEAD~1``; ``Repository.resolve`` checks names before any
+    lookup, so nothing outside the store's refs is reached."""
+    text = rev.strip()
+    if not text or len(text) > 256:
+        raise RevisionNotFound(rev, "give a commit id (full or short), a branch or a tag")
+    return repo.resolve(text)
 
 
 def commit_details(repo: Repository, rev: str) -> dict[str, Any]:
     """One commit: its metadata, the diff of its tensors against its first parent, and the
     bytes its tensors take raw and as stored."""
-    sha = repo.resolve(_check_commit_id(rev))
+    sha = _resolve(repo, rev)
     [commit] = repo.log(sha, limit=1)
     info = _commit_dict(commit)
     parent = commit.parents[0] if commit.parents else None
@@ -126,6 +128,6 @@ def _encoded_size(weights: Any, chunk_id: str) -> int:
 
 def export(repo: Repository, rev: str, dest: Path) -> str:
     """Write a commit's weights to ``dest`` as safetensors; return the commit id."""
-    sha = repo.resolve(_check_commit_id(rev))
+    sha = _resolve(repo, rev)
     repo.export(sha, dest)
     return sha

@@ -47,6 +47,8 @@
   // The best value of a metric: the highest for the ones that grow as a model improves.
   const best = (metric) => (/acc|score|f1|auc|precision|recall|reward|iou|bleu/i.test(metric) ? "max" : "min");
 
+  const FIXED = new Set(["name", "status", "tags", "created", "duration"]);
+
   function header(label, column) {
     const sorted = state.sort === column;
     return el("th", {
@@ -63,7 +65,8 @@
     const metricCols = page.columns.metrics.slice(0, 4);
     const head = el("tr", {}, el("th", {}, ""), header("name", "name"), header("status", "status"),
       header("tags", "tags"), header("created", "created_at"), header("duration", "duration"),
-      paramCols.map((p) => header(p, `params.${p}`)),
+      // A param named like a column of its own is headed params.<name>: no two headers alike.
+      paramCols.map((p) => header(FIXED.has(p) ? `params.${p}` : p, `params.${p}`)),
       metricCols.map((m) => [header(`${m} (last)`, `metrics.${m}.last`), header(`${m} (${best(m)})`, `metrics.${m}.${best(m)}`)]));
     const body = page.rows.map((row) => {
       const box = el("input", { type: "checkbox", "aria-label": `select ${row.name}` });

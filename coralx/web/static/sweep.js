@@ -12,9 +12,10 @@
     const [ri, ci] = s.grid_axes;
     const div = el("div", { id: "sweep-grid" });
     const text = s.grid.map((r) => r.map((v) => (v === null ? "" : fmt(v))));
+    const colorTitle = s.repeats ? `${s.metric} (mean of ${s.repeats} repeats)` : s.metric;
     Plotly.newPlot(div, [{
       type: "heatmap", z: s.grid, x: cols.labels, y: rows.labels, text, texttemplate: "%{text}",
-      colorscale: "Viridis", reversescale: s.mode === "min", hoverongaps: false, colorbar: { title: { text: s.metric } },
+      colorscale: "Viridis", reversescale: s.mode === "min", hoverongaps: false, colorbar: { title: { text: colorTitle } },
       xgap: 2, ygap: 2,
     }], {
       margin: { l: 90, r: 20, t: 10, b: 60 }, height: Math.max(260, 42 * rows.labels.length + 90),
@@ -40,8 +41,10 @@
     parts.push(section("Configurations", el("table", { id: "cells" }, el("thead", {}, el("tr", {}, ["position", ...s.axes.map((a) => a.name), "runs", s.metric || "value"].map((h) => el("th", { text: h })))),
       el("tbody", {}, s.cells.map((c) => el("tr", {}, el("td", { class: "mono", text: c.position.join(",") }),
         s.axes.map((a, i) => el("td", { text: a.labels[c.position[i]] ?? "" })),
-        el("td", {}, c.runs.map((r) => el("span", {}, runLink(r.id, r.repeat !== null && r.repeat !== undefined ? `#${r.repeat}` : r.id.slice(-6)), " ", status(r.status), " "))),
-        el("td", { text: fmt(c.value) })))))));
+        el("td", {}, c.runs.map((r) => el("span", {}, runLink(r.id, r.label || r.id.slice(-6)), " ", status(r.status), " "))),
+        el("td", { text: fmt(c.value), title: c.aggregate || "" },
+          c.aggregate && c.aggregate !== "latest run" ? el("span", { class: "muted", text: ` (${c.aggregate})` }) : null)))))));
+    if (s.runs_outside_plan) parts.push(el("p", { class: "muted", id: "outside-plan", text: `${s.runs_outside_plan} runs of configurations this sweep no longer plans (an earlier --set or config) are left out of the cells.` }));
     main.replaceChildren(...parts);
     document.body.dataset.loaded = "true";
   }

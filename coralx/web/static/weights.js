@@ -23,7 +23,7 @@
       detail.replaceChildren(section(`Commit ${sha.slice(0, 12)}`,
         kvTable({ message: c.message.trim(), author: c.author, time: time(c.timestamp), parents: c.parents.join(", "), "code commit": c.code_commit, "code branch": c.code_branch }),
         c.experiment_id ? el("p", {}, "Made by run ", runLink(c.experiment_id, c.experiment_id)) : null,
-        el("p", {}, el("a", { href: `/api/weights/commits/${sha}/export`, download: `${sha.slice(0, 12)}.safetensors` }, "Download safetensors")),
+        el("p", {}, el("a", { href: `/api/weights/commits/${c.commit_hash}/export`, download: `${c.commit_hash.slice(0, 12)}.safetensors` }, "Download safetensors")),
         el("h2", { text: "Stored vs raw bytes" }), sizes,
         el("h2", { text: "Tensors against the parent" }),
         c.diff.length ? el("table", { id: "tensor-diff" }, el("thead", {}, el("tr", {}, ["tensor", "change", "max |change|", "fraction changed"].map((h) => el("th", { text: h })))),
