@@ -23,11 +23,14 @@ __all__ = [
     "InvalidConfig",
     "InvalidName",
     "InvalidValue",
+    "InvalidWeightsFile",
     "LockTimeout",
     "MissingDependency",
     "NoActiveExperiment",
     "NotACoralxStore",
     "NotFound",
+    "OutputInsideStore",
+    "RecordDamaged",
     "RepositoryNotFound",
     "RevisionNotFound",
     "StoreCorrupted",
@@ -202,6 +205,21 @@ class StoreCorrupted(CoralxError):
     exit_code = 3
 
 
+class RecordDamaged(StoreCorrupted):
+    """An experiment record file exists but cannot be read, or does not match its digest."""
+
+    def __init__(self, path: str, reason: str, experiment_id: str | None = None) -> None:
+        run = f"run {experiment_id}" if experiment_id else "a run"
+        super().__init__(
+            f"the record of {run} is damaged: {path} {reason}. Recover it from the index copy "
+            "with `coralx fsck --repair` (its metrics are rebuilt from the run's journal), or "
+            "restore the file from a remote (`coralx pull`) or a backup"
+        )
+        self.path = path
+        self.reason = reason
+        self.experiment_id = experiment_id
+
+
 class ChunkNotFound(StoreCorrupted, KeyError):
     """A chunk that a manifest or a delta names is not in the chunk store."""
 
@@ -233,6 +251,28 @@ class LockTimeout(CoralxError, TimeoutError):
         )
         self.path = path
         self.timeout = timeout
+
+
+class InvalidWeightsFile(InvalidValue):
+    """A weights file (safetensors) whose header breaks one of the format's rules; nothing of
+    it was read."""
+
+    def __init__(self, path: str, rule: str) -> None:
+        super().__init__(f"{path} is not a valid safetensors file: {rule}")
+        self.path = path
+        self.rule = rule
+
+
+class OutputInsideStore(InvalidValue):
+    """An output path that would write into the store's own files (``.coralx/``)."""
+
+    def __init__(self, path: str, store: str) -> None:
+        super().__init__(
+            f"refusing to write {path}: it is inside the coralx store {store}, whose files "
+            "only coralx itself writes; choose a path outside .coralx/"
+        )
+        self.path = path
+        self.store = store
 
 
 class InvalidConfig(InvalidValue):

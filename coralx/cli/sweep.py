@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import console, echo_json, json_option, open_repo
+from ._common import console, echo_json, json_option, markup_cell, open_repo
 
 __all__ = ["sweep"]
 
@@ -41,7 +41,7 @@ def list_(ctx: click.Context, name: str | None, as_json: bool) -> None:
         counts = r["counts"]
         table.add_row(
             r["sweep_id"],
-            r["name"] + (" (testing)" if r["testing"] else ""),
+            markup_cell(r["name"]) + (" (testing)" if r["testing"] else ""),
             r["status"],
             "x".join(str(n) for n in r["shape"]) or "1",
             str(counts.get("completed", 0)),
@@ -82,7 +82,7 @@ def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
         style = styles.get(r["status"], "dim")
         table.add_row(
             ",".join(str(i) for i in r["position"]),
-            r["name"],
+            markup_cell(r["name"]),
             f"[{style}]{r['status']}[/]",
             "" if r["metric"] is None else f"{r['metric']:.4g}",
             str(r["attempts"]),

@@ -13,7 +13,15 @@ from typing import Any
 from ..errors import InvalidName, InvalidValue
 from .journal import NO_STEP
 
-__all__ = ["as_float", "as_step", "check_json", "check_metric_name", "check_tags"]
+__all__ = [
+    "STEP_MAX",
+    "STEP_MIN",
+    "as_float",
+    "as_step",
+    "check_json",
+    "check_metric_name",
+    "check_tags",
+]
 
 
 def as_float(value: Any) -> float:
@@ -22,6 +30,10 @@ def as_float(value: Any) -> float:
         raise InvalidValue(f"a metric value must be a number, not {value!r}")
     try:
         return float(value)
+    except OverflowError:
+        raise InvalidValue(
+            f"a metric value must fit in a 64-bit float; {_short(value)} is too large"
+        ) from None
     except (TypeError, ValueError) as exc:
         raise InvalidValue(
             f"a metric value must be a number (or a numpy scalar or 0-d tensor), not "
@@ -29,15 +41,28 @@ def as_float(value: Any) -> float:
         ) from None
 
 
+STEP_MIN = NO_STEP + 1  # NO_STEP itself stands for "no step" in the journal
+STEP_MAX = 2**63 - 1
+
+
 def as_step(step: Any) -> int:
+    """A step as a journal can store it: None, or an integer in [STEP_MIN, STEP_MAX]."""
     if step is None:
         return NO_STEP
     if isinstance(step, bool) or not hasattr(step, "__index__"):
         raise InvalidValue(f"a step must be an integer or None, not {step!r}")
     value = int(step.__index__())
-    if value == NO_STEP:
-        raise InvalidValue(f"step {value} is out of range")
+    if not STEP_MIN <= value <= STEP_MAX:
+        raise InvalidValue(
+            f"step {_short(value)} is out of range: a step is a 64-bit integer from "
+            f"-(2**63 - 1) to 2**63 - 1"
+        )
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
 def check_metric_name(name: Any) -> str:

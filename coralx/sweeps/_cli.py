@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._text import markup_cell
 from ..errors import CoralxError, InvalidValue
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ def render_summary(experiment: SweepExperiment, result: SweepResult) -> None:
     for r in result.results:
         status = "cached" if r.cached and r.ok else r.status
         style = {"completed": "green", "cached": "dim", "failed": "red"}.get(status, "yellow")
-        row = [r.name, f"[{style}]{status}[/]"]
+        row = [markup_cell(r.name), f"[{style}]{status}[/]"]
         if metric:
             value = r.value(metric, experiment.mode)
             row.append("" if value is None else f"{value:.4g}")
