@@ -1144,10 +1144,12 @@ class ExperimentTracker:
 
     def restore_code(self, experiment_id: str, into: str | os.PathLike[str]) -> dict[str, Any]:
         """Write the code a run ran (its snapshot, or its clean commit) into a new folder."""
+        from ._fs import check_output_path
         from .workspace import restore
 
+        target = check_output_path(into, self.repo.path)
         exp = self.get(experiment_id)
-        return restore(exp.code, self._store_git(), Path(into))
+        return restore(exp.code, self._store_git(), target)
 
 
 def _glob_escape(text: str) -> str:

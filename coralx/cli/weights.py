@@ -366,29 +366,42 @@ def gc(ctx: click.Context, prune_age: float, dry_run: bool, as_json: bool) -> No
 
 
 @click.command()
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="First restore damaged experiment records from the index's copy of them.",
+)
 @json_option
 @click.pass_context
-def fsck(ctx: click.Context, as_json: bool) -> None:
-    """Check every reachable chunk against its id; list damaged tensors and commits.
-    Exits with code 3 when anything is damaged.
+def fsck(ctx: click.Context, repair: bool, as_json: bool) -> None:
+    """Check the whole store: every reachable chunk against its id (naming the damaged
+    tensors and commits), and every experiment record, metric journal, blob and sweep file.
+    Exits with code 3 when anything is damaged, naming each damaged file.
 
     \b
     Example:
       coralx fsck
+      coralx fsck --repair
     """
-    report = open_repo(ctx).fsck()
+    report = open_repo(ctx).fsck(repair=repair)
     if as_json:
         echo_json(report.to_dict())
     else:
         out = console()
         for bad in report.damaged:
-            out.print(f"[red]damaged[/red] chunk {bad['chunk']}: {bad['error']}")
+            out.print(f"[red]damaged[/red] chunk {bad['chunk']}: {markup_cell(bad['error'])}")
             for commit_id, tensor in bad["uses"]:
-                out.print(f"  used by tensor {tensor!r} in commit {commit_id}")
-        state = "OK" if report.ok else f"{len(report.damaged)} damaged"
+                out.print(f"  used by tensor {markup_cell(repr(tensor))} in commit {commit_id}")
+        for bad in report.damaged_files:
+            out.print(
+                f"[red]damaged[/red] {bad['kind']} {markup_cell(bad['file'])}: "
+                f"{markup_cell(bad['error'])}\n  to repair: {markup_cell(bad['repair'])}"
+            )
+        problems = len(report.damaged) + len(report.damaged_files)
+        state = "OK" if report.ok else f"{problems} damaged"
         out.print(
-            f"Checked {report.checked_chunks} chunk(s) of {report.checked_commits} commit(s): "
-            f"{state}"
+            f"Checked {report.checked_chunks} chunk(s) of {report.checked_commits} commit(s), "
+            f"and the records, journals, blobs and sweeps: {state}"
         )
     if not report.ok:
         from ..errors import StoreCorrupted

@@ -1,13 +1,16 @@
-"""Checks of what users put into a record: metric names and values, steps, tags, JSON data.
+"""Checks of what users put into a record (metric names and values, steps, tags, JSON data),
+and of what the store holds (records, journals, blobs, sweeps: :func:`check_store_files`,
+which ``coralx fsck`` runs beside its check of the chunks).
 
-Each raises a :class:`~coralx.errors.CoralxError` that says what is wrong, before anything is
-written, so bad input never changes a record.
+Each input check raises a :class:`~coralx.errors.CoralxError` that says what is wrong, before
+anything is written, so bad input never changes a record.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidName, InvalidValue
@@ -20,6 +23,7 @@ __all__ = [
     "as_step",
     "check_json",
     "check_metric_name",
+    "check_store_files",
     "check_tags",
 ]
 
@@ -105,4 +109,116 @@ def check_tags(tags: Iterable[str] | None) -> list[str]:
             raise InvalidName("tag", tag, "a tag must be a non-empty string")
         if tag not in out:
             out.append(tag)
+    return out
+
+
+# -- the store's own files, for `coralx fsck` ---------------------------------------------------
+
+
+def check_store_files(store: Path) -> list[dict[str, Any]]:
+    """Check every record, journal, blob and sweep file of the store at ``store`` (the
+    ``.coralx`` folder); one entry per damaged file: ``{"kind", "file", "error", "repair"}``.
+
+    Records are checked against their digest, journals frame by frame, blobs against their
+    content address, sweep records for being readable JSON of their sweep.
+
+    >>> [d["file"] for d in check_store_files(repo.path)]
+    []
+    """
+    damaged: list[dict[str, Any]] = []
+    damaged += _check_records(store / "experiments")
+    damaged += _check_blobs(store / "blobs")
+    damaged += _check_sweeps(store / "sweeps")
+    return damaged
+
+
+def _entry(kind: str, path: Path, error: str, repair: str) -> dict[str, Any]:
+    return {"kind": kind, "file": str(path), "error": error, "repair": repair}
+
+
+def _check_records(folder: Path) -> list[dict[str, Any]]:
+    from ..errors import RecordDamaged
+    from .journal import damage_message, read_journal
+    from .store import RecordStore
+
+    out: list[dict[str, Any]] = []
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or len(path.stem) != 20:
+            continue
+        counts: dict[str, int] = {}
+        if path.suffix == ".json":
+            try:
+                data, _text = RecordStore.load_checked(path)
+            except FileNotFoundError:
+                continue
+            except RecordDamaged as exc:
+                out.append(_entry("record", path, exc.reason, "coralx fsck --repair"))
+        elif path.suffix == ".metrics":
+            cols = read_journal(path)
+            if cols.damage:
+                try:
+                    data, _text = RecordStore.load_checked(path.with_suffix(".json"))
+                    summary = data.get("metrics_summary") or {}
+                    counts = {k: int(v.get("count") or 0) for k, v in summary.items()}
+                except (OSError, RecordDamaged):
+                    pass
+                message = damage_message(path, cols, counts)
+                out.append(_entry("journal", path, message, "restore from a copy or a remote"))
+    return out
+
+
+def _check_blobs(folder: Path) -> list[dict[str, Any]]:
+    from blake3 import blake3
+
+    out: list[dict[str, Any]] = []
+    if not folder.is_dir():
+        return out
+    for sub in sorted(folder.iterdir()):
+        if len(sub.name) != 2 or not sub.is_dir():
+            continue
+        for path in sorted(sub.iterdir()):
+            if path.name.startswith("."):
+                continue
+            expected = sub.name + path.name
+            try:
+                got = blake3(path.read_bytes()).hexdigest()
+            except OSError as exc:
+                out.append(_entry("blob", path, f"cannot be read ({exc})", "restore it"))
+                continue
+            if got != expected:
+                out.append(
+                    _entry(
+                        "blob",
+                        path,
+                        f"content hashes to {got[:16]}..., not to its name",
+                        "restore it from a remote (`coralx pull`) or log the artifact again",
+                    )
+                )
+    return out
+
+
+def _check_sweeps(folder: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            ok = isinstance(data, dict) and data.get("sweep_id") == path.stem
+            problem = "" if ok else "is not the record of this sweep"
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            problem = f"cannot be read ({exc})"
+        if problem:
+            out.append(
+                _entry(
+                    "sweep",
+                    path,
+                    problem,
+                    "run the sweep again (finished runs are reused from their records)",
+                )
+            )
     return out

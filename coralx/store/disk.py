@@ -178,6 +178,18 @@ class DiskChunkStore(ChunkStore):
             if folder.is_dir():
                 yield from folder.glob(f"{_fs.TEMP_PREFIX}*")
 
+    def remove_dead_temp_files(self) -> int:
+        """Remove the temporary files of writers on this machine that died (kill -9 during a
+        commit or a re-encode); the files of live writers, or of other machines, are left to
+        ``gc``'s age rule. Returns how many were removed."""
+        removed = 0
+        for tmp in list(self.iter_temp_files()):
+            if not _fs.temp_writer_alive(tmp.name):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                    removed += 1
+        return removed
+
 
 class _Batch:
     """Chunk files written inside :meth:`DiskChunkStore.batch`, not yet published.
