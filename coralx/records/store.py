@@ -158,7 +158,14 @@ class RecordStore:
     @cached_property
     def index(self) -> Index:
         self.folder.mkdir(exist_ok=True)
-        return Index(self.store_path / INDEX_FILE)
+        return Index(self.store_path / INDEX_FILE, on_rebuild=self._refill_index)
+
+    def _refill_index(self) -> None:
+        # The index was found damaged in use and replaced by an empty one: fill it from the
+        # records (the truth) before the query that found the damage is answered.
+        self._synced_at = time.monotonic()
+        if self.folder.is_dir():
+            self.index.sync(self.folder, self.load, force=True)
 
     # -- paths --------------------------------------------------------------------------------
 
