@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "EXIT_ENVIRONMENT",
+    "EXIT_INTERRUPTED",
+    "EXIT_SWEEP_FAILED",
     "AmbiguousRevision",
     "ArtifactNotFound",
     "ChecksumMismatch",
@@ -26,6 +29,7 @@ __all__ = [
     "InvalidWeightsFile",
     "LockTimeout",
     "MissingDependency",
+    "MissingMainGuard",
     "NoActiveExperiment",
     "NotACoralxStore",
     "NotFound",
@@ -39,6 +43,12 @@ __all__ = [
     "TensorNotFound",
     "UnsupportedFormat",
 ]
+
+
+# Exit statuses beside each error's own ``exit_code`` (the table is in docs/cli.md).
+EXIT_ENVIRONMENT = 6  # the machine said no: a full disk, a missing folder, a permission
+EXIT_SWEEP_FAILED = 7  # a sweep ran, and at least one of its configurations failed
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 class CoralxError(Exception):
@@ -291,6 +301,24 @@ class MissingDependency(CoralxError, ImportError):
             f"install it with: pip install 'coralx[{extra}]'"
         )
         self.package = package
+
+
+class MissingMainGuard(CoralxError):
+    """A sweep script starts its sweep at import: each worker process, which imports the
+    script to find the function, would start the sweep again."""
+
+    exit_code = 2
+
+    def __init__(self, script: str) -> None:
+        super().__init__(
+            f"{script} starts a sweep when it is imported. The subprocess executor imports the "
+            "script in every worker to find the experiment function, so the sweep would start "
+            "again in each of them. Put the call under a main guard:\n"
+            '    if __name__ == "__main__":\n'
+            "        train.run()\n"
+            "Nothing was run."
+        )
+        self.script = script
 
 
 class SweepBusy(CoralxError):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._text import cell, markup_cell
+from ..errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_SWEEP_FAILED
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,9 +35,6 @@ __all__ = [
     "run_mapped",
 ]
 
-EXIT_ENVIRONMENT = 6  # the machine said no: a full disk, a missing folder, a permission
-EXIT_SWEEP_FAILED = 7  # a sweep ran, and at least one of its configurations failed
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 EXIT_CODES = {
     0: "success",
     1: "an error coralx reports (the message says what to do)",

@@ -118,4 +118,6 @@ def run(ctx: click.Context, file: str, args: tuple[str, ...], experiment: str | 
     options = {"repo": repo_path} if repo_path else {}
     results = run_file(file, args, experiment=experiment, **options)
     if any(r.status == "failed" for r in results):
-        ctx.exit(1)
+        from ..errors import EXIT_SWEEP_FAILED
+
+        ctx.exit(EXIT_SWEEP_FAILED)

@@ -108,14 +108,13 @@ class Run:
     def out(self) -> Path:
         """A folder for this run's files; every file in it is recorded (by content hash) as an
         artifact of the run when the function returns."""
+        from pathlib import Path
 
         if self._out is None:
             import tempfile
 
             self._out = tempfile.mkdtemp(prefix=f"coralx-{self.name}-")
-        from .._fs import check_output_path
-
-        out = check_output_path(self._out, self._repo.path if self._repo is not None else None)
+        out = Path(self._out)
         out.mkdir(parents=True, exist_ok=True)
         return out
 

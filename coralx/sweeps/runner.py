@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidValue
 from ..ids import new_experiment_id, new_sweep_id
+from ._child import is_missing_guard
 from .config import Config, ConfigList, config_hash
 from .executors import NOT_STARTED, Executor, get_executor
 from .record import FINAL, Attempt, SweepRecord, find_sweep, list_sweeps, now, sweep_dir, sweep_lock
@@ -108,6 +109,9 @@ def run_sweep(
 
     ``track=False`` runs without a store: no records, no caching, no weight commits.
     """
+    from ._child import refuse_sweep_during_import
+
+    refuse_sweep_during_import()
     configs = experiment.build_configs(testing=testing, overrides=overrides)
     chosen = get_executor(executor if executor is not None else experiment.executor)
     n_workers = max(1, workers if workers is not None else experiment.workers)
@@ -321,6 +325,7 @@ class _SweepRun:
 
         outcomes = self.executor.run_all(tasks(), self.workers, on_start=on_start, tick=tick)
         cancelled = False
+        no_guard: Outcome | None = None
         while True:
             try:
                 task, outcome = next(outcomes)
@@ -331,7 +336,12 @@ class _SweepRun:
                 break
             try:
                 self.progress.running -= 1
-                if outcome.status == NOT_STARTED:
+                if no_guard is None and is_missing_guard(outcome):
+                    # The script re-ran its sweep on import: no configuration ran; stop all.
+                    no_guard = outcome
+                    stopping.append(True)
+                    self.executor.cancel()
+                if no_guard is not None or outcome.status == NOT_STARTED:
                     started.discard(task.index)
                     continue
                 self._deliver(by_index[task.index], outcome)
@@ -339,6 +349,15 @@ class _SweepRun:
                 cancelled = True
                 stopping.append(True)
                 self.executor.cancel()
+        if no_guard is not None:
+            for planned in todo:
+                self._drop_attempt(planned)
+            if self.record is not None:
+                self.record.status = "failed"
+                self.record.save(self._repo())
+            from ..errors import MissingMainGuard
+
+            raise MissingMainGuard(self.fn_ref.file or self.fn_ref.label)
         if cancelled:
             for planned in todo:
                 if planned.index not in started:
