@@ -29,6 +29,7 @@ __all__ = [
     "atomic_writer",
     "check_output_path",
     "fsync_dir",
+    "name_os_error",
     "temp_name",
     "temp_writer_alive",
 ]
@@ -96,6 +97,14 @@ def temp_writer_alive(name: str) -> bool:
     except ValueError:
         return True
     return pid_alive(pid)
+
+
+def name_os_error(exc: BaseException, path: str | os.PathLike[str]) -> None:
+    """Give an ``OSError`` raised by a write on an open file (which names no file: ENOSPC from
+    ``write``, EIO from ``fsync``) the path it was about, so that the one line the CLI prints
+    says which file could not be written."""
+    if isinstance(exc, OSError) and exc.filename is None:
+        exc.filename = os.fspath(path)
 
 
 def temp_name(dest: Path) -> Path:
@@ -166,8 +175,10 @@ def _atomic_writer(dest: Path, mode: str, fsync: bool, readonly: bool) -> Iterat
         if readonly:
             os.chmod(tmp, 0o444)
         os.replace(tmp, dest)
-    except BaseException:
-        f.close()
+    except BaseException as exc:
+        name_os_error(exc, dest)
+        with contextlib.suppress(OSError):
+            f.close()  # may fail again (ENOSPC on the last flush): the first error is reported
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
@@ -206,7 +217,8 @@ def atomic_write(
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        name_os_error(exc, path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise

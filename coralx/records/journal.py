@@ -121,11 +121,13 @@ class JournalWriter:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-        except BaseException:
+        except BaseException as exc:
             try:
                 os.ftruncate(self._fd, self._size)
             except OSError:
                 pass
+            if isinstance(exc, OSError) and exc.filename is None:
+                exc.filename = str(self.path)  # the CLI's one line names the file
             raise
         self._size += len(frame)
 

@@ -130,6 +130,7 @@ class LiveRun:
                     # values back in front, so a later flush writes them in order.
                     buf[0:0] = chunk
                 raise
+            self.failure = None  # what an earlier flush could not write is written now
 
     def _drop_invalid(self, chunk: list[tuple[Any, float, int]]) -> list[tuple[Any, float, int]]:
         kept = [e for e in chunk if _storable(e, self.name_ids)]
@@ -242,6 +243,8 @@ class LiveRun:
             self.store.write(rec)
             self.dirty_summary = False
             self.on_save(rec)
+            if not self.buffer:
+                self.failure = None
 
     def tick(self) -> None:
         """One beat of the flusher: timestamp, flush by age or size, renew the lease."""
@@ -281,9 +284,7 @@ class Flusher:
                 try:
                     run.tick()
                 except Exception as exc:  # retried at the next tick, and by the run's end()
-                    run.failure = exc
-                else:
-                    run.failure = None
+                    run.failure = exc  # cleared by the next write that succeeds
 
     def reset_after_fork(self) -> None:
         self.lock = threading.Lock()

@@ -262,19 +262,34 @@ class RecordStore:
             self._pending_lock.notify()
 
     def _index_loop(self) -> None:
+        delay = INDEX_DELAY
         while True:
             with self._pending_lock:
                 self._pending_lock.wait_for(lambda: bool(self._pending))
-            time.sleep(INDEX_DELAY)  # let a batch gather: one transaction for many rows
-            self.drain()
+            time.sleep(delay)  # let a batch gather: one transaction for many rows
+            try:
+                self.drain()
+                delay = INDEX_DELAY
+            except Exception:
+                # A full disk, a damaged index being rebuilt: the rows are queued again and
+                # retried, less often while the trouble lasts (the records are on disk).
+                delay = min(max(delay * 2, 0.2), 5.0)
 
     def drain(self) -> None:
-        """Write the index rows still queued by this process."""
+        """Write the index rows still queued by this process. If the index cannot be written
+        (a full disk), the rows stay queued and the error is raised."""
         with self._drain_lock:
             with self._pending_lock:
                 batch, self._pending = self._pending, {}
-            if batch:
+            if not batch:
+                return
+            try:
                 self.index.upsert_many(batch.values())
+            except BaseException:
+                with self._pending_lock:
+                    for eid, item in batch.items():  # a newer row queued meanwhile wins
+                        self._pending.setdefault(eid, item)
+                raise
 
     def delete(self, experiment_id: str) -> None:
         """Remove a record, its journal and its index row."""

@@ -89,7 +89,8 @@ class DiskChunkStore(ChunkStore):
                 os.replace(tmp, dest)
                 _fs.fsync_dir(dest.parent)
                 return True
-        except BaseException:
+        except BaseException as exc:
+            _fs.name_os_error(exc, dest)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
