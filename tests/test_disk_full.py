@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import struct
 import subprocess
@@ -81,9 +82,8 @@ def test_a_run_survives_a_full_disk_and_reports_what_happened(small_disk: Path) 
 
 def _safetensors(path: Path, n: int) -> Path:
     data = np.random.default_rng(1).standard_normal(n).astype(np.float32)
-    header = (
-        '{"w": {"dtype": "F32", "shape": [%d], "data_offsets": [0, %d]}}' % (n, 4 * n)
-    ).encode()
+    entry = {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}
+    header = json.dumps({"w": entry}).encode()
     path.write_bytes(struct.pack("<Q", len(header)) + header + data.tobytes())
     return path
 
