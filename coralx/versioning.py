@@ -687,16 +687,17 @@ class WeightHistory:
         self.wait_for_compaction()
         damaged: list[dict[str, Any]] = []
         commits = self.root_commits()
+        unreadable = _unreadable_object_errors()
         try:
             commits = self.reachable_commits()
-        except (KeyError, ValueError) as exc:
+        except unreadable as exc:
             damaged.append({"chunk": None, "error": f"history unreadable: {exc}", "uses": []})
         readable = []
         for commit in commits:
             try:
                 self.manifest(commit)
                 readable.append(commit)
-            except StoreCorrupted as exc:
+            except (StoreCorrupted, *unreadable) as exc:
                 damaged.append({"chunk": None, "error": str(exc), "uses": [[commit, None]]})
         users = self._reachable_chunks(readable)
         for cid, uses in sorted(users.items()):
@@ -731,6 +732,15 @@ class WeightHistory:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _unreadable_object_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged git object raises (a bad zlib stream, a malformed object)."""
+    import zlib
+
+    from dulwich.errors import ObjectFormatException
+
+    return (KeyError, ValueError, zlib.error, ObjectFormatException)
 
 
 def _valid_ref_name(name: str) -> bool:

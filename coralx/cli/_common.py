@@ -118,12 +118,38 @@ def run_mapped(ctx: click.Context, call: Callable[[], Any]) -> Any:
             with _quiet_stdout():
                 ctx.exit(0)
         except Exception as exc:
+            damage = damaged_object_message(exc)
+            if damage is not None:
+                _debug_traceback(ctx)
+                click.echo(f"error: {damage}", err=True)
+                ctx.exit(EXIT_DAMAGED)
             message = environment_message(exc)
             if message is None:
                 raise
             _debug_traceback(ctx)
             click.echo(f"error: {message}", err=True)
             ctx.exit(EXIT_ENVIRONMENT)
+
+
+EXIT_DAMAGED = 3  # as StoreCorrupted
+
+
+def damaged_object_message(exc: BaseException) -> str | None:
+    """One line for what reading a damaged git object of the store raises (a zlib stream that
+    fails its check, a malformed object), or None."""
+    name = type(exc).__name__
+    module = type(exc).__module__
+    if (module == "zlib" and name == "error") or name in (
+        "ObjectFormatException",
+        "ChecksumMismatch",
+    ):
+        if module.startswith("coralx"):
+            return None
+        return (
+            f"an object of the store's history (.coralx/objects) is damaged ({exc}); "
+            "run `coralx fsck` to name it and the commits that need it"
+        )
+    return None
 
 
 _HINTS = {

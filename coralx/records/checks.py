@@ -120,7 +120,8 @@ def check_store_files(store: Path) -> list[dict[str, Any]]:
     ``.coralx`` folder); one entry per damaged file: ``{"kind", "file", "error", "repair"}``.
 
     Records are checked against their digest, journals frame by frame, blobs against their
-    content address, sweep records for being readable JSON of their sweep.
+    content address, sweep records for being readable JSON of their sweep, and the loose git
+    objects (commits, trees, manifests) against their SHA-1, as ``git fsck`` does.
 
     >>> [d["file"] for d in check_store_files(repo.path)]
     []
@@ -129,6 +130,7 @@ def check_store_files(store: Path) -> list[dict[str, Any]]:
     damaged += _check_records(store / "experiments")
     damaged += _check_blobs(store / "blobs")
     damaged += _check_sweeps(store / "sweeps")
+    damaged += _check_git_objects(store / "objects")
     return damaged
 
 
@@ -221,4 +223,35 @@ def _check_sweeps(folder: Path) -> list[dict[str, Any]]:
                     "run the sweep again (finished runs are reused from their records)",
                 )
             )
+    return out
+
+
+def _check_git_objects(folder: Path) -> list[dict[str, Any]]:
+    import hashlib
+    import zlib
+
+    out: list[dict[str, Any]] = []
+    if not folder.is_dir():
+        return out
+    for sub in sorted(folder.iterdir()):
+        if len(sub.name) != 2 or not sub.is_dir():
+            continue
+        for path in sorted(sub.iterdir()):
+            if len(path.name) != 38:
+                continue
+            try:
+                got = hashlib.sha1(zlib.decompress(path.read_bytes())).hexdigest()
+                problem = "" if got == sub.name + path.name else f"hashes to {got}"
+            except (OSError, zlib.error) as exc:
+                problem = f"cannot be read ({exc})"
+            if problem:
+                out.append(
+                    _entry(
+                        "git object",
+                        path,
+                        problem,
+                        "restore it from a remote (`coralx pull`) or a backup; the commits "
+                        "that need it are listed above",
+                    )
+                )
     return out
