@@ -688,6 +688,7 @@ class WeightHistory:
         damaged: list[dict[str, Any]] = []
         commits = self.root_commits()
         unreadable = _unreadable_object_errors()
+        bad_manifest: tuple[type[BaseException], ...] = (StoreCorrupted, *unreadable)
         try:
             commits = self.reachable_commits()
         except unreadable as exc:
@@ -697,7 +698,7 @@ class WeightHistory:
             try:
                 self.manifest(commit)
                 readable.append(commit)
-            except (StoreCorrupted, *unreadable) as exc:
+            except bad_manifest as exc:
                 damaged.append({"chunk": None, "error": str(exc), "uses": [[commit, None]]})
         users = self._reachable_chunks(readable)
         for cid, uses in sorted(users.items()):
