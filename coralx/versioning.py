@@ -686,9 +686,9 @@ class WeightHistory:
 
         self.wait_for_compaction()
         damaged: list[dict[str, Any]] = []
-        commits = self.root_commits()
         unreadable = _unreadable_object_errors()
         bad_manifest: tuple[type[BaseException], ...] = (StoreCorrupted, *unreadable)
+        commits: list[str] = []
         try:
             commits = self.reachable_commits()
         except unreadable as exc:

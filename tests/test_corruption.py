@@ -110,3 +110,18 @@ def test_one_flipped_byte_is_found_and_never_a_traceback(
         assert code in (0, 3, 4), (args, code, out)
     code, out = _cli(root, "exp", "list", "--json")
     assert code == 0 and ('"name": "run"' in out or kind == "record"), out
+
+
+def test_each_damaged_git_object_is_named_by_fsck(pristine: Path, tmp_path: Path) -> None:
+    """Commits, trees and manifests alike: wherever the damage, fsck names the object file."""
+    objects = sorted(p.relative_to(pristine) for p in (pristine / ".coralx" / "objects").rglob("*"))
+    objects = [p for p in objects if (pristine / p).is_file()]
+    assert len(objects) >= 5
+    for i, rel in enumerate(objects):
+        root = tmp_path / f"copy{i}"
+        shutil.copytree(pristine, root, symlinks=True)
+        _flip(root / rel, "git object")
+        code, out = _cli(root, "fsck")
+        assert code == 3 and rel.name in out, (rel, out)
+        for args in (("log",), ("exp", "list")):
+            assert _cli(root, *args)[0] in (0, 3), (rel, args)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ._common import console, echo_json, json_option, markup_cell, open_repo
+from ._common import cell, console, echo_json, json_option, markup_cell, open_repo
 
 __all__ = [
     "add",
@@ -392,11 +392,9 @@ def fsck(ctx: click.Context, repair: bool, as_json: bool) -> None:
             out.print(f"[red]damaged[/red] chunk {bad['chunk']}: {markup_cell(bad['error'])}")
             for commit_id, tensor in bad["uses"]:
                 out.print(f"  used by tensor {markup_cell(repr(tensor))} in commit {commit_id}")
-        for bad in report.damaged_files:
-            out.print(
-                f"[red]damaged[/red] {bad['kind']} {markup_cell(bad['file'])}: "
-                f"{markup_cell(bad['error'])}\n  to repair: {markup_cell(bad['repair'])}"
-            )
+        for bad in report.damaged_files:  # plain lines: a long path is never wrapped
+            click.echo(f"damaged {bad['kind']} {cell(bad['file'])}: {cell(bad['error'])}")
+            click.echo(f"  to repair: {bad['repair']}")
         problems = len(report.damaged) + len(report.damaged_files)
         state = "OK" if report.ok else f"{problems} damaged"
         out.print(

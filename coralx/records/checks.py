@@ -250,8 +250,7 @@ def _check_git_objects(folder: Path) -> list[dict[str, Any]]:
                         "git object",
                         path,
                         problem,
-                        "restore it from a remote (`coralx pull`) or a backup; the commits "
-                        "that need it are listed above",
+                        "restore it from a remote (`coralx pull`) or a backup",
                     )
                 )
     return out
