@@ -116,3 +116,28 @@ def test_coralx_add_on_a_full_disk_is_one_line_and_changes_nothing(
 
 def debug_output(repo: Repository, weights: Path) -> str:
     return CliRunner().invoke(cli, ["--debug", "-C", str(repo.root), "add", str(weights)]).output
+
+
+def test_an_output_folder_that_refuses_is_one_line(tmp_path: Path) -> None:
+    repo = Repository.init(tmp_path / "project")
+    repo.stage_weights({"w": np.ones(8, dtype=np.float32)})
+    repo.commit("one")
+    runner = CliRunner()
+    for target in ("/proc/x.safetensors", "/proc/self/x.safetensors"):
+        result = runner.invoke(cli, ["-C", str(repo.root), "checkout", "HEAD", "-o", target])
+        assert result.exit_code == EXIT_ENVIRONMENT, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith("error: /proc/") and "[E" in line, line
+
+
+def test_a_read_only_file_system_is_one_line(small_disk: Path, tmp_path: Path) -> None:
+    repo = Repository.init(tmp_path / "project")
+    repo.stage_weights({"w": np.ones(8, dtype=np.float32)})
+    repo.commit("one")
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    result = CliRunner().invoke(
+        cli, ["-C", str(repo.root), "export", "HEAD", "-o", str(small_disk / "w.safetensors")]
+    )
+    assert result.exit_code == EXIT_ENVIRONMENT, result.output
+    assert "read-only" in result.output and str(small_disk) in result.output
