@@ -119,7 +119,7 @@ def test_restore_code_into_the_store_is_refused(repo: Repository) -> None:
     tracker = ExperimentTracker(repo)
     eid = tracker.start("r").experiment_id
     tracker.end()
-    with pytest.raises(OutputInsideStore):
+    with pytest.raises(OutputInsideStore, match="inside the coralx store"):
         tracker.restore_code(eid, repo.path / "code")
 
 
@@ -166,10 +166,15 @@ from coralx import Repository
 from coralx.store import disk
 repo = Repository.open(sys.argv[1])
 real = disk._fsync_file
+calls = []
 def die(path):
-    os._exit(9)  # the writer dies with its temp files written, none published
+    calls.append(path)
+    if len(calls) >= 3:
+        os._exit(9)  # the writer dies with its temp files written, none published
+    real(path)
 disk._fsync_file = die
-repo.stage_weights({"w": np.random.default_rng(0).standard_normal(300_000).astype("f4")})
+rng = np.random.default_rng(0)
+repo.stage_weights({f"w{i}": rng.standard_normal(300_000).astype("f4") for i in range(3)})
 repo.commit("never")
 """
 
@@ -178,7 +183,7 @@ def test_dead_writers_temp_files_are_cleaned_at_the_next_commit(repo: Repository
     child = subprocess.Popen([sys.executable, "-c", KILLED_COMMIT, str(repo.root)])
     assert child.wait(timeout=120) == 9
     temps = list((repo.path / "chunks").rglob(".tmp-*"))
-    assert temps, "the killed writer left no temp files: the test tests nothing"
+    assert len(temps) >= 2, "the killed writer left too few temp files: the test tests nothing"
     assert all(f".{child.pid}." in p.name for p in temps)  # named with their writer's pid
     # A live writer's temp file (this process's pid) is never touched.
     mine = temps[0].with_name(temps[0].name.replace(f".{child.pid}.", f".{os.getpid()}."))
