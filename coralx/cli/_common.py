@@ -84,7 +84,7 @@ def echo_json(data: Any) -> None:
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-# -- safe table cells: see coralx/_text.py (the sweep script's CLI uses them too) ---------------
+# Table cells: `cell` and `markup_cell`, from coralx/_text.py (the sweep script's CLI uses them).
 
 # -- errors to exit codes (the one place) -------------------------------------------------------
 
@@ -97,7 +97,7 @@ def run_mapped(ctx: click.Context, call: Callable[[], Any]) -> Any:
     shown as well. Warnings (a damaged journal) print as ``warning: ...`` lines."""
     import warnings
 
-    from ..errors import CoralxError
+    from ..errors import CoralxError, StoreCorrupted
     from ..records.journal import JournalDamaged
 
     with warnings.catch_warnings():
@@ -122,16 +122,13 @@ def run_mapped(ctx: click.Context, call: Callable[[], Any]) -> Any:
             if damage is not None:
                 _debug_traceback(ctx)
                 click.echo(f"error: {damage}", err=True)
-                ctx.exit(EXIT_DAMAGED)
+                ctx.exit(StoreCorrupted.exit_code)
             message = environment_message(exc)
             if message is None:
                 raise
             _debug_traceback(ctx)
             click.echo(f"error: {message}", err=True)
             ctx.exit(EXIT_ENVIRONMENT)
-
-
-EXIT_DAMAGED = 3  # as StoreCorrupted
 
 
 def damaged_object_message(exc: BaseException) -> str | None:
