@@ -310,9 +310,10 @@ def _missing(cols: JournalColumns, counts: dict[str, int]) -> list[tuple[str, in
     if cols.ids is not None and len(cols.ids):
         import numpy as np
 
-        tally = np.bincount(cols.ids.astype(np.int64))
+        ids, tally = np.unique(cols.ids, return_counts=True)
+        by_id = dict(zip(ids.tolist(), tally.tolist(), strict=True))
         for nid, name in cols.names.items():
-            have[name] = int(tally[nid]) if nid < len(tally) else 0
+            have[name] = int(by_id.get(nid, 0))
     return [
         (name, have.get(name, 0), want)
         for name, want in sorted(counts.items())
