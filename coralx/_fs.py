@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 STORE_DIR = ".coralx"
+STORE_CONFIG = "config.toml"  # what makes a .coralx folder a store (see repository.py)
 
 TEMP_PREFIX = ".tmp-"
 
@@ -61,7 +62,7 @@ def check_output_path(
     path: str | os.PathLike[str], store: str | os.PathLike[str] | None = None
 ) -> Path:
     """``path`` as given, once it is known not to lie inside a coralx store: neither inside
-    ``store`` nor inside any folder named ``.coralx``, with symbolic links followed (the
+    ``store`` nor inside any ``.coralx`` folder that is a store, with symbolic links followed (the
     folder a link points into is where the bytes would land). Every command and API that
     writes a file the user names calls this first: the store's own files are never a target.
 
@@ -75,7 +76,7 @@ def check_output_path(
     resolved = Path(os.path.realpath(given))
     stores = [Path(os.path.realpath(store))] if store is not None else []
     for folder in (resolved, *resolved.parents):
-        if folder.name == STORE_DIR:
+        if folder.name == STORE_DIR and (folder / STORE_CONFIG).is_file():
             stores.append(folder)
     for root in stores:
         if resolved == root or resolved.is_relative_to(root):
