@@ -192,3 +192,18 @@ def test_dead_writers_temp_files_are_cleaned_at_the_next_commit(repo: Repository
     live.stage_weights({"v": np.ones(8, dtype=np.float32)})
     live.commit("next")
     assert list((repo.path / "chunks").rglob(".tmp-*")) == [mine]
+
+
+def test_check_output_path_follows_links_and_knows_a_store(
+    repo: Repository, tmp_path: Path
+) -> None:
+    from coralx._fs import check_output_path
+
+    (tmp_path / "into-refs").symlink_to(repo.path / "refs")
+    for inside in (repo.path, repo.path / "x", tmp_path / "into-refs" / "heads" / "main"):
+        with pytest.raises(OutputInsideStore):
+            check_output_path(inside)  # found without being told the store
+    plain = tmp_path / "elsewhere" / ".coralx"  # a folder by that name, not a store
+    plain.mkdir(parents=True)
+    assert check_output_path(plain / "out.safetensors") == plain / "out.safetensors"
+    assert check_output_path("model.safetensors", repo.path) == Path("model.safetensors")
