@@ -20,15 +20,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal, overload
 
-from .errors import LockTimeout
+from .errors import LockTimeout, OutputInsideStore
 
 __all__ = [
+    "STORE_DIR",
     "FileLock",
     "atomic_write",
     "atomic_writer",
+    "check_output_path",
     "fsync_dir",
+    "name_os_error",
     "temp_name",
+    "temp_writer_alive",
 ]
+
+STORE_DIR = ".coralx"
+STORE_CONFIG = "config.toml"  # what makes a .coralx folder a store (see repository.py)
 
 TEMP_PREFIX = ".tmp-"
 
@@ -38,13 +45,67 @@ _temp_counter = itertools.count()
 
 
 def _temp_suffix() -> str:
-    # The pid, a random token drawn once per process (pids repeat across machines sharing a
-    # store) and a counter: unique without asking the kernel for random bytes at every write.
+    # The writer's host tag and pid (so a dead writer's leftovers are known for what they are,
+    # see temp_writer_alive), then a random token drawn once per process (pids repeat across
+    # machines sharing a store) and a counter: unique without asking the kernel for random
+    # bytes at every write.
     global _temp_token
     pid = os.getpid()
     if _temp_token[0] != pid:  # first use, or a forked child
-        _temp_token = (pid, secrets.token_hex(4))
-    return f"{pid}.{_temp_token[1]}{next(_temp_counter):x}"
+        from .identity import host_tag
+
+        _temp_token = (pid, f"{host_tag()}.{pid}.{secrets.token_hex(4)}")
+    return f"{_temp_token[1]}{next(_temp_counter):x}"
+
+
+def check_output_path(
+    path: str | os.PathLike[str], store: str | os.PathLike[str] | None = None
+) -> Path:
+    """``path`` as given, once it is known not to lie inside a coralx store: neither inside
+    ``store`` nor inside any ``.coralx`` folder that is a store, with symbolic links followed (the
+    folder a link points into is where the bytes would land). Every command and API that
+    writes a file the user names calls this first: the store's own files are never a target.
+
+    >>> check_output_path("model.safetensors", repo.path)
+    PosixPath('model.safetensors')
+    >>> check_output_path(".coralx/HEAD")
+    Traceback (most recent call last):
+    coralx.errors.OutputInsideStore: refusing to write .coralx/HEAD: ...
+    """
+    given = Path(path)
+    resolved = Path(os.path.realpath(given))
+    stores = [Path(os.path.realpath(store))] if store is not None else []
+    for folder in (resolved, *resolved.parents):
+        if folder.name == STORE_DIR and (folder / STORE_CONFIG).is_file():
+            stores.append(folder)
+    for root in stores:
+        if resolved == root or resolved.is_relative_to(root):
+            raise OutputInsideStore(str(given), str(root))
+    return given
+
+
+def temp_writer_alive(name: str) -> bool:
+    """Whether the process that made temp file ``name`` (see :func:`temp_name`) may still be
+    writing it: False only for a writer on this machine whose pid is gone, so that its
+    leftovers can be removed at once, not an hour later."""
+    from .identity import host_tag, pid_alive
+
+    parts = name.rsplit(".", 3)
+    if len(parts) < 4 or parts[-3] != host_tag():
+        return True  # an older name, or another machine's writer: left to the age rule
+    try:
+        pid = int(parts[-2])
+    except ValueError:
+        return True
+    return pid_alive(pid)
+
+
+def name_os_error(exc: BaseException, path: str | os.PathLike[str]) -> None:
+    """Give an ``OSError`` raised by a write on an open file (which names no file: ENOSPC from
+    ``write``, EIO from ``fsync``) the path it was about, so that the one line the CLI prints
+    says which file could not be written."""
+    if isinstance(exc, OSError) and exc.filename is None:
+        exc.filename = os.fspath(path)
 
 
 def temp_name(dest: Path) -> Path:
@@ -115,8 +176,10 @@ def _atomic_writer(dest: Path, mode: str, fsync: bool, readonly: bool) -> Iterat
         if readonly:
             os.chmod(tmp, 0o444)
         os.replace(tmp, dest)
-    except BaseException:
-        f.close()
+    except BaseException as exc:
+        name_os_error(exc, dest)
+        with contextlib.suppress(OSError):
+            f.close()  # may fail again (ENOSPC on the last flush): the first error is reported
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
@@ -155,7 +218,8 @@ def atomic_write(
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        name_os_error(exc, path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "EXIT_ENVIRONMENT",
+    "EXIT_INTERRUPTED",
+    "EXIT_SWEEP_FAILED",
     "AmbiguousRevision",
     "ArtifactNotFound",
     "ChecksumMismatch",
@@ -23,11 +26,15 @@ __all__ = [
     "InvalidConfig",
     "InvalidName",
     "InvalidValue",
+    "InvalidWeightsFile",
     "LockTimeout",
     "MissingDependency",
+    "MissingMainGuard",
     "NoActiveExperiment",
     "NotACoralxStore",
     "NotFound",
+    "OutputInsideStore",
+    "RecordDamaged",
     "RepositoryNotFound",
     "RevisionNotFound",
     "StoreCorrupted",
@@ -36,6 +43,12 @@ __all__ = [
     "TensorNotFound",
     "UnsupportedFormat",
 ]
+
+
+# Exit statuses beside each error's own ``exit_code`` (the table is in docs/cli.md).
+EXIT_ENVIRONMENT = 6  # the machine said no: a full disk, a missing folder, a permission
+EXIT_SWEEP_FAILED = 7  # a sweep ran, and at least one of its configurations failed
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 class CoralxError(Exception):
@@ -202,6 +215,21 @@ class StoreCorrupted(CoralxError):
     exit_code = 3
 
 
+class RecordDamaged(StoreCorrupted):
+    """An experiment record file exists but cannot be read, or does not match its digest."""
+
+    def __init__(self, path: str, reason: str, experiment_id: str | None = None) -> None:
+        run = f"run {experiment_id}" if experiment_id else "a run"
+        super().__init__(
+            f"the record of {run} is damaged: {path} {reason}. Recover it from the index copy "
+            "with `coralx fsck --repair` (its metrics are rebuilt from the run's journal), or "
+            "restore the file from a remote (`coralx pull`) or a backup"
+        )
+        self.path = path
+        self.reason = reason
+        self.experiment_id = experiment_id
+
+
 class ChunkNotFound(StoreCorrupted, KeyError):
     """A chunk that a manifest or a delta names is not in the chunk store."""
 
@@ -235,6 +263,28 @@ class LockTimeout(CoralxError, TimeoutError):
         self.timeout = timeout
 
 
+class InvalidWeightsFile(InvalidValue):
+    """A weights file (safetensors) whose header breaks one of the format's rules; nothing of
+    it was read."""
+
+    def __init__(self, path: str, rule: str) -> None:
+        super().__init__(f"{path} is not a valid safetensors file: {rule}")
+        self.path = path
+        self.rule = rule
+
+
+class OutputInsideStore(InvalidValue):
+    """An output path that would write into the store's own files (``.coralx/``)."""
+
+    def __init__(self, path: str, store: str) -> None:
+        super().__init__(
+            f"refusing to write {path}: it is inside the coralx store {store}, whose files "
+            "only coralx itself writes; choose a path outside .coralx/"
+        )
+        self.path = path
+        self.store = store
+
+
 class InvalidConfig(InvalidValue):
     """A sweep configuration coralx cannot run: duplicate names, values JSON cannot hold, a
     config file that does not parse."""
@@ -251,6 +301,24 @@ class MissingDependency(CoralxError, ImportError):
             f"install it with: pip install 'coralx[{extra}]'"
         )
         self.package = package
+
+
+class MissingMainGuard(CoralxError):
+    """A sweep script starts its sweep at import: each worker process, which imports the
+    script to find the function, would start the sweep again."""
+
+    exit_code = 2
+
+    def __init__(self, script: str) -> None:
+        super().__init__(
+            f"{script} starts a sweep when it is imported. The subprocess executor imports the "
+            "script in every worker to find the experiment function, so the sweep would start "
+            "again in each of them. Put the call under a main guard:\n"
+            '    if __name__ == "__main__":\n'
+            "        train.run()\n"
+            "Nothing was run."
+        )
+        self.script = script
 
 
 class SweepBusy(CoralxError):

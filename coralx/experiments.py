@@ -45,7 +45,15 @@ from .errors import (
 )
 from .identity import hostname
 from .ids import check_experiment_id, new_experiment_id
-from .records.checks import as_float, as_step, check_json, check_metric_name, check_tags
+from .records.checks import (
+    STEP_MAX,
+    STEP_MIN,
+    as_float,
+    as_step,
+    check_json,
+    check_metric_name,
+    check_tags,
+)
 from .records.index import Filters, parse_time
 from .records.journal import NO_STEP
 from .records.live import LiveRun, flusher, own_start_time
@@ -197,9 +205,7 @@ class Experiment:
             self._live.flush()
         if self._journal is None:
             return []
-        from .records.journal import read_journal
-
-        cols = read_journal(self._journal)
+        cols = self._read_journal()
         names = cols.names
         return [
             _metric(names.get(int(i), f"#{i}"), v, s, t)
@@ -208,6 +214,15 @@ class Experiment:
             )
         ]
 
+    def _read_journal(self) -> Any:
+        """The run's journal, read with a :class:`JournalDamaged` warning if frames of it are
+        damaged (naming the metrics that lost values, from the record's counts)."""
+        from .records.journal import read_checked
+
+        assert self._journal is not None
+        counts = {k: int(v.get("count") or 0) for k, v in self.metrics_summary.items()}
+        return read_checked(self._journal, counts)
+
     def _loaded(self) -> bool:
         return self.__dict__.get("_metrics", _UNLOADED) is not _UNLOADED
 
@@ -215,9 +230,7 @@ class Experiment:
         """Every value of metric ``name``, in the order logged."""
         if self._loaded() or self._journal is None or self._live is not None:
             return [m for m in self.metrics if m.name == name]
-        from .records.journal import read_journal
-
-        values, steps, times = read_journal(self._journal).select(name)
+        values, steps, times = self._read_journal().select(name)
         return [
             _metric(name, v, s, t)
             for v, s, t in zip(values.tolist(), steps.tolist(), times.tolist())
@@ -593,7 +606,8 @@ class ExperimentTracker:
             raise
         if value.__class__ is not float:
             value = as_float(value)
-        if step.__class__ is not int:
+        # An int outside 64 bits would pass the class test and poison the flusher's batch.
+        if step.__class__ is not int or not STEP_MIN <= step <= STEP_MAX:
             step = as_step(step)
         run.buffer.append((name, value, step))
 
@@ -1127,16 +1141,18 @@ class ExperimentTracker:
         eid = self._store.resolve(experiment_id)
         return self._store.mark_failed(eid, error_message, error_detail)
 
-    def reindex(self) -> dict[str, int]:
+    def reindex(self) -> dict[str, Any]:
         """Rebuild the query index from the records."""
         return self._store.reindex()
 
     def restore_code(self, experiment_id: str, into: str | os.PathLike[str]) -> dict[str, Any]:
         """Write the code a run ran (its snapshot, or its clean commit) into a new folder."""
+        from ._fs import check_output_path
         from .workspace import restore
 
+        target = check_output_path(into, self.repo.path)
         exp = self.get(experiment_id)
-        return restore(exp.code, self._store_git(), Path(into))
+        return restore(exp.code, self._store_git(), target)
 
 
 def _glob_escape(text: str) -> str:

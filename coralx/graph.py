@@ -13,6 +13,7 @@ to one branch are thus serialised, and none loses a commit.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import time
@@ -176,20 +177,45 @@ def update_ref(
     :data:`CAS_ATTEMPTS` lost races, :class:`ConcurrentUpdate` (nothing is lost: the commit
     object exists, only the ref did not move).
     """
+    from dulwich.file import FileLocked
+
     for attempt in range(CAS_ATTEMPTS):
         with _fs.FileLock(lock_path, timeout=120):
             old = _read_ref(git, ref)
             new = build(old)
-            if old is None:
-                if git.refs.add_if_new(ref, new):
+            try:
+                if old is None:
+                    if git.refs.add_if_new(ref, new):
+                        return new
+                elif git.refs.set_if_equals(ref, old, new):
                     return new
-            elif git.refs.set_if_equals(ref, old, new):
-                return new
+            except FileLocked as exc:
+                _clear_stale_ref_lock(exc)
         time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
     raise ConcurrentUpdate(
         f"{ref.decode()} kept moving while this process tried to commit to it "
         f"({CAS_ATTEMPTS} attempts); nothing was lost, try the commit again"
     )
+
+
+STALE_REF_LOCK = 1.0  # seconds: git and dulwich hold a ref's lock file for milliseconds
+
+
+def _clear_stale_ref_lock(exc: Any) -> None:
+    """A ref's ``.lock`` file, met while this process holds coralx's refs lock: either a
+    writer outside coralx (``git update-ref``) finishing now, or the leftover of a coralx
+    writer killed in the middle of a ref update, which would block every later commit. Wait
+    for it to go; if it stays, it is a dead writer's, and is removed."""
+    import os
+
+    lock = os.fsdecode(exc.lockfilename)
+    deadline = time.monotonic() + STALE_REF_LOCK
+    while time.monotonic() < deadline:
+        if not os.path.exists(lock):
+            return
+        time.sleep(0.01)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(lock)
 
 
 def _read_ref(git: Any, ref: bytes) -> bytes | None:

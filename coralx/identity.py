@@ -18,6 +18,14 @@ def hostname() -> str:
 
 
 @lru_cache(maxsize=1)
+def host_tag() -> str:
+    """8 hex digits standing for this machine's name, short enough to put in file names."""
+    import hashlib
+
+    return hashlib.blake2s(hostname().encode("utf-8"), digest_size=4).hexdigest()
+
+
+@lru_cache(maxsize=1)
 def author_identity() -> str:
     """``Name <email>`` from ``CORALX_AUTHOR_NAME``/``_EMAIL``, git's environment or global
     config, else the login name at this host. Reads files only: no ``git`` program needed."""

@@ -43,7 +43,11 @@ _HEX = re.compile(r"[0-9a-f]+")
 _CHUNK_ID = re.compile(r"[0-9a-f]{64}")
 _EXPERIMENT_ID = re.compile(r"[0-9a-f]{20}")
 # git check-ref-format, restricted further: no control characters, spaces or glob characters.
-_BAD_REF = re.compile(r"(^[./-])|(\.\.)|([\x00-\x20~^:?*\[\\\x7f])|(@\{)|(/[./])|([./]$)|(\.lock$)")
+# Also as git: no component ending in ".lock", and not the single character "@" (which
+# coralx, like git, reads as HEAD).
+_BAD_REF = re.compile(
+    r"(^[./-])|(\.\.)|([\x00-\x20~^:?*\[\\\x7f])|(@\{)|(/[./])|([./]$)|(\.lock$)|(\.lock/)|(^@$)"
+)
 
 _id_lock = threading.Lock()
 _last_ms = 0

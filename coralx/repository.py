@@ -267,12 +267,29 @@ class Repository:
         """
         return self.weights.gc(prune_age, dry_run)
 
-    def fsck(self) -> FsckReport:
-        """Decode every reachable chunk against its id; list damaged tensors and commits.
+    def fsck(self, repair: bool = False) -> FsckReport:
+        """Decode every reachable chunk against its id, naming damaged tensors and commits, and
+        check every record, journal, blob and sweep file. With ``repair``, damaged records are
+        first restored from the index's copy (metrics from their journals).
 
         >>> assert repo.fsck().ok
         """
+        if repair:
+            self.repair_records()
         return self.weights.fsck()
+
+    def repair_records(self) -> list[str]:
+        """Restore each damaged record from its copy in the index; the ids restored."""
+        from .records.checks import check_store_files
+        from .records.store import RecordStore
+
+        store = RecordStore(self.path)
+        done = []
+        for bad in check_store_files(self.path):
+            eid = Path(bad["file"]).stem
+            if bad["kind"] == "record" and store.repair(eid):
+                done.append(eid)
+        return done
 
     def du(self) -> DuReport:
         """Stored, unique raw and logical bytes of the weights, and their ratios."""

@@ -113,10 +113,12 @@ class FsckReport:
     checked_commits: int
     checked_chunks: int
     damaged: list[dict[str, Any]] = field(default_factory=list)
+    damaged_files: list[dict[str, Any]] = field(default_factory=list)
+    """Records, journals, blobs and sweeps that failed their check (``records.checks``)."""
 
     @property
     def ok(self) -> bool:
-        return not self.damaged
+        return not self.damaged and not self.damaged_files
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +126,7 @@ class FsckReport:
             "checked_commits": self.checked_commits,
             "checked_chunks": self.checked_chunks,
             "damaged": self.damaged,
+            "damaged_files": self.damaged_files,
         }
 
 
@@ -284,6 +287,7 @@ class WeightHistory:
         author = _author()
         with self._lock(GC_LOCK, shared=True):
             self._check_chunks(manifest)
+            self.chunks.remove_dead_temp_files()  # what a killed writer left, now, not in an hour
 
             def build(old: bytes | None) -> bytes:
                 parents = [old] if old else ([head.encode()] if head else [])
@@ -425,7 +429,7 @@ class WeightHistory:
             value = getattr(info, key)
             if value:
                 metadata[f"coralx_{key}"] = value
-        dest = Path(path)
+        dest = _fs.check_output_path(path, self.repo.path)
         if not dest.parent.is_dir():
             raise InvalidValue(f"cannot write {dest}: the folder {dest.parent} does not exist")
         with _fs.atomic_writer(dest, "wb") as f:
@@ -688,24 +692,28 @@ class WeightHistory:
 
         self.wait_for_compaction()
         damaged: list[dict[str, Any]] = []
-        commits = self.root_commits()
+        unreadable = _unreadable_object_errors()
+        bad_manifest: tuple[type[BaseException], ...] = (StoreCorrupted, *unreadable)
+        commits: list[str] = []
         try:
             commits = self.reachable_commits()
-        except (KeyError, ValueError) as exc:
+        except unreadable as exc:
             damaged.append({"chunk": None, "error": f"history unreadable: {exc}", "uses": []})
         readable = []
         for commit in commits:
             try:
                 self.manifest(commit)
                 readable.append(commit)
-            except StoreCorrupted as exc:
+            except bad_manifest as exc:
                 damaged.append({"chunk": None, "error": str(exc), "uses": [[commit, None]]})
         users = self._reachable_chunks(readable)
         for cid, uses in sorted(users.items()):
             problem = verify_chunk(self.chunks, cid)
             if problem:
                 damaged.append({"chunk": cid, "error": problem, "uses": [list(u) for u in uses]})
-        return FsckReport(len(commits), len(users), damaged)
+        from .records.checks import check_store_files
+
+        return FsckReport(len(commits), len(users), damaged, check_store_files(self.repo.path))
 
     def du(self) -> DuReport:
         self.wait_for_compaction()
@@ -748,6 +756,15 @@ def disk_usage(folder: Path) -> tuple[int, int]:
             total += blocks * 512 if blocks is not None else st.st_size
             count += 1
     return total, count
+
+
+def _unreadable_object_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged git object raises (a bad zlib stream, a malformed object)."""
+    import zlib
+
+    from dulwich.errors import ObjectFormatException
+
+    return (KeyError, ValueError, zlib.error, ObjectFormatException)
 
 
 def _valid_ref_name(name: str) -> bool:

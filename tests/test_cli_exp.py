@@ -159,5 +159,7 @@ def test_unreadable_record_is_skipped_and_counted(
 ) -> None:
     (repo.path / "experiments" / ("f" * 20 + ".json")).write_text("")  # lost to a power cut
     result = json.loads(run(runner, repo, "reindex", "--json").output)
-    assert result == {"indexed": 3, "removed": 0, "unreadable": 1, "records": 3}
+    named = result.pop("unreadable_files")
+    assert result == {"indexed": 3, "removed": 0, "unreadable": 1, "records": 3, "recoverable": []}
+    assert len(named) == 1 and "f" * 20 + ".json" in named[0]
     assert len(json.loads(run(runner, repo, "list", "--json").output)) == 3

@@ -18,7 +18,7 @@ from coralx.cli.main import cli
 from coralx.errors import InvalidConfig
 from coralx.experiments import ExperimentTracker
 from coralx.sweeps import SweepRecord, grid, list_sweeps
-from coralx.sweeps._cli import main, progress_text
+from coralx.sweeps._cli import SweepFailedExit, main, progress_text
 from coralx.sweeps.config import check_not_swept, replace_axis
 from coralx.sweeps.runner import Progress
 
@@ -90,7 +90,9 @@ def test_a_report_that_raises_keeps_the_results(
     repo: Repository, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("FIRST_HOUR_FAIL", "1")
-    result = main(fx.digits, ["-C", str(repo.root), "--executor", "inline"], {})
+    with pytest.raises(SweepFailedExit) as exited:  # a sweep with failures exits 7
+        main(fx.digits, ["-C", str(repo.root), "--executor", "inline"], {})
+    result = exited.value.result
     out = capsys.readouterr().out
     assert result.status == "failed" and len(result.results.failed) == 4
     assert "hidden16_lr0.001" in out and "diverged" in out  # the table and the errors

@@ -96,7 +96,8 @@ def test_seed_example_runs_as_written(tmp_path: Path) -> None:
     run_record = ExperimentTracker(repo).get(attempt.experiment_id)
     assert run_record.status == "completed"
     assert run_record.sweep["sweep_id"] == record.sweep_id
-    assert run_record.params == {"name": "t(n=3)", "trial": "t", "values": {"n": 3}}
+    assert run_record.params == {"trial": "t", "values": {"n": 3}}
+    assert run_record.name == "seed_trials/t(n=3)"
 
     again = run(script, "--json")
     assert again.returncode == 0

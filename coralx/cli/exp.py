@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._common import console, echo_json, json_option, open_repo
+from ._common import cell, console, echo_json, json_option, open_repo
 
 if TYPE_CHECKING:
     from ..experiments import Experiment, ExperimentTracker
@@ -78,6 +78,7 @@ def _fmt(value: Any) -> str:
 
 
 def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    rows = [[cell(c) for c in row] for row in rows]  # a newline in a name stays in its row
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row)]
@@ -199,11 +200,9 @@ def sparkline(values: Sequence[float], width: int = 40) -> str:
 
 
 def _history_values(run: Experiment, metric: str) -> list[float]:
-    from ..records.journal import read_journal
-
     if run._journal is None:
         return []
-    values, _steps, _times = read_journal(run._journal).select(metric)
+    values, _steps, _times = run._read_journal().select(metric)
     return [float(v) for v in values.tolist()]
 
 
@@ -223,8 +222,9 @@ def show(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(run.to_dict(metrics=False))
         return
-    from rich.markup import escape
     from rich.table import Table
+
+    from ._common import markup_cell as escape
 
     out = console()
     out.print(f"[bold]{escape(run.name)}[/bold]  {run.experiment_id}  ({run.status.value})")
@@ -303,8 +303,9 @@ def compare(
     if as_json:
         echo_json(result)
         return
-    from rich.markup import escape
     from rich.table import Table
+
+    from ._common import markup_cell as escape
 
     ids = result["ids"]
     names = {e["experiment_id"]: e["name"] for e in result["experiments"]}
@@ -520,8 +521,9 @@ def lineage(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
     if as_json:
         echo_json([e.to_dict(metrics=False) for e in chain])
         return
-    from rich.markup import escape
     from rich.tree import Tree
+
+    from ._common import markup_cell as escape
 
     def label(e: Experiment) -> str:
         mark = " [bold]<- this run[/bold]" if e.experiment_id == target else ""
@@ -554,13 +556,17 @@ def metrics(
     Example:
       coralx exp metrics 01a2093a val_loss --csv > val_loss.csv
     """
-    from ..errors import NotFound
-    from ..records.journal import NO_STEP, read_journal
+    from ..errors import NotFound, StoreCorrupted
+    from ..records.journal import NO_STEP, damage_message
 
     run = _tracker(ctx).get(experiment_id)
     if run._journal is None:
         raise NotFound(f"run {run.experiment_id} has no metric journal")
-    values, steps, times = read_journal(run._journal).select(metric)
+    cols = run._read_journal()
+    values, steps, times = cols.select(metric)
+    logged = int((run.metrics_summary.get(metric) or {}).get("count") or 0)
+    if len(values) == 0 and logged and cols.damage:
+        raise StoreCorrupted(damage_message(run._journal, cols, {metric: logged}))
     if len(values) == 0:
         raise NotFound(
             f"run {run.experiment_id} logged no {metric!r}; it has: "
@@ -623,4 +629,12 @@ def _run_reindex(ctx: click.Context, as_json: bool) -> None:
         return
     click.echo(f"indexed {result['records']} runs")
     if result.get("unreadable"):
-        click.echo(f"{result['unreadable']} record files could not be read", err=True)
+        click.echo(f"{result['unreadable']} record files could not be read:", err=True)
+        for line in result.get("unreadable_files", []):
+            click.echo(f"  {cell(line)}", err=True)
+        if result.get("recoverable"):
+            click.echo(
+                f"{len(result['recoverable'])} of them can be restored from the index's copy: "
+                "run `coralx fsck --repair`",
+                err=True,
+            )

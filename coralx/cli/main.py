@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ui": ("coralx.cli.ui", "ui"),
 }
 
-EXIT_INTERRUPTED = 130
+from ._common import EXIT_INTERRUPTED  # noqa: E402,F401 - re-exported for older imports
 
 
 class LazyGroup(click.Group):
@@ -60,16 +60,9 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from ..errors import CoralxError
+        from ._common import run_mapped
 
-        try:
-            return super().invoke(ctx)
-        except CoralxError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
+        return run_mapped(ctx, lambda: super(LazyGroup, self).invoke(ctx))
 
 
 @click.group(
@@ -86,8 +79,14 @@ class LazyGroup(click.Group):
     envvar="CORALX_REPO",
     help="Use the store at or above PATH instead of the current folder (env: CORALX_REPO).",
 )
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="CORALX_DEBUG",
+    help="Show the traceback of an error, not only its message (env: CORALX_DEBUG=1).",
+)
 @click.pass_context
-def cli(ctx: click.Context, repo_path: str | None) -> None:
+def cli(ctx: click.Context, repo_path: str | None, debug: bool) -> None:
     """coralx: versioned weights, experiments and code, in one store beside your git repo.
 
     \b
@@ -100,7 +99,7 @@ def cli(ctx: click.Context, repo_path: str | None) -> None:
       coralx checkout REV -o model.safetensors
       coralx ui                    look at it all in the browser
     """
-    ctx.obj = {"repo_path": repo_path}
+    ctx.obj = {"repo_path": repo_path, "debug": debug}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import console, echo_json, json_option, open_repo
+from ._common import console, echo_json, json_option, markup_cell, open_repo
 
 __all__ = ["sweep"]
 
@@ -43,7 +43,7 @@ def list_(ctx: click.Context, name: str | None, as_json: bool) -> None:
         counts = r["counts"]
         table.add_row(
             r["sweep_id"],
-            r["name"] + (" (testing)" if r["testing"] else ""),
+            markup_cell(r["name"]) + (" (testing)" if r["testing"] else ""),
             r["status"],
             "x".join(str(n) for n in r["shape"]) or "1",
             str(counts.get("completed", 0)),
@@ -84,7 +84,7 @@ def show(ctx: click.Context, sweep_id: str, as_json: bool) -> None:
         style = styles.get(r["status"], "dim")
         table.add_row(
             ",".join(str(i) for i in r["position"]),
-            r["name"],
+            markup_cell(r["name"]),
             f"[{style}]{r['status']}[/]",
             "" if r["metric"] is None else f"{r['metric']:.4g}",
             str(r["attempts"]),
@@ -156,4 +156,6 @@ def run(
 
         results = run_file(file, args, experiment=experiment, **options)
     if any(r.status == "failed" for r in results):
-        ctx.exit(1)
+        from ..errors import EXIT_SWEEP_FAILED
+
+        ctx.exit(EXIT_SWEEP_FAILED)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ._common import console, echo_json, json_option, open_repo
+from ._common import cell, console, echo_json, json_option, markup_cell, open_repo
 
 __all__ = [
     "add",
@@ -109,7 +109,8 @@ def log(ctx: click.Context, rev: str | None, limit: int | None, as_json: bool) -
         links = [f"{k} {v}" for k, v in (("exp", c.experiment_id), ("code", c.code_commit)) if v]
         extra = f"  [dim]({', '.join(links)})[/dim]" if links else ""
         when = c.timestamp.strftime("%Y-%m-%d %H:%M")
-        out.print(f"[yellow]{c.short_hash}[/yellow] {when}  {c.message.splitlines()[0]}{extra}")
+        subject = markup_cell((c.message or "").split("\n", 1)[0])
+        out.print(f"[yellow]{c.short_hash}[/yellow] {when}  {subject}{extra}")
 
 
 @click.command()
@@ -247,11 +248,14 @@ def diff(ctx: click.Context, rev_a: str | None, rev_b: str | None, as_json: bool
         for c in result.changed:
             if c.max_abs_change is None:
                 table.add_row(
-                    c.name, f"{c.dtype[0]}{c.shape[0]} -> {c.dtype[1]}{c.shape[1]}", "", ""
+                    markup_cell(c.name),
+                    f"{c.dtype[0]}{c.shape[0]} -> {c.dtype[1]}{c.shape[1]}",
+                    "",
+                    "",
                 )
                 continue
             table.add_row(
-                c.name,
+                markup_cell(c.name),
                 f"{c.max_abs_change:.3g}",
                 f"{c.l2_change:.3g}",
                 f"{100 * (c.fraction_changed or 0):.1f}%",
@@ -288,7 +292,7 @@ def show(ctx: click.Context, rev: str | None, as_json: bool) -> None:
     out.print(f"\n    {info['message']}\n")
     table = Table("tensor", "dtype", "shape", "size")
     for name, t in info["tensors"].items():
-        table.add_row(name, t["dtype"], str(tuple(t["shape"])), _size(t["nbytes"]))
+        table.add_row(markup_cell(name), t["dtype"], str(tuple(t["shape"])), _size(t["nbytes"]))
     out.print(table)
     out.print(f"{len(info['tensors'])} tensors, {_size(info['nbytes'])}")
 
@@ -362,29 +366,40 @@ def gc(ctx: click.Context, prune_age: float, dry_run: bool, as_json: bool) -> No
 
 
 @click.command()
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="First restore damaged experiment records from the index's copy of them.",
+)
 @json_option
 @click.pass_context
-def fsck(ctx: click.Context, as_json: bool) -> None:
-    """Check every reachable chunk against its id; list damaged tensors and commits.
-    Exits with code 3 when anything is damaged.
+def fsck(ctx: click.Context, repair: bool, as_json: bool) -> None:
+    """Check the whole store: every reachable chunk against its id (naming the damaged
+    tensors and commits), and every experiment record, metric journal, blob and sweep file.
+    Exits with code 3 when anything is damaged, naming each damaged file.
 
     \b
     Example:
       coralx fsck
+      coralx fsck --repair
     """
-    report = open_repo(ctx).fsck()
+    report = open_repo(ctx).fsck(repair=repair)
     if as_json:
         echo_json(report.to_dict())
     else:
         out = console()
         for bad in report.damaged:
-            out.print(f"[red]damaged[/red] chunk {bad['chunk']}: {bad['error']}")
+            out.print(f"[red]damaged[/red] chunk {bad['chunk']}: {markup_cell(bad['error'])}")
             for commit_id, tensor in bad["uses"]:
-                out.print(f"  used by tensor {tensor!r} in commit {commit_id}")
-        state = "OK" if report.ok else f"{len(report.damaged)} damaged"
+                out.print(f"  used by tensor {markup_cell(repr(tensor))} in commit {commit_id}")
+        for bad in report.damaged_files:  # plain lines: a long path is never wrapped
+            click.echo(f"damaged {bad['kind']} {cell(bad['file'])}: {cell(bad['error'])}")
+            click.echo(f"  to repair: {bad['repair']}")
+        problems = len(report.damaged) + len(report.damaged_files)
+        state = "OK" if report.ok else f"{problems} damaged"
         out.print(
-            f"Checked {report.checked_chunks} chunk(s) of {report.checked_commits} commit(s): "
-            f"{state}"
+            f"Checked {report.checked_chunks} chunk(s) of {report.checked_commits} commit(s), "
+            f"and the records, journals, blobs and sweeps: {state}"
         )
     if not report.ok:
         from ..errors import StoreCorrupted

@@ -155,10 +155,15 @@ class Filters:
 class Index:
     """A connection to ``index.sqlite``, safe to share between the threads of one process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_rebuild: Any = None) -> None:
         self.path = path
         self._lock = threading.RLock()
         self.created = False
+        # Called (with no arguments) after a damaged index was set aside and replaced by an
+        # empty one, to fill it again from the records before the query is answered.
+        self.on_rebuild = on_rebuild
+        self._recovering = False
+        self._ino = -1
         self._conn = self._connect()
 
     # -- opening ----------------------------------------------------------------------------
@@ -182,8 +187,10 @@ class Index:
                 probe = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
                 try:
                     probe.execute("PRAGMA user_version").fetchone()
-                    probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                    return
+                    # Every page: damage far from the header passes a look at the schema.
+                    (verdict,) = probe.execute("PRAGMA quick_check(1)").fetchone()
+                    if verdict == "ok":
+                        return
                 finally:
                     probe.close()
             except sqlite3.OperationalError:
@@ -209,7 +216,35 @@ class Index:
         conn.create_function("param_eq", 3, _param_eq, deterministic=True)
         self._retry(lambda: self._setup(conn))
         self.created = fresh
+        self._ino = _inode(self.path)
         return conn
+
+    # -- damage found in use -----------------------------------------------------------------
+
+    def _follow_replacement(self) -> None:
+        # Another process set a damaged index aside and made a new one: use the new file.
+        if self._recovering or _inode(self.path) == self._ino:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        self._conn = self._connect()
+
+    def _recover(self, exc: sqlite3.DatabaseError) -> None:
+        """The index turned out damaged while in use ("database disk image is malformed"):
+        set it aside (beside any other process that has it open: they follow the new file
+        at their next use), open a new one, and fill it from the records."""
+        if self._recovering:
+            raise exc
+        self._recovering = True
+        try:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._set_aside_if_damaged()
+            self._conn = self._connect()
+            if self.on_rebuild is not None:
+                self.on_rebuild()
+        finally:
+            self._recovering = False
 
     @staticmethod
     def _setup(conn: sqlite3.Connection) -> None:
@@ -262,18 +297,35 @@ class Index:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            self._follow_replacement()
             conn = self._conn
-            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+                try:
+                    yield conn
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise
+                # The rows of this write come from records already on disk: the rebuild
+                # from the records indexes them; the caller still learns the write failed.
+                self._recover(exc)
                 raise
-            conn.execute("COMMIT")
 
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
-            rows: list[Any] = self._retry(lambda: self._conn.execute(sql, args).fetchall())
+            self._follow_replacement()
+            try:
+                rows: list[Any] = self._retry(lambda: self._conn.execute(sql, args).fetchall())
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise
+                self._recover(exc)  # then answer from the index rebuilt from the records
+                rows = self._retry(lambda: self._conn.execute(sql, args).fetchall())
             return rows
 
     # -- writing ----------------------------------------------------------------------------
@@ -518,6 +570,13 @@ class Index:
                 self.remove(eid)
                 removed += 1
         return {"indexed": added, "removed": removed, "unreadable": skipped}
+
+
+def _inode(path: Path) -> int:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return -1
 
 
 def _fnmatch(pattern: str, name: str | None) -> int:

@@ -3,16 +3,30 @@
 A journal is a sequence of frames, each written with one ``write`` call to a file opened for
 appending::
 
-    frame   := MAGIC (4 bytes) | payload length (u32) | CRC-32 of payload (u32) | payload
-    payload := new names: count (u32), then for each: id (u32), length (u16), UTF-8 bytes
+    frame   := MAGIC (4 bytes) | payload length (u32) | CRC-32 (u32) | payload
+    payload := names: count (u32), then for each: id (u32), length (u16), UTF-8 bytes
                rows: count n (u32), then the columns
                name ids u32[n] | values f64[n] | steps i64[n] | times f64[n]
 
-All integers and floats are little-endian. A frame declares the metric names it uses for the
-first time, so a frame never depends on a later one. A crash in the middle of a write leaves a
-last frame that is too short or fails its CRC: the reader stops there, so a torn write loses
-that write and nothing before it. Values are stored as logged, NaN payloads and infinities
-included; a step of ``None`` is stored as ``NO_STEP``.
+All integers and floats are little-endian. Two frame versions exist, told apart by their magic:
+
+- ``CXJ2`` (written since format 2): the CRC covers the magic, the length and the payload, and
+  a frame declares every metric name it uses, so each frame can be read on its own;
+- ``CXJ1`` (the first format, still read): the CRC covers the payload only, and a frame
+  declares only the names used for the first time.
+
+The checksum is zlib's CRC-32: it is in the standard library (no new dependency), it was
+already the first format's checksum, and it detects every burst error up to 32 bits and all
+but one in 2**32 others in a frame, which is what a journal needs (it guards against damage,
+not against an adversary). CRC-32C would be faster with the SSE4.2 instruction, but no
+package offering it is in this project's dependencies.
+
+Damage costs only the damaged frames: the reader skips a frame that fails its checksum and
+resumes at the next frame that passes, and reports each skipped byte range in
+:attr:`JournalColumns.damage`. A crash in the middle of a write leaves a last frame that is
+too short (a torn tail, :attr:`JournalColumns.torn`): it loses that write and nothing before
+it. Values are stored as logged, NaN payloads and infinities included; a step of ``None`` is
+stored as ``NO_STEP``.
 """
 
 from __future__ import annotations
@@ -29,17 +43,22 @@ from typing import Any
 
 __all__ = [
     "MAGIC",
+    "MAGIC_V1",
     "NO_STEP",
     "JournalColumns",
+    "JournalDamaged",
     "JournalWriter",
+    "damage_message",
     "encode_frame",
     "merge_summary",
+    "read_checked",
     "read_journal",
     "summarize",
     "summarize_list",
 ]
 
-MAGIC = b"CXJ1"
+MAGIC = b"CXJ2"
+MAGIC_V1 = b"CXJ1"
 NO_STEP = -(2**63)
 _HEADER = struct.Struct("<4sII")
 _U32 = struct.Struct("<I")
@@ -66,7 +85,8 @@ def encode_frame(
     steps: Sequence[int] | Any,
     times: Sequence[float] | Any,
 ) -> bytes:
-    """One frame holding ``len(ids)`` rows and the names first used in it."""
+    """One frame holding ``len(ids)`` rows; ``new_names`` should declare every name the rows
+    use, so that the frame can be read without the frames before it."""
     parts = [_U32.pack(len(new_names))]
     for nid, name in new_names:
         raw = name.encode("utf-8")
@@ -78,7 +98,8 @@ def encode_frame(
     parts.append(_column("q", steps))
     parts.append(_column("d", times))
     payload = b"".join(parts)
-    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+    head = MAGIC + _U32.pack(len(payload))
+    return head + _U32.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
 class JournalWriter:
@@ -100,11 +121,13 @@ class JournalWriter:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-        except BaseException:
+        except BaseException as exc:
             try:
                 os.ftruncate(self._fd, self._size)
             except OSError:
                 pass
+            if isinstance(exc, OSError) and exc.filename is None:
+                exc.filename = str(self.path)  # the CLI's one line names the file
             raise
         self._size += len(frame)
 
@@ -125,6 +148,8 @@ class JournalColumns:
     steps: Any = None
     times: Any = None
     torn: bool = False
+    damage: list[tuple[int, int]] = field(default_factory=list)
+    """(byte offset, length) of each damaged stretch skipped while reading."""
 
     def __len__(self) -> int:
         return 0 if self.ids is None else len(self.ids)
@@ -142,8 +167,10 @@ class JournalColumns:
 
 
 def read_journal(path: Path) -> JournalColumns:
-    """Read every complete frame of a journal; a torn or damaged tail is ignored (and noted in
-    ``torn``). A missing journal reads as empty."""
+    """Read every sound frame of a journal. A damaged frame is skipped, reading resumes at the
+    next sound frame, and the skipped bytes are listed in ``damage``; a torn last frame (a
+    crash during a write) is ignored and noted in ``torn``. A missing journal reads as empty.
+    """
     import numpy as np
 
     try:
@@ -156,8 +183,8 @@ def read_journal(path: Path) -> JournalColumns:
     while pos < len(data):
         frame = _parse_frame(data, pos, out.names, np)
         if frame is None:
-            out.torn = True
-            break
+            pos = _skip_damage(data, pos, out, np)
+            continue
         pos, cols = frame
         chunks.append(cols)
     if chunks:
@@ -172,17 +199,54 @@ def read_journal(path: Path) -> JournalColumns:
     return out
 
 
-def _parse_frame(data: bytes, pos: int, names: dict[int, str], np: Any) -> Any:
+def _skip_damage(data: bytes, pos: int, out: JournalColumns, np: Any) -> int:
+    """Where reading resumes after an unreadable frame at ``pos``: the next offset where a
+    sound frame starts, or the end. Records the skipped range (or a torn tail)."""
+    probe = pos + 1
+    while True:
+        nxt = min(
+            (i for i in (data.find(MAGIC, probe), data.find(MAGIC_V1, probe)) if i >= 0),
+            default=-1,
+        )
+        if nxt < 0:
+            break
+        if _parse_frame(data, nxt, {}, np, names_only=True) is not None:
+            out.damage.append((pos, nxt - pos))
+            return nxt
+        probe = nxt + 1
+    if _torn_tail(data, pos):
+        out.torn = True
+    else:
+        out.damage.append((pos, len(data) - pos))
+    return len(data)
+
+
+def _torn_tail(data: bytes, pos: int) -> bool:
+    # A write cut short by a crash: a frame header (or part of one) whose frame would end past
+    # the end of the file. Anything else that fails is damage.
+    rest = data[pos:]
+    if len(rest) < _HEADER.size:
+        return MAGIC.startswith(rest[:4]) or MAGIC_V1.startswith(rest[:4])
+    magic, length, _crc = _HEADER.unpack_from(data, pos)
+    return magic in (MAGIC, MAGIC_V1) and pos + _HEADER.size + length > len(data)
+
+
+def _parse_frame(
+    data: bytes, pos: int, names: dict[int, str], np: Any, names_only: bool = False
+) -> Any:
     if pos + _HEADER.size > len(data):
         return None
     magic, length, crc = _HEADER.unpack_from(data, pos)
     start = pos + _HEADER.size
     end = start + length
-    if magic != MAGIC or end > len(data):
+    if magic not in (MAGIC, MAGIC_V1) or end > len(data):
         return None
     payload = data[start:end]
-    if zlib.crc32(payload) != crc:
+    seed = zlib.crc32(data[pos : pos + 8]) if magic == MAGIC else 0
+    if zlib.crc32(payload, seed) != crc:
         return None
+    if names_only:
+        return end, None
     try:
         (n_names,) = _U32.unpack_from(payload, 0)
         p = 4
@@ -205,6 +269,56 @@ def _parse_frame(data: bytes, pos: int, names: dict[int, str], np: Any) -> Any:
         return None
     names.update(new)
     return end, (ids, values, steps, times)
+
+
+def read_checked(path: Path, counts: dict[str, int] | None = None) -> JournalColumns:
+    """:func:`read_journal`, warning with :class:`JournalDamaged` (naming the run, the byte
+    ranges and the metrics that lost values) when frames had to be skipped."""
+    cols = read_journal(path)
+    if cols.damage:
+        import warnings
+
+        warnings.warn(JournalDamaged(damage_message(path, cols, counts)), stacklevel=3)
+    return cols
+
+
+class JournalDamaged(UserWarning):
+    """Some frames of a journal failed their checksum and were skipped: the values in them are
+    lost, every other value was read."""
+
+
+def damage_message(path: Path, cols: JournalColumns, counts: dict[str, int] | None = None) -> str:
+    """What was lost in a damaged journal: the run, the byte ranges, and (given the record's
+    count of values per metric) each metric that has fewer values than were logged."""
+    run = path.name.split(".")[0]
+    ranges = ", ".join(f"bytes {o}-{o + n - 1}" for o, n in cols.damage[:5])
+    more = f" and {len(cols.damage) - 5} more stretches" if len(cols.damage) > 5 else ""
+    text = f"the metric journal of run {run} ({path}) is damaged at {ranges}{more}"
+    missing = _missing(cols, counts or {})
+    if missing:
+        text += "; values lost: " + ", ".join(
+            f"{name!r} ({have} of {want} readable)" for name, have, want in missing
+        )
+    return text + (
+        "; every other value was read. Restore the file from a copy or a remote "
+        "(`coralx pull`) to get the rest back; `coralx fsck` lists all damage"
+    )
+
+
+def _missing(cols: JournalColumns, counts: dict[str, int]) -> list[tuple[str, int, int]]:
+    have: dict[str, int] = {}
+    if cols.ids is not None and len(cols.ids):
+        import numpy as np
+
+        ids, tally = np.unique(cols.ids, return_counts=True)
+        by_id = dict(zip(ids.tolist(), tally.tolist(), strict=True))
+        for nid, name in cols.names.items():
+            have[name] = int(by_id.get(nid, 0))
+    return [
+        (name, have.get(name, 0), want)
+        for name, want in sorted(counts.items())
+        if have.get(name, 0) < want
+    ]
 
 
 # -- running summaries ------------------------------------------------------------------------

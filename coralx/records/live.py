@@ -73,7 +73,6 @@ class LiveRun:
         self.buffer: list[tuple[Any, float, int]] = []
         self.names: set[str] = set()
         self.name_ids: dict[Any, int] = {None: -1}
-        self.new_names: list[tuple[int, str]] = []
         self.summary: dict[str, dict[str, Any]] = {
             k: v.model_dump() for k, v in record.metrics_summary.items()
         }
@@ -84,15 +83,16 @@ class LiveRun:
         self.closed = False
         self.dirty_summary = False
         self._appended = False
+        # A loss end() must report (values dropped); a failed background write that a later
+        # write made good (a disk that filled, then was freed) is kept in `failure` only.
         self.error: BaseException | None = None
+        self.failure: BaseException | None = None
 
     def add_name(self, name: Any) -> None:
         name = check_metric_name(name)
         with self.lock:
             if name not in self.name_ids:
-                nid = len(self.name_ids) - 1
-                self.name_ids[name] = nid
-                self.new_names.append((nid, name))
+                self.name_ids[name] = len(self.name_ids) - 1
             self.names.add(name)
 
     def mark_time(self) -> None:
@@ -101,7 +101,12 @@ class LiveRun:
             buf.append((None, time.time(), NO_STEP))
 
     def flush(self) -> None:
-        """Write what is buffered to the journal and fold it into the summaries."""
+        """Write what is buffered to the journal and fold it into the summaries.
+
+        On a failed write (a full disk) nothing is lost: the values go back in front of the
+        buffer and a later flush writes them in order. A value that cannot be stored (which
+        ``log`` refuses, so only one put in the buffer some other way) is dropped alone, and
+        noted in :attr:`error`; every other value of its batch is written."""
         with self.lock:
             buf = self.buffer
             n = len(buf)
@@ -110,23 +115,42 @@ class LiveRun:
                 return
             chunk = buf[:n]
             del buf[:n]  # the hot path only appends, so this takes exactly `chunk`
-            new_names, self.new_names = self.new_names, []
             self._appended = False
             try:
-                self._write_chunk(chunk, new_names)
+                try:
+                    self._write_chunk(chunk)
+                except (OverflowError, TypeError, ValueError, KeyError):
+                    if self._appended:
+                        raise
+                    chunk = self._drop_invalid(chunk)
+                    self._write_chunk(chunk)
             except BaseException:
                 if not self._appended:
                     # Nothing was written (the journal cuts a failed write back): put the
                     # values back in front, so a later flush writes them in order.
                     buf[0:0] = chunk
                 raise
-            finally:
-                if not self._appended:  # names not declared yet go with the next frame
-                    self.new_names[0:0] = new_names
+            self.failure = None  # what an earlier flush could not write is written now
 
-    def _write_chunk(self, chunk: list[tuple[Any, float, int]], new_names: list[Any]) -> None:
+    def _drop_invalid(self, chunk: list[tuple[Any, float, int]]) -> list[tuple[Any, float, int]]:
+        kept = [e for e in chunk if _storable(e, self.name_ids)]
+        dropped = len(chunk) - len(kept)
+        if dropped:
+            from ..errors import InvalidValue
+
+            self.error = InvalidValue(
+                f"{dropped} value(s) that a journal cannot store (a step outside 64 bits, a "
+                "value that is not a float) were dropped; every other value was written"
+            )
+        return kept
+
+    def _declared(self, names: Any) -> list[tuple[int, str]]:
+        # Every frame declares the names it uses, so it can be read without the ones before.
+        return sorted((self.name_ids[name], name) for name in names if name is not None)
+
+    def _write_chunk(self, chunk: list[tuple[Any, float, int]]) -> None:
         if len(chunk) <= SMALL_CHUNK:
-            self._write_small(chunk, new_names)
+            self._write_small(chunk)
             return
         import numpy as np
 
@@ -148,22 +172,23 @@ class LiveRun:
         mark_times = np.append(vals[marks], time.time())
         times = mark_times[nxt]
         ids, vals, stps = ids[keep], vals[keep], stps[keep]
-        frame = encode_frame(new_names, ids, vals, stps, times)
+        by_id = {nid: name for name, nid in self.name_ids.items() if name is not None}
+        used = [int(nid) for nid in np.flatnonzero(np.bincount(ids))]
+        frame = encode_frame(self._declared(by_id[i] for i in used), ids, vals, stps, times)
         self.journal.append(frame)
         self._appended = True
         syncer.add(self.journal.path, folder=False)
         from .journal import summarize
 
-        by_id = {nid: name for name, nid in self.name_ids.items() if name is not None}
-        for nid in np.flatnonzero(np.bincount(ids)):
+        for nid in used:
             mask = ids == nid
-            name = by_id[int(nid)]
+            name = by_id[nid]
             self.summary[name] = merge_summary(
                 self.summary.get(name), summarize(vals[mask], stps[mask])
             )
         self.dirty_summary = True
 
-    def _write_small(self, chunk: list[tuple[Any, float, int]], new_names: list[Any]) -> None:
+    def _write_small(self, chunk: list[tuple[Any, float, int]]) -> None:
         # The same as the numpy path, in plain Python (comprehensions): for a few hundred
         # values numpy's per-call overhead costs more than the work.
         now = time.time()
@@ -185,10 +210,11 @@ class LiveRun:
         ids = [name_ids[entry[0]] for entry in chunk]
         vals = [entry[1] for entry in chunk]
         stps = [entry[2] for entry in chunk]
-        self.journal.append(encode_frame(new_names, ids, vals, stps, times))
+        used = {entry[0] for entry in chunk}
+        self.journal.append(encode_frame(self._declared(used), ids, vals, stps, times))
         self._appended = True
         syncer.add(self.journal.path, folder=False)
-        for name in {entry[0] for entry in chunk}:
+        for name in used:
             if len(name_ids) == 2:  # one metric (and the marker): no need to pick
                 values, steps = vals, stps
             else:
@@ -217,6 +243,8 @@ class LiveRun:
             self.store.write(rec)
             self.dirty_summary = False
             self.on_save(rec)
+            if not self.buffer:
+                self.failure = None
 
     def tick(self) -> None:
         """One beat of the flusher: timestamp, flush by age or size, renew the lease."""
@@ -255,8 +283,8 @@ class Flusher:
             for run in runs:
                 try:
                     run.tick()
-                except Exception as exc:  # kept, and raised by the run's end()
-                    run.error = exc
+                except Exception as exc:  # retried at the next tick, and by the run's end()
+                    run.failure = exc  # cleared by the next write that succeeds
 
     def reset_after_fork(self) -> None:
         self.lock = threading.Lock()
@@ -265,3 +293,17 @@ class Flusher:
 
 
 flusher = Flusher()
+
+
+def _storable(entry: tuple[Any, Any, Any], name_ids: dict[Any, int]) -> bool:
+    from .checks import STEP_MAX, STEP_MIN
+
+    name, value, step = entry
+    if name is None:
+        return True
+    return (
+        name in name_ids
+        and value.__class__ is float
+        and step.__class__ is int
+        and (step == NO_STEP or STEP_MIN <= step <= STEP_MAX)
+    )

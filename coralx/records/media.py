@@ -71,7 +71,9 @@ class StoredImage:
         data = self.svg if as_svg else self.png
         if data is None:
             raise InvalidValue(f"this figure has no {'SVG' if as_svg else 'PNG'} stored")
-        with open(path, "wb") as out:
+        from .._fs import check_output_path
+
+        with open(check_output_path(path), "wb") as out:
             out.write(data)
 
 

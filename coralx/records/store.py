@@ -5,6 +5,12 @@ run FAILED (:meth:`RecordStore.mark_failed`), under a lock and after reading the
 Records are rewritten whole and atomically; the index is updated right after, and
 :meth:`RecordStore.sync` repairs it if a crash came in between.
 
+Each record file ends with a ``"digest"`` field, the SHA-256 of the file's text without that
+field (see :func:`seal` and :func:`unseal`): a record changed on disk by anything but coralx
+(a flipped bit, a truncated copy, an edit by hand) is reported as damaged, naming the file,
+instead of being read as something it never was. Records written before digests existed have
+no such field and are read as before.
+
 Only the standard library is imported here at module level, so the CLI's query commands stay
 fast; pydantic is imported when a record is written or validated.
 """
@@ -22,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AmbiguousRevision, ExperimentNotFound, InvalidName
+from ..errors import AmbiguousRevision, ExperimentNotFound, InvalidName, RecordDamaged
 from ..identity import pid_alive
 from .index import INDEX_FILE, Filters, Index, file_stamp
 
@@ -33,7 +39,48 @@ __all__ = [
     "LEASE_SECONDS",
     "RecordStore",
     "liveness",
+    "seal",
+    "unseal",
 ]
+
+_DIGEST_KEY = ',\n "digest": "sha256:'
+
+
+def seal(text: str) -> str:
+    """A record's JSON text (as ``ExperimentRecord.to_json`` writes it, ending in ``\n}``)
+    with a last field holding the SHA-256 of that text.
+
+    >>> unseal(seal('{\n "a": 1\n}'))
+    '{\n "a": 1\n}'
+    """
+    import hashlib
+
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return f'{text[:-2]}{_DIGEST_KEY}{digest}"\n}}'
+
+
+def unseal(text: str) -> str:
+    """The record text without its digest field, checked against it. A text without a digest
+    (written before digests existed) is returned as it is; ``ValueError`` if the digest does
+    not match."""
+    import hashlib
+
+    at = text.rfind(_DIGEST_KEY)
+    if at < 0:
+        return text
+    tail = text[at + len(_DIGEST_KEY) :]
+    digest = tail[:64]
+    if tail[64:].rstrip() != '"\n}':
+        raise ValueError("its digest field is not the last thing in the file")
+    body = text[:at] + "\n}"
+    got = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    if got != digest:
+        raise ValueError(
+            f"does not match its digest (sha256 {digest[:16]}..., content hashes to "
+            f"{got[:16]}...): it was changed outside coralx"
+        )
+    return body
+
 
 EXPERIMENTS_DIR = "experiments"
 # A running process renews its lease every LEASE_RENEW seconds; a run whose lease is older
@@ -111,7 +158,14 @@ class RecordStore:
     @cached_property
     def index(self) -> Index:
         self.folder.mkdir(exist_ok=True)
-        return Index(self.store_path / INDEX_FILE)
+        return Index(self.store_path / INDEX_FILE, on_rebuild=self._refill_index)
+
+    def _refill_index(self) -> None:
+        # The index was found damaged in use and replaced by an empty one: fill it from the
+        # records (the truth) before the query that found the damage is answered.
+        self._synced_at = time.monotonic()
+        if self.folder.is_dir():
+            self.index.sync(self.folder, self.load, force=True)
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -134,19 +188,36 @@ class RecordStore:
     def load(path: Path) -> tuple[dict[str, Any], str] | None:
         """(record, text) of one record file, or None if it is missing or unreadable."""
         try:
-            text = path.read_text(encoding="utf-8")
+            return RecordStore.load_checked(path)
+        except (OSError, RecordDamaged):
+            return None
+
+    @staticmethod
+    def load_checked(path: Path) -> tuple[dict[str, Any], str]:
+        """(record, text without its digest) of one record file; ``FileNotFoundError`` if
+        it is missing, :class:`RecordDamaged` (naming the file) if it cannot be read or does
+        not match its digest."""
+        eid = path.name.split(".")[0]
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise RecordDamaged(str(path), f"cannot be read ({exc.strerror})", eid) from None
+        try:
+            text = unseal(raw.decode("utf-8"))
             data = json.loads(text)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or "experiment_id" not in data:
-            return None
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise RecordDamaged(str(path), _reason(exc, len(raw)), eid) from None
+        if not isinstance(data, dict) or data.get("experiment_id") != eid:
+            raise RecordDamaged(str(path), "is not the record of this run", eid)
         return data, text
 
     def read_dict(self, experiment_id: str) -> dict[str, Any]:
-        loaded = self.load(self.record_path(experiment_id))
-        if loaded is None:
-            raise ExperimentNotFound(experiment_id)
-        return loaded[0]
+        try:
+            return self.load_checked(self.record_path(experiment_id))[0]
+        except FileNotFoundError:
+            raise ExperimentNotFound(experiment_id) from None
 
     def read(self, experiment_id: str) -> ExperimentRecord:
         from .models import ExperimentRecord
@@ -178,7 +249,7 @@ class RecordStore:
         record.revision += 1
         text = record.to_json()
         path = self._record_file(record.experiment_id)
-        st = _fs.atomic_write(path, text, fsync=False)
+        st = _fs.atomic_write(path, seal(text), fsync=False)
         syncer.add(path)
         stamp = file_stamp(st)  # of the file written: the one at `path` until the next write
         with self._pending_lock:
@@ -191,19 +262,34 @@ class RecordStore:
             self._pending_lock.notify()
 
     def _index_loop(self) -> None:
+        delay = INDEX_DELAY
         while True:
             with self._pending_lock:
                 self._pending_lock.wait_for(lambda: bool(self._pending))
-            time.sleep(INDEX_DELAY)  # let a batch gather: one transaction for many rows
-            self.drain()
+            time.sleep(delay)  # let a batch gather: one transaction for many rows
+            try:
+                self.drain()
+                delay = INDEX_DELAY
+            except Exception:
+                # A full disk, a damaged index being rebuilt: the rows are queued again and
+                # retried, less often while the trouble lasts (the records are on disk).
+                delay = min(max(delay * 2, 0.2), 5.0)
 
     def drain(self) -> None:
-        """Write the index rows still queued by this process."""
+        """Write the index rows still queued by this process. If the index cannot be written
+        (a full disk), the rows stay queued and the error is raised."""
         with self._drain_lock:
             with self._pending_lock:
                 batch, self._pending = self._pending, {}
-            if batch:
+            if not batch:
+                return
+            try:
                 self.index.upsert_many(batch.values())
+            except BaseException:
+                with self._pending_lock:
+                    for eid, item in batch.items():  # a newer row queued meanwhile wins
+                        self._pending.setdefault(eid, item)
+                raise
 
     def delete(self, experiment_id: str) -> None:
         """Remove a record, its journal and its index row."""
@@ -266,27 +352,78 @@ class RecordStore:
         if time.monotonic() - self._synced_at > SYNC_EVERY:
             self.sync()
 
-    def sync(self, force: bool = False) -> dict[str, int]:
+    def sync(self, force: bool = False) -> dict[str, Any]:
+        """Index what the index misses; ``unreadable_files`` names each record that could not
+        be read (damaged), which keeps the row it had, if any."""
         self._synced_at = time.monotonic()
         if not self.folder.is_dir():
-            return {"indexed": 0, "removed": 0, "unreadable": 0}
-        return self.index.sync(self.folder, self.load, force=force)
+            return {"indexed": 0, "removed": 0, "unreadable": 0, "unreadable_files": []}
+        bad: list[str] = []
 
-    def reindex(self) -> dict[str, int]:
-        """Rebuild the index from the records."""
+        def load(path: Path) -> tuple[dict[str, Any], str] | None:
+            try:
+                return self.load_checked(path)
+            except FileNotFoundError:
+                return None
+            except RecordDamaged as exc:
+                bad.append(f"{path}: {exc.reason}")
+                return None
+
+        result: dict[str, Any] = dict(self.index.sync(self.folder, load, force=force))
+        result["unreadable_files"] = bad
+        return result
+
+    def reindex(self) -> dict[str, Any]:
+        """Rebuild the index from the records. ``unreadable_files`` names every record that
+        could not be read; its last indexed copy is kept aside in the result's
+        ``recoverable`` (ids whose copy ``coralx fsck --repair`` can restore)."""
         self.drain()
+        copies = {eid: self.index.record(eid) for eid in self._damaged_ids()}
         self.index.clear()
         result = self.sync(force=True)
+        saved = {eid: rec for eid, rec in copies.items() if rec is not None}
+        if saved:
+            # A damaged record's row is the only readable copy of it: keep it in the index.
+            self.index.upsert_many((rec, json.dumps(rec), "damaged") for rec in saved.values())
+        result["recoverable"] = sorted(saved)
         result["records"] = self.index.count()
         return result
+
+    def _damaged_ids(self) -> list[str]:
+        out = []
+        for path in self.folder.glob("*.json") if self.folder.is_dir() else []:
+            if path.name.startswith("."):
+                continue
+            try:
+                self.load_checked(path)
+            except (OSError, RecordDamaged):
+                out.append(path.stem)
+        return out
+
+    def repair(self, experiment_id: str) -> bool:
+        """Rewrite a damaged record from its copy in the index, its metric summaries rebuilt
+        from the journal. Returns False if the index holds no copy of it."""
+        from .models import ExperimentRecord
+
+        copy = self.index.record(experiment_id)
+        if copy is None:
+            return False
+        record = ExperimentRecord.from_dict(copy)
+        record.metrics_summary = self.summary_from_journal(experiment_id) or record.metrics_summary
+        self.write(record)
+        self.drain()
+        return True
 
     def reap(self) -> list[str]:
         """Mark every run indexed as running whose process is gone FAILED; their ids."""
         dead = []
         for eid, host, pid, pid_start, lease in self.index.running():
             reason = liveness(host, pid, pid_start, lease)
-            if reason is not None and self.mark_failed(eid, f"run died: {reason}", check=True):
-                dead.append(eid)
+            try:
+                if reason is not None and self.mark_failed(eid, f"run died: {reason}", check=True):
+                    dead.append(eid)
+            except RecordDamaged:
+                continue  # reported by reading it and by fsck; a query must still answer
         if dead:
             self.drain()
         return dead
@@ -327,6 +464,7 @@ class RecordStore:
         return True
 
     def summary_from_journal(self, experiment_id: str) -> dict[str, Any]:
+        """Each metric's summary computed again from the journal (damaged frames skipped)."""
         from .journal import read_journal, summarize
         from .models import MetricSummary
 
@@ -337,3 +475,13 @@ class RecordStore:
             if mask.any():
                 out[name] = MetricSummary(**summarize(cols.values[mask], cols.steps[mask]))
         return out
+
+
+def _reason(exc: BaseException, size: int) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"is not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, json.JSONDecodeError):
+        return (
+            f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}; {size} bytes)"
+        )
+    return str(exc)

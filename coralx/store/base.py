@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ChecksumMismatch, StoreCorrupted
+from ..errors import ChecksumMismatch, ChunkNotFound, StoreCorrupted
 from ..ids import ChunkId, check_chunk_id
 from .codecs import (
     CODEC_DELTA,
@@ -95,6 +95,10 @@ class ChunkStore(abc.ABC):
         """The chunk's header (a store on disk reads only the first bytes)."""
         return parse_header(self.get_raw_encoded(chunk_id)[:HEADER_MAX])
 
+    def remove_dead_temp_files(self) -> int:
+        """Remove what writers that died left behind; a store without temp files has none."""
+        return 0
+
     def touch(self, chunk_id: str) -> None:  # noqa: B027 - optional hook, nothing to do here
         """Mark a chunk as just used, so an age-based gc spares it (disk stores)."""
 
@@ -137,7 +141,10 @@ class ChunkStore(abc.ABC):
 
     def get(self, chunk_id: str, what: str = "") -> np.ndarray[Any, Any]:
         """The chunk's raw bytes as a new uint8 array, verified against its id."""
-        head = self.read_header(chunk_id)
+        try:
+            head = self.read_header(chunk_id)
+        except StoreCorrupted as exc:
+            raise _named(exc, chunk_id, what) from None
         out = np.empty(head.raw_len, dtype=np.uint8)
         self.get_into(chunk_id, out, what)
         return out
@@ -148,12 +155,17 @@ class ChunkStore(abc.ABC):
 
         A chain is decoded from its whole end towards the chunk asked for, in ``out``.
         """
-        blobs = self._chain_blobs(chunk_id)
-        if len(blobs) == 1:
-            _cid, blob, head = blobs[0]
-            decode_into(blob, out, None, head)
-        else:
-            decode_chain([(blob, head) for _cid, blob, head in reversed(blobs)], out)
+        try:
+            blobs = self._chain_blobs(chunk_id)
+            if len(blobs) == 1:
+                _cid, blob, head = blobs[0]
+                decode_into(blob, out, None, head)
+            else:
+                decode_chain([(blob, head) for _cid, blob, head in reversed(blobs)], out)
+        except StoreCorrupted as exc:
+            # A damaged header (or a missing base) is named like damaged payload: the chunk,
+            # and the tensor and commit that use it.
+            raise _named(exc, chunk_id, what) from None
         self._verify(chunk_id, out, what)
 
     def _chain_blobs(self, chunk_id: str) -> list[tuple[str, bytes, Header]]:
@@ -194,3 +206,17 @@ class ChunkStore(abc.ABC):
         if got != chunk_id:
             label = f"chunk {chunk_id}" + (f" of {what}" if what else "")
             raise ChecksumMismatch(chunk_id, got, label)
+
+
+def _named(exc: StoreCorrupted, chunk_id: str, what: str) -> StoreCorrupted:
+    """``exc`` naming the chunk it is about and where it is used (``what``: a tensor and its
+    commit), unless it does already."""
+    text = str(exc)
+    if chunk_id in text and (not what or what in text):
+        return exc
+    if isinstance(exc, ChunkNotFound) and exc.chunk_id == chunk_id:
+        return ChunkNotFound(chunk_id, what)
+    where = f" (used by {what})" if what else ""
+    return StoreCorrupted(
+        f"chunk {chunk_id}{where} is damaged: {text}; run `coralx fsck` to list everything affected"
+    )

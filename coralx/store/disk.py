@@ -89,7 +89,8 @@ class DiskChunkStore(ChunkStore):
                 os.replace(tmp, dest)
                 _fs.fsync_dir(dest.parent)
                 return True
-        except BaseException:
+        except BaseException as exc:
+            _fs.name_os_error(exc, dest)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
@@ -177,6 +178,18 @@ class DiskChunkStore(ChunkStore):
         for folder in self.root.iterdir():
             if folder.is_dir():
                 yield from folder.glob(f"{_fs.TEMP_PREFIX}*")
+
+    def remove_dead_temp_files(self) -> int:
+        """Remove the temporary files of writers on this machine that died (kill -9 during a
+        commit or a re-encode); the files of live writers, or of other machines, are left to
+        ``gc``'s age rule. Returns how many were removed."""
+        removed = 0
+        for tmp in list(self.iter_temp_files()):
+            if not _fs.temp_writer_alive(tmp.name):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                    removed += 1
+        return removed
 
 
 class _Batch:

@@ -23,7 +23,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["execute_task", "execute_task_dict", "main"]
+__all__ = [
+    "execute_task",
+    "execute_task_dict",
+    "is_missing_guard",
+    "main",
+    "refuse_sweep_during_import",
+]
 
 
 class _InterruptGuard:
@@ -62,6 +68,33 @@ class _InterruptGuard:
 
 _guard = _InterruptGuard()
 
+# The script being imported to find a task's function, while it is: a sweep started then is
+# the script's module-level call re-run in a worker (no `if __name__ == "__main__":` guard).
+_importing: list[str] = []
+
+
+def refuse_sweep_during_import() -> None:
+    """Called where a sweep starts: raises :class:`MissingMainGuard` if this process is a
+    worker importing the sweep's script, as ``multiprocessing`` refuses to start a process
+    while a child is still bootstrapping."""
+    if _importing:
+        from ..errors import MissingMainGuard
+
+        raise MissingMainGuard(_importing[-1])
+
+
+def is_missing_guard(outcome: Outcome) -> bool:
+    """Whether ``outcome`` is a worker's report that the script has no main guard."""
+    return (outcome.error or {}).get("type") == "MissingMainGuard"
+
+
+def _load_target(task: Task, prefer_local: bool) -> Any:
+    _importing.append(task.fn.file or task.fn.module or task.fn.qualname)
+    try:
+        return task.fn.load(prefer_local=prefer_local)
+    finally:
+        _importing.pop()
+
 
 def install_interrupt_guard() -> None:
     """Call once in a process that only runs tasks (a subprocess child, a fork worker)."""
@@ -76,7 +109,7 @@ def execute_task(task: Task, *, prefer_local: bool = False) -> Outcome:
             sys.path.append(entry)
     tracker = None
     try:
-        target = task.fn.load(prefer_local=prefer_local)
+        target = _load_target(task, prefer_local)
         fn, callbacks, hooks = _unpack(target)
         apply_seeds(task.seeds)
         repo = None

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CoralxError, InvalidValue
+from .._text import markup_cell
+from ..errors import EXIT_INTERRUPTED, EXIT_SWEEP_FAILED, CoralxError, InvalidValue
 
 if TYPE_CHECKING:
     from .experiment import SweepExperiment
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
     from .runner import SweepResult
 
 __all__ = ["build_parser", "main", "parse_overrides"]
-
-EXIT_INTERRUPTED = 130
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -119,7 +118,19 @@ def main(
             file=sys.stderr,
         )
         raise SystemExit(EXIT_INTERRUPTED)
+    if result.status == "failed":
+        # So that CI and shell scripts notice; the results are stored all the same.
+        raise SweepFailedExit(result)
     return result
+
+
+class SweepFailedExit(SystemExit):
+    """The script's exit (status :data:`~coralx.errors.EXIT_SWEEP_FAILED`) after a sweep in
+    which some configuration failed; ``result`` is the sweep's result all the same."""
+
+    def __init__(self, result: SweepResult) -> None:
+        super().__init__(EXIT_SWEEP_FAILED)
+        self.result = result
 
 
 def _run(
@@ -203,7 +214,7 @@ def render_summary(experiment: SweepExperiment, result: SweepResult) -> None:
     for r in result.results:
         status = "cached" if r.cached and r.ok else r.status
         style = {"completed": "green", "cached": "dim", "failed": "red"}.get(status, "yellow")
-        row = [r.name, f"[{style}]{status}[/]"]
+        row = [markup_cell(r.name), f"[{style}]{status}[/]"]
         if metric:
             value = r.value(metric, experiment.mode)
             row.append("" if value is None else f"{value:.4g}")

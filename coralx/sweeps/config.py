@@ -484,6 +484,25 @@ def load_config(
     return out
 
 
+def _read_config_text(path: Path) -> str:
+    """The text of a config file, or :class:`InvalidConfig` saying why it is none."""
+    if path.is_dir():
+        raise InvalidConfig(f"{path} is a folder; give the path of a .yaml or .toml file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise InvalidConfig(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise InvalidConfig(f"config file {path} cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise InvalidConfig(f"{path} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidConfig(f"{path} is not UTF-8 text (byte {exc.start})") from None
+
+
 def _load_file(path: Path, chain: tuple[Path, ...], deep: bool = True) -> Config:
     if path in chain:
         cycle = " -> ".join(p.name for p in (*chain, path))
@@ -501,11 +520,11 @@ def _load_file(path: Path, chain: tuple[Path, ...], deep: bool = True) -> Config
     return merge(out, data, deep=deep)
 
 
+MAX_CONFIG_BYTES = 16 << 20  # far above any hand-written config; a guard against a wrong file
+
+
 def _parse(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidConfig(f"config file {path} does not exist") from None
+    text = _read_config_text(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
@@ -520,6 +539,8 @@ def _parse(path: Path) -> dict[str, Any]:
             raise InvalidConfig(f"{path}: unknown config format; use .yaml, .yml or .toml")
     except InvalidConfig:
         raise
+    except RecursionError:
+        raise InvalidConfig(f"{path} nests too deeply to be a config") from None
     except Exception as exc:  # each parser has its own error types; all mean "bad file"
         raise InvalidConfig(f"{path} is not valid {suffix[1:].upper()}: {exc}") from None
     if data is None:

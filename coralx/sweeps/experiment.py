@@ -239,8 +239,10 @@ class SweepExperiment:
     def run(self, argv: Sequence[str] | None = None, **options: Any) -> SweepResult:
         """Run the sweep as a script does: options from the command line (``argv``, default
         ``sys.argv[1:]``) over ``options`` over the decorator's; a progress bar, a summary."""
+        from ._child import refuse_sweep_during_import
         from ._cli import main
 
+        refuse_sweep_during_import()  # before its arguments are parsed: they are the worker's
         return main(self, argv, options)
 
     def __repr__(self) -> str:

@@ -142,8 +142,10 @@ def _settings(data: Mapping[str, Any], path: Path, what: str) -> dict[str, Any]:
 def _trials(path: Path) -> list[TrialSpec]:
     import yaml
 
+    from .config import _read_config_text
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(_read_config_text(path))
     except yaml.YAMLError as exc:
         raise InvalidConfig(f"{path} is not valid YAML: {exc}") from None
     if isinstance(data, Mapping) and "trials" in data:

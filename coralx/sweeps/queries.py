@@ -126,4 +126,12 @@ def run_file(
         chosen = [e for e in chosen if e.name == experiment]
         if not chosen:
             raise InvalidValue(f"{path} has no experiment named {experiment!r}")
-    return [e.run(list(argv), **options) for e in chosen]
+    from ._cli import SweepFailedExit
+
+    out = []
+    for e in chosen:
+        try:
+            out.append(e.run(list(argv), **options))
+        except SweepFailedExit as exc:  # the next experiment of the file still runs
+            out.append(exc.result)
+    return out

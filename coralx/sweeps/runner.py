@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidValue
 from ..ids import new_experiment_id, new_sweep_id
+from ._child import is_missing_guard
 from .config import Config, ConfigList, config_hash
 from .executors import NOT_STARTED, Executor, get_executor
 from .record import FINAL, Attempt, SweepRecord, find_sweep, list_sweeps, now, sweep_dir, sweep_lock
@@ -141,6 +142,9 @@ def run_sweep(
     function itself to the executor's processes (cloudpickle), for functions that cannot be
     imported by name (defined in a notebook or inside another function).
     """
+    from ._child import refuse_sweep_during_import
+
+    refuse_sweep_during_import()
     configs = experiment.build_configs(
         testing=testing, overrides=overrides, axis_overrides=axis_overrides, seeds=False
     )
@@ -421,6 +425,7 @@ class _SweepRun:
 
         outcomes = self.executor.run_all(tasks(), workers, on_start=on_start, tick=tick)
         cancelled = False
+        no_guard: Outcome | None = None
         while True:
             try:
                 task, outcome = next(outcomes)
@@ -431,7 +436,12 @@ class _SweepRun:
                 break
             try:
                 self.progress.running -= 1
-                if outcome.status == NOT_STARTED:
+                if no_guard is None and is_missing_guard(outcome):
+                    # The script re-ran its sweep on import: no configuration ran; stop all.
+                    no_guard = outcome
+                    stopping.append(True)
+                    self.executor.cancel()
+                if no_guard is not None or outcome.status == NOT_STARTED:
                     started.discard(task.index)
                     continue
                 self._deliver(by_index[task.index], outcome)
@@ -439,6 +449,15 @@ class _SweepRun:
                 cancelled = True
                 stopping.append(True)
                 self.executor.cancel()
+        if no_guard is not None:
+            for planned in todo:
+                self._drop_attempt(planned)
+            if self.record is not None:
+                self.record.status = "failed"
+                self.record.save(self._repo())
+            from ..errors import MissingMainGuard
+
+            raise MissingMainGuard(self.fn_ref.file or self.fn_ref.label)
         if cancelled:
             for planned in todo:
                 if planned.index not in started:

@@ -91,9 +91,12 @@ class FunctionRef:
                 pickled=_pickle_by_value(obj),
             )
         if module_name == "__main__" or module_name.startswith(SCRIPT_MODULE_PREFIX) or not spec:
-            # The file the function's code came from, not the __main__ module's: under
-            # `python -m cProfile train.py` (or pdb, or a debugger) that is the launcher's.
-            file = _source_file(obj) or getattr(module, "__file__", None)
+            # The module's file when it holds the object under its name; else the file the
+            # function's code came from: under `python -m cProfile train.py` (or pdb, or a
+            # debugger) the __main__ module is the launcher's.
+            file = getattr(module, "__file__", None)
+            if not _holds(module, name, obj):
+                file = _source_file(obj) or file
             return cls(qualname=name, file=os.path.abspath(file) if file else None, local_key=key)
         return cls(qualname=name, module=module_name, local_key=key)
 
@@ -148,6 +151,16 @@ def _pickle_by_value(obj: Any) -> bytes:
             hooks=dict(getattr(obj, "hooks", {})),
         )
     return bytes(cloudpickle.dumps(obj))
+
+
+def _holds(module: Any, qualname: str, obj: Any) -> bool:
+    """Whether ``module`` has ``obj`` at ``qualname`` (the way a child will look it up)."""
+    node = module
+    for part in qualname.split("."):
+        node = getattr(node, part, None)
+        if node is None:
+            return False
+    return node is obj
 
 
 def _source_file(obj: Any) -> str | None:

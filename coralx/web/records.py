@@ -309,11 +309,15 @@ class RecordCache:
 
     @staticmethod
     def _load(path: str) -> Row | None:
+        from ..records.store import unseal
+
         try:
             with open(path, "rb") as f:
-                record = json.loads(f.read())
+                record = json.loads(unseal(f.read().decode("utf-8")))
         except (OSError, ValueError):
-            return None  # unreadable or half-written by a foreign tool: leave it out
+            # Unreadable, or not matching its digest: left out, never shown as something it
+            # is not (`coralx fsck` names it).
+            return None
         if not isinstance(record, dict):
             return None
         record.setdefault("experiment_id", os.path.basename(path)[:ID_LENGTH])
