@@ -750,13 +750,21 @@ class ExperimentTracker:
         return self._finish(final, commit_hash=commit_hash, result=result_data)
 
     def fail(self, error_message: str | None = None, error_detail: str | None = None) -> Experiment:
-        """End the active run as FAILED with what went wrong. Inside an ``except`` block the
-        traceback is kept as ``error_detail`` unless one is given."""
+        """End the active run as FAILED with what went wrong: the message goes to
+        ``error_message`` and to the run's ``notes`` (after any notes it had, as in the seed).
+        Inside an ``except`` block the traceback is kept as ``error_detail`` unless one is
+        given.
+
+        >>> tracker.fail("CUDA out of memory").notes
+        'CUDA out of memory'
+        """
         if error_detail is None and sys.exc_info()[0] is not None:
             error_detail = traceback.format_exc()
-        return self._finish(
-            "failed", error_message=error_message or "failed", error_detail=error_detail
-        )
+        message = error_message or "failed"
+        run = self._active("end as failed")
+        notes = run.record.notes
+        notes = message if not notes else f"{notes}\n{message}"
+        return self._finish("failed", error_message=message, error_detail=error_detail, notes=notes)
 
     def cancel(self) -> Experiment:
         """End the active run as CANCELLED (stopped by the user)."""
@@ -856,8 +864,30 @@ class ExperimentTracker:
         self._store.ensure_synced()
         self._store.reap()
 
-    def get(self, experiment_id: str) -> Experiment:
-        """The run with this id or unambiguous id prefix (``ExperimentNotFound`` if none)."""
+    def get(self, experiment_id: str) -> Experiment | None:
+        """The run with this id or unambiguous id prefix, or None when no run has it (as in
+        the seed). An ambiguous prefix raises ``AmbiguousRevision``; :meth:`get_or_raise`
+        raises ``ExperimentNotFound`` instead of returning None.
+
+        >>> tracker.get("0194c2").name
+        'bert-finetuning'
+        >>> tracker.get("ffffffff") is None
+        True
+        """
+        try:
+            return self.get_or_raise(experiment_id)
+        except ExperimentNotFound:
+            return None
+
+    def get_or_raise(self, experiment_id: str) -> Experiment:
+        """The run with this id or unambiguous id prefix; ``ExperimentNotFound`` (a
+        ``KeyError``) when there is none. What the CLI and every caller that needs the run
+        use.
+
+        >>> tracker.get_or_raise("ffffffff")
+        Traceback (most recent call last):
+        coralx.errors.ExperimentNotFound: no experiment 'ffffffff'; ...
+        """
         run = self._run
         if run is not None and run.record.experiment_id == experiment_id:
             return run.experiment
@@ -1002,7 +1032,7 @@ class ExperimentTracker:
         """Runs side by side: ``experiments`` (basic info), ``metrics`` (per metric and run:
         last, min, max, count), ``best`` (per metric, the run with the lowest and highest
         value), ``params`` (the parameters whose values differ) and ``all_params``."""
-        exps = [self.get(e) for e in experiment_ids]
+        exps = [self.get_or_raise(e) for e in experiment_ids]
         ids = [e.experiment_id for e in exps]
         names = sorted({m for e in exps for m in e.metrics_summary}) if metrics is None else metrics
         table: dict[str, dict[str, Any]] = {}
@@ -1059,12 +1089,11 @@ class ExperimentTracker:
 
     def lineage(self, experiment_id: str) -> builtins.list[Experiment]:
         """The chain of runs that led to this one, oldest first, ending with it."""
-        chain = [self.get(experiment_id)]
+        chain = [self.get_or_raise(experiment_id)]
         seen = {chain[0].experiment_id}
         while chain[0].parent_experiment:
-            try:
-                parent = self.get(chain[0].parent_experiment)
-            except ExperimentNotFound:
+            parent = self.get(chain[0].parent_experiment)
+            if parent is None:
                 break  # the parent was deleted
             if parent.experiment_id in seen:
                 break
@@ -1082,7 +1111,7 @@ class ExperimentTracker:
         ``start=False`` the new run is left PENDING, for another process to start by id."""
         from .records.models import ExperimentRecord
 
-        old = self.get(experiment_id)
+        old = self.get_or_raise(experiment_id)
         name = old.name if old.name.endswith("-resumed") else f"{old.name}-resumed"
         if start:
             return self.start(
@@ -1105,9 +1134,12 @@ class ExperimentTracker:
         return self._experiment(record.to_dict())
 
     def delete(self, experiment_id: str) -> bool:
-        """Delete a run's record and metrics (not its weight commits). A run still running
-        in a live process cannot be deleted."""
-        eid = self.get(experiment_id).experiment_id
+        """Delete a run's record and metrics (not its weight commits); False when no run has
+        this id (as in the seed). A run still running in a live process cannot be deleted."""
+        found = self.get(experiment_id)
+        if found is None:
+            return False
+        eid = found.experiment_id
         if self._run is not None and self._run.record.experiment_id == eid:
             raise InvalidValue(f"experiment {eid} is this tracker's active run; end it first")
         self._store.reap()
@@ -1132,7 +1164,7 @@ class ExperimentTracker:
         """Write the code a run ran (its snapshot, or its clean commit) into a new folder."""
         from .workspace import restore
 
-        exp = self.get(experiment_id)
+        exp = self.get_or_raise(experiment_id)
         return restore(exp.code, self._store_git(), Path(into))
 
 

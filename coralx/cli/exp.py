@@ -219,7 +219,7 @@ def show(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
       coralx exp show 01a2093a
       coralx exp show 01a2093a --json
     """
-    run = _tracker(ctx).get(experiment_id)
+    run = _tracker(ctx).get_or_raise(experiment_id)
     if as_json:
         echo_json(run.to_dict(metrics=False))
         return
@@ -443,7 +443,7 @@ def delete(ctx: click.Context, experiment_id: str, yes: bool) -> None:
       coralx exp delete 01a2093a --yes
     """
     tracker = _tracker(ctx)
-    run = tracker.get(experiment_id)
+    run = tracker.get_or_raise(experiment_id)
     if not yes:
         click.confirm(
             f"delete run {run.experiment_id} ({run.name}, {run.status.value})?", abort=True
@@ -557,7 +557,7 @@ def metrics(
     from ..errors import NotFound
     from ..records.journal import NO_STEP, read_journal
 
-    run = _tracker(ctx).get(experiment_id)
+    run = _tracker(ctx).get_or_raise(experiment_id)
     if run._journal is None:
         raise NotFound(f"run {run.experiment_id} has no metric journal")
     values, steps, times = read_journal(run._journal).select(metric)
