@@ -450,9 +450,29 @@ class ExperimentTracker:
         self._store = RecordStore(repo.path)
         self._run: LiveRun | None = None
         _trackers.add(self)
+        repo._closables.add(self)
 
     def __repr__(self) -> str:
         return f"ExperimentTracker({self.repo!r})"
+
+    def close(self) -> None:
+        """Fail a run still active ("closed before tracker.end()"), write what is queued and
+        stop the tracker's threads: after this, no thread of the tracker writes into the
+        store. The tracker can still be used; it reopens what it needs.
+
+        >>> with ExperimentTracker(repo) as tracker:
+        ...     tracker.start("run"); tracker.end()
+        """
+        run = self._run
+        if run is not None and run.pid == os.getpid():
+            self.fail("the tracker was closed before tracker.end()")
+        self._store.close()
+
+    def __enter__(self) -> ExperimentTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- the active run -----------------------------------------------------------------------
 
@@ -787,6 +807,9 @@ class ExperimentTracker:
                     setattr(rec, key, value)
             run.save(lease=False)
             run.closed = True
+        # The index row now, not from the index thread a moment later: once end() returns,
+        # no thread of coralx writes into the store (a caller may delete it at once).
+        self._store.drain()
         self._run = None
         self._unlink_commits()
         exp = run.experiment
