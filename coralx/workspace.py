@@ -74,11 +74,80 @@ def _open_git(root: Path) -> Any:
 
 def capture(store_git: Any, *starts: Path, snapshot: bool = True) -> dict[str, Any]:
     """Code info for a run started in ``starts``: ``commit``, ``branch``, ``dirty``,
-    ``snapshot`` (a tree id in ``store_git``, when dirty), ``root``, ``skipped``."""
+    ``snapshot`` (a tree id in ``store_git``, when dirty), ``root``, ``skipped``.
+
+    Read in process (:mod:`coralx.worktree`), and answered from what was seen last while the
+    tree has not changed; where that fails, asked of git (GitPython)."""
     empty: dict[str, Any] = {"commit": None, "branch": None, "dirty": None, "snapshot": None}
     root = find_work_tree(*starts)
     if root is None:
         return empty
+    try:
+        from .worktree import work_tree
+
+        state = work_tree(root).state()
+    except Exception:  # an index or ref layout we do not read: ask git
+        return _capture_with_git(root, store_git, snapshot, empty)
+    info = dict(empty, root=str(root), commit=state.commit, branch=state.branch)
+    info["dirty"] = state.dirty
+    if state.dirty and snapshot and store_git is not None:
+        try:
+            info["snapshot"], info["skipped"] = _stored_snapshot(root, state, store_git)
+        except Exception as exc:  # keep what we know, say what failed
+            info["skipped"] = [f"(snapshot failed: {exc})"]
+    return info
+
+
+# (work tree, store) -> (generation of the tree state, snapshot tree id, skipped files)
+_snapshots: dict[tuple[str, str], tuple[int, str, list[str]]] = {}
+
+
+def _stored_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[str]]:
+    """The snapshot of ``state`` in ``store_git``: written once per version of the tree and
+    store; between runs of an unchanged tree, the tree id found before."""
+    key = (str(root), str(store_git.path))
+    known = _snapshots.get(key)
+    if known is not None and known[0] == state.generation:
+        return known[1], list(known[2])
+    tree, skipped = _write_snapshot(root, state, store_git)
+    _snapshots[key] = (state.generation, tree, skipped)
+    return tree, list(skipped)
+
+
+def _write_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[str]]:
+    from dulwich.objects import Blob
+
+    from .worktree import read_content
+
+    objects = store_git.object_store
+    files: dict[str, tuple[int, bytes]] = {}
+    skipped: list[str] = []
+    total = 0
+    for rel in sorted(state.files):
+        mode, sha = state.files[rel]
+        size = state.sizes[rel]
+        if mode != _SYMLINK and (size > MAX_FILE or total + size > MAX_TOTAL):
+            skipped.append(rel)
+            continue
+        blob_id = sha.encode("ascii")
+        if not objects.contains_loose(blob_id):  # read only what the store lacks
+            path = os.path.join(root, rel)
+            try:
+                data = read_content(path, os.lstat(path))
+            except OSError:
+                continue  # deleted since the look
+            blob = Blob.from_string(data)
+            objects.add_object(blob)
+            blob_id = blob.id
+            size = len(data)
+        total += size
+        files[rel] = (mode, blob_id)
+    return _write_trees(files, store_git), skipped
+
+
+def _capture_with_git(
+    root: Path, store_git: Any, snapshot: bool, empty: dict[str, Any]
+) -> dict[str, Any]:
     repo = _open_git(root)
     if repo is None:
         return empty
