@@ -13,8 +13,11 @@ once. ``restore`` writes it (or, for a clean tree, the commit itself) into a new
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import stat
+import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +103,18 @@ def capture(store_git: Any, *starts: Path, snapshot: bool = True) -> dict[str, A
 
 # (work tree, store) -> (generation of the tree state, snapshot tree id, skipped files)
 _snapshots: dict[tuple[str, str], tuple[int, str, list[str]]] = {}
+# Object databases a snapshot opened packs in: closed at exit, before the interpreter tears
+# down the modules their finalisers need (dulwich warns on stderr otherwise).
+_opened: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _close_opened() -> None:
+    for objects in list(_opened):
+        with contextlib.suppress(Exception):
+            objects.close()
+
+
+atexit.register(_close_opened)
 
 
 def _stored_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[str]]:
@@ -114,13 +129,22 @@ def _stored_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[
     return tree, list(skipped)
 
 
+PACK_AT = 32  # new objects from which a snapshot is written as one pack, not loose files
+
+
 def _write_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[str]]:
+    """Store the files of ``state`` not in the store yet and the trees over them. The first
+    snapshot of a large tree adds thousands of objects: written as one pack file (one file
+    instead of thousands); a later one adds the few files that changed, as loose objects."""
     from dulwich.objects import Blob
 
     from .worktree import read_content
 
     objects = store_git.object_store
+    _opened.add(objects)
+    stored = _Lookup(objects)
     files: dict[str, tuple[int, bytes]] = {}
+    new: dict[bytes, Any] = {}
     skipped: list[str] = []
     total = 0
     for rel in sorted(state.files):
@@ -130,19 +154,67 @@ def _write_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[s
             skipped.append(rel)
             continue
         blob_id = sha.encode("ascii")
-        if not objects.contains_loose(blob_id):  # read only what the store lacks
+        if blob_id not in new and blob_id not in stored:  # read only what the store lacks
             path = os.path.join(root, rel)
             try:
                 data = read_content(path, os.lstat(path))
             except OSError:
                 continue  # deleted since the look
             blob = Blob.from_string(data)
-            objects.add_object(blob)
             blob_id = blob.id
+            new[blob_id] = blob
             size = len(data)
         total += size
         files[rel] = (mode, blob_id)
-    return _write_trees(files, store_git), skipped
+    tree = _build_trees(files, new)
+    missing = [obj for oid, obj in new.items() if oid not in stored]
+    if len(missing) >= PACK_AT:
+        objects.add_objects([(obj, None) for obj in missing])
+    else:
+        for obj in missing:
+            objects.add_object(obj)
+    return tree, skipped
+
+
+class _Lookup:
+    """``id in store`` for many ids at once: a loose object is one ``stat``, a packed one a
+    lookup in pack indexes listed once (dulwich's own test reads each loose object)."""
+
+    def __init__(self, objects: Any) -> None:
+        self._root = objects.path
+        self._packs = list(objects.packs)
+
+    def __contains__(self, oid: bytes) -> bool:
+        hexid = oid.decode("ascii")
+        if os.path.exists(os.path.join(self._root, hexid[:2], hexid[2:])):
+            return True
+        return any(oid in pack for pack in self._packs)
+
+
+def _build_trees(files: dict[str, tuple[int, bytes]], out: dict[bytes, Any]) -> str:
+    """The git trees over ``files`` (path -> (mode, blob id)), added to ``out``; the root's
+    id."""
+    from dulwich.objects import Tree
+
+    nested: dict[str, Any] = {}
+    for rel, entry in files.items():
+        *dirs, name = rel.split("/")
+        node = nested
+        for d in dirs:
+            node = node.setdefault(d, {})
+        node[name] = entry
+
+    def build(node: dict[str, Any]) -> Any:
+        tree = Tree()
+        for name, value in node.items():
+            if isinstance(value, dict):
+                tree.add(name.encode("utf-8", "surrogateescape"), _DIR, build(value))
+            else:
+                tree.add(name.encode("utf-8", "surrogateescape"), value[0], value[1])
+        out[tree.id] = tree
+        return tree.id
+
+    return str(build(nested).decode("ascii"))
 
 
 def _capture_with_git(

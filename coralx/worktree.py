@@ -22,6 +22,7 @@ its bytes), and changes made through a shared memory map (inotify does not see t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
@@ -520,3 +521,13 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def _close_all() -> None:
+    for tree in list(_trees.values()):
+        with contextlib.suppress(Exception):
+            tree.close()
+
+
+# At exit, before the interpreter tears down what dulwich's finalisers need.
+atexit.register(_close_all)
