@@ -179,6 +179,7 @@ class Experiment:
     metrics_summary: dict[str, dict[str, Any]] = field(default_factory=dict)
     host: str | None = None
     pid: int | None = None
+    environment: str | None = None
     _journal: Path | None = field(default=None, repr=False, compare=False)
     _live: Any = field(default=None, repr=False, compare=False)
     _tracker: Any = field(default=None, repr=False, compare=False)
@@ -301,6 +302,7 @@ class Experiment:
             "metrics_summary": self.metrics_summary,
             "host": self.host,
             "pid": self.pid,
+            "environment": self.environment,
         }
         if metrics:
             out["metrics"] = [m.to_dict() for m in self.metrics]
@@ -337,6 +339,7 @@ class Experiment:
             },
             host=data.get("host"),
             pid=data.get("pid"),
+            environment=data.get("environment"),
             _journal=journal,
         )
         if "metrics" in data:
@@ -387,6 +390,7 @@ def _after_fork_in_child() -> None:
     flusher.reset_after_fork()
     for tracker in list(_trackers):
         tracker._run = None
+        tracker._sampler = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -444,11 +448,19 @@ class ExperimentTracker:
     >>> tracker.end(commit_hash=repo.commit("trained").commit_hash)
     """
 
-    def __init__(self, repo: Repository, *, capture_code: bool = True) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        capture_code: bool = True,
+        capture_environment: bool = True,
+    ) -> None:
         self.repo = repo
         self.capture_code = capture_code
+        self.capture_environment = capture_environment
         self._store = RecordStore(repo.path)
         self._run: LiveRun | None = None
+        self._sampler: Any = None
         _trackers.add(self)
         repo._closables.add(self)
 
@@ -498,6 +510,7 @@ class ExperimentTracker:
         experiment_id: str | None = None,
         sweep: dict[str, Any] | None = None,
         code: Mapping[str, Any] | None = None,
+        system_metrics: bool | None = None,
     ) -> Experiment:
         """Start recording a run and make it the active one.
 
@@ -506,6 +519,12 @@ class ExperimentTracker:
         ``sweep`` is stored in the record's ``sweep`` field. ``code`` is the code info
         :func:`capture_code` gave, captured once for many runs of the same code (a sweep):
         it is recorded as given and git is not asked again.
+
+        The environment (:mod:`coralx.environment`: Python, packages, machine, command
+        line) is recorded with every run, gathered once per process and stored once.
+        ``system_metrics=True`` samples CPU, memory and GPU use on a background thread into
+        metrics named ``system/...`` until the run ends; its default is ``[tracker]
+        system_metrics`` in the store's ``config.toml`` (off unless set).
         """
         from .records.models import CodeInfo, ExperimentRecord, SweepInfo
 
@@ -548,6 +567,7 @@ class ExperimentTracker:
         record.pid = os.getpid()
         record.pid_start = own_start_time()
         record.lease_until = time.time() + LEASE_SECONDS
+        record.environment = self._environment()
         self._store.write(record)
         exp = Experiment(
             experiment_id=record.experiment_id,
@@ -563,7 +583,19 @@ class ExperimentTracker:
         self._run = run
         flusher.add(run)
         self._link_commits(record)
+        self._start_sampler(run, system_metrics)
         return exp
+
+    def _start_sampler(self, run: LiveRun, wanted: bool | None) -> None:
+        settings = self.repo.config.get("tracker") or {}
+        if wanted is None:
+            wanted = bool(settings.get("system_metrics", False))
+        if not wanted:
+            return
+        from .records.system import DEFAULT_INTERVAL, SystemSampler
+
+        interval = settings.get("system_metrics_interval", DEFAULT_INTERVAL)
+        self._sampler = SystemSampler(run, float(interval)).start()
 
     def _pending_record(self, experiment_id: str) -> ExperimentRecord | None:
         eid = check_experiment_id(experiment_id)
@@ -581,6 +613,28 @@ class ExperimentTracker:
         if not self.capture_code:
             return {}
         return capture_code(self.repo)
+
+    def _environment(self) -> str | None:
+        if not self.capture_environment:
+            return None
+        from . import environment
+
+        try:
+            return environment.store(self.repo)
+        except Exception:  # the environment is context: never a reason for a run to fail
+            return None
+
+    def get_environment(self, experiment_id: str) -> dict[str, Any] | None:
+        """The environment a run ran in (see :mod:`coralx.environment`), or None when it
+        recorded none.
+
+        >>> tracker.get_environment("0194c2")["packages"]["torch"]
+        '2.13.0'
+        """
+        from . import environment
+
+        exp = self.get_or_raise(experiment_id)
+        return environment.load(self.repo, exp.environment) if exp.environment else None
 
     def _store_git(self) -> Any:
         try:
@@ -792,6 +846,9 @@ class ExperimentTracker:
 
     def _finish(self, status: str, **fields: Any) -> Experiment:
         run = self._active(f"end as {status}")
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            sampler.stop()  # joined: its last values go out with the final flush below
         flusher.discard(run)
         try:
             run.flush()
@@ -881,6 +938,7 @@ class ExperimentTracker:
         exp.metrics_summary = {k: v.model_dump() for k, v in record.metrics_summary.items()}
         exp.host = record.host
         exp.pid = record.pid
+        exp.environment = record.environment
 
     def _ready(self) -> None:
         """Before answering a query: index what the index misses, mark dead runs FAILED."""
