@@ -70,8 +70,10 @@ ALLOWED_ENV = (
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD", re.IGNORECASE)
 _NOT_REQUIREMENTS = {"pip", "setuptools", "wheel", "distribute"}
 
-_cache: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
-_stored: dict[tuple[str, int], str] = {}
+# Keyed by what was asked, not by pid: a forked child (a sweep's fork worker) runs the same
+# interpreter, packages and command line as its parent, so it reuses the parent's answer.
+_cache: dict[tuple[str, ...], dict[str, Any]] = {}
+_stored: dict[str, str] = {}
 
 
 def is_secret(name: str) -> bool:
@@ -81,18 +83,18 @@ def is_secret(name: str) -> bool:
 
 def capture(env: Iterable[str] = ()) -> dict[str, Any]:
     """The environment of this process, gathered the first time and then returned as is
-    (a copy): ``python``, ``platform``, ``machine``, ``packages``, ``coralx``, ``command``,
-    ``host``, ``git``, ``gpu``, ``env``. ``env`` names more variables to record than
-    :data:`ALLOWED_ENV` (secrets are refused whatever the list says).
+    (a copy; a forked child reuses its parent's): ``python``, ``platform``, ``machine``,
+    ``packages``, ``coralx``, ``command``, ``host``, ``git``, ``gpu``, ``env``. ``env``
+    names more variables to record than :data:`ALLOWED_ENV` (secrets are refused whatever
+    the list says).
 
     >>> capture(env=["MY_DATASET_VERSION"])["env"]
     {'MY_DATASET_VERSION': 'v3', 'OMP_NUM_THREADS': '4'}
     """
     names = tuple(sorted(set(ALLOWED_ENV) | set(env)))
-    key = (os.getpid(), names)
-    if key not in _cache:
-        _cache[key] = _gather(names)
-    return json.loads(json.dumps(_cache[key]))
+    if names not in _cache:
+        _cache[names] = _gather(names)
+    return json.loads(json.dumps(_cache[names]))
 
 
 def _gather(names: Sequence[str]) -> dict[str, Any]:
@@ -289,8 +291,8 @@ def store(repo: Any, env: Mapping[str, Any] | None = None) -> str:
 
     blobs = BlobStore(repo)
     if env is None:
-        key = (str(blobs.root), os.getpid())
-        if key not in _stored:
+        key = str(blobs.root)
+        if key not in _stored or not blobs.exists(_stored[key]):
             _stored[key] = blobs.put(_encode(capture()))
         return _stored[key]
     return blobs.put(_encode(env))

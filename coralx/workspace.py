@@ -122,11 +122,20 @@ def _stored_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[
     store; between runs of an unchanged tree, the tree id found before."""
     key = (str(root), str(store_git.path))
     known = _snapshots.get(key)
-    if known is not None and known[0] == state.generation:
+    if known is not None and known[0] == state.generation and _has_tree(store_git, known[1]):
         return known[1], list(known[2])
     tree, skipped = _write_snapshot(root, state, store_git)
     _snapshots[key] = (state.generation, tree, skipped)
     return tree, list(skipped)
+
+
+def _has_tree(store_git: Any, tree: str) -> bool:
+    """Whether the store still holds the snapshot found before (it may have been deleted and
+    made again at the same path): a ``stat`` for a loose tree, else a lookup."""
+    objects = store_git.object_store
+    if os.path.exists(os.path.join(objects.path, tree[:2], tree[2:])):
+        return True
+    return tree.encode("ascii") in objects
 
 
 PACK_AT = 32  # new objects from which a snapshot is written as one pack, not loose files

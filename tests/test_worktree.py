@@ -140,3 +140,28 @@ def test_agrees_with_git_through_random_edits(project: Path) -> None:
         ids = _blob_ids(project, files)
         assert {k: v[1] for k, v in state.files.items()} == ids, (step, action, name)
     tree.close()
+
+
+def test_a_store_made_again_at_the_same_path_gets_its_own_objects(
+    project: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    (project / "train.py").write_text("print('dirty')\n")
+    first = Repository(project, init=True)
+    tracker = ExperimentTracker(first)
+    snapshot = tracker.start("a").code["snapshot"]
+    tracker.end()
+    tracker.close()
+    first.close()
+    shutil.rmtree(first.path)
+    again = Repository(project, init=True)
+    tracker = ExperimentTracker(again)
+    exp = tracker.start("b")
+    tracker.end()
+    assert exp.code["snapshot"] == snapshot  # same files, same tree id
+    done = tracker.restore_code(exp.experiment_id, tmp_path / "restored")
+    assert done["files"] >= 1 and (tmp_path / "restored" / "train.py").read_text() == (
+        "print('dirty')\n"
+    )
+    assert tracker.get_environment(exp.experiment_id) is not None  # its blob is in this store
