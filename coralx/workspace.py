@@ -13,11 +13,8 @@ once. ``restore`` writes it (or, for a clean tree, the commit itself) into a new
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import stat
-import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,18 +100,6 @@ def capture(store_git: Any, *starts: Path, snapshot: bool = True) -> dict[str, A
 
 # (work tree, store) -> (generation of the tree state, snapshot tree id, skipped files)
 _snapshots: dict[tuple[str, str], tuple[int, str, list[str]]] = {}
-# Object databases a snapshot opened packs in: closed at exit, before the interpreter tears
-# down the modules their finalisers need (dulwich warns on stderr otherwise).
-_opened: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _close_opened() -> None:
-    for objects in list(_opened):
-        with contextlib.suppress(Exception):
-            objects.close()
-
-
-atexit.register(_close_opened)
 
 
 def _stored_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[str]]:
@@ -135,7 +120,10 @@ def _has_tree(store_git: Any, tree: str) -> bool:
     objects = store_git.object_store
     if os.path.exists(os.path.join(objects.path, tree[:2], tree[2:])):
         return True
-    return tree.encode("ascii") in objects
+    try:
+        return tree.encode("ascii") in objects
+    finally:
+        objects.close()  # packs reopen when next needed; none is left open behind us
 
 
 PACK_AT = 32  # new objects from which a snapshot is written as one pack, not loose files
@@ -145,12 +133,20 @@ def _write_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[s
     """Store the files of ``state`` not in the store yet and the trees over them. The first
     snapshot of a large tree adds thousands of objects: written as one pack file (one file
     instead of thousands); a later one adds the few files that changed, as loose objects."""
+    objects = store_git.object_store
+    try:
+        return _write_objects(root, state, objects, store_git)
+    finally:
+        # Pack files opened to look objects up (or written) are closed again: they reopen
+        # when next needed, and an open pack left to the garbage collector warns.
+        objects.close()
+
+
+def _write_objects(root: Path, state: Any, objects: Any, store_git: Any) -> tuple[str, list[str]]:
     from dulwich.objects import Blob
 
     from .worktree import read_content
 
-    objects = store_git.object_store
-    _opened.add(objects)
     stored = _Lookup(objects)
     files: dict[str, tuple[int, bytes]] = {}
     new: dict[bytes, Any] = {}
@@ -379,7 +375,10 @@ def restore(code: dict[str, Any], store_git: Any, into: Path) -> dict[str, Any]:
     into = Path(into)
     if code.get("snapshot"):
         _check_target(into)
-        count = _write_files(into, _entries(store_git, code["snapshot"].encode(), Path()))
+        try:
+            count = _write_files(into, _entries(store_git, code["snapshot"].encode(), Path()))
+        finally:
+            store_git.object_store.close()  # packs read from reopen when next needed
         return {"source": "snapshot", "tree": code["snapshot"], "files": count}
     commit = code.get("commit")
     if not commit:
