@@ -462,7 +462,9 @@ class ExperimentTracker:
         self._run: LiveRun | None = None
         self._sampler: Any = None
         _trackers.add(self)
-        repo._closables.add(self)
+        closables = getattr(repo, "_closables", None)
+        if closables is not None:  # closed with its repository
+            closables.add(self)
 
     def __repr__(self) -> str:
         return f"ExperimentTracker({self.repo!r})"
