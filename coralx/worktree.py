@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import glob
 import hashlib
 import os
 import stat
@@ -39,6 +40,7 @@ _SYMLINK = 0o120000
 _EXEC = 0o100755
 _FILE = 0o100644
 _GITLINK = 0o160000
+_TREE = 0o040000
 _ASSUME_VALID = 0x8000
 _SKIP_WORKTREE = 0x4000
 # A file modified less than this before we read it may change again with the same stat data
@@ -183,6 +185,8 @@ class WorkTree:
         dirs = _git_dirs(root)
         if dirs is None:
             raise FileNotFoundError(f"{root} is not a git work tree")
+        if (dirs[1] / "reftable").is_dir():
+            raise NotImplementedError("reftable refs: read through git")
         self.root = root
         self._root_s = str(root)
         self.git_dir, self.common_dir = dirs
@@ -272,6 +276,9 @@ class WorkTree:
         key = _stat_or_none(path)
         if key == self._index_key:
             return False
+        if glob.glob(os.path.join(glob.escape(str(self.git_dir)), "sharedindex.*")):
+            # A split index keeps entries in a second file this reader does not merge.
+            raise NotImplementedError("split index: read through git")
         from dulwich.index import ConflictedIndexEntry, Index
 
         entries: dict[str, Any] = {}
@@ -384,8 +391,8 @@ class WorkTree:
 
     def _clean_by_stat(self, entry: Any, st: os.stat_result) -> bool:
         """Whether git would take the file for unchanged from its index entry alone."""
-        if entry.flags & _ASSUME_VALID or entry.extended_flags & _SKIP_WORKTREE:
-            return True
+        if entry.flags & _ASSUME_VALID:
+            return True  # `git update-index --assume-unchanged`: git does not look either
         mtime = _ns(entry.mtime)
         if mtime >= self._index_mtime:
             return False  # racily clean: written in the same tick as the index
@@ -413,9 +420,11 @@ class WorkTree:
         sizes: dict[str, int] = {}
         dirty = self._conflicted
         for rel, entry in self._entries.items():
-            if entry.mode == _GITLINK:
-                continue  # a submodule: its own repository
+            if entry.mode == _GITLINK or entry.mode == _TREE:
+                continue  # a submodule (its own repository), a sparse index's folder
             dir_entry = walked.pop(rel, None)
+            if entry.extended_flags & _SKIP_WORKTREE:
+                continue  # outside a sparse checkout: not in the work tree, and not changed
             path = os.path.join(self._root_s, rel)
             try:
                 st = dir_entry.stat(follow_symlinks=False) if dir_entry else os.lstat(path)

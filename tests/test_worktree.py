@@ -165,3 +165,21 @@ def test_a_store_made_again_at_the_same_path_gets_its_own_objects(
         "print('dirty')\n"
     )
     assert tracker.get_environment(exp.experiment_id) is not None  # its blob is in this store
+
+
+def test_sparse_checkout_and_split_index_agree_with_git(project: Path) -> None:
+    from coralx.workspace import capture
+
+    git(project, "sparse-checkout", "set", "--no-cone", "/*", "!/pkg/")
+    assert not (project / "pkg").exists()
+    state = WorkTree(project).state()
+    head, branch, dirty, files = _git_view(project)
+    assert (state.commit, state.branch, state.dirty) == (head, branch, dirty) == (head, "main", False)
+    assert sorted(state.files) == files
+    git(project, "sparse-checkout", "disable")
+    git(project, "update-index", "--split-index")
+    (project / "pkg" / "m1.py").write_text("X = 'changed'\n")
+    with pytest.raises(NotImplementedError):
+        WorkTree(project).state()  # a split index is not read in process...
+    info = capture(None, project)  # ...so capture asks git, with the same answer
+    assert info["dirty"] is True and info["commit"] == head
