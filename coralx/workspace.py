@@ -1,14 +1,16 @@
 """The user's code: the git work tree a run starts in, its HEAD, branch and dirty flag, and a
 snapshot of a dirty tree stored in ``.coralx`` so the exact code that ran can be restored.
 
-GitPython is imported only when a work tree is found, and every failure to read git (no work
-tree, no ``git`` program, a repository without commits) gives empty fields, never an error:
-tracking a run must not depend on git.
+The state of the work tree is read in process (:mod:`coralx.worktree`: no ``git`` process per
+run, and the last answer kept while the tree does not change); GitPython is used only where
+that reader cannot read the repository's layout, and for ``ancestors`` and restoring a clean
+run's commit. Every failure to read git (no work tree, no ``git`` program, a repository
+without commits) gives empty fields, never an error: tracking a run must not depend on git.
 
 A snapshot is the working tree as it is (tracked files, and untracked files that are not
 ignored; files over ``MAX_FILE`` bytes or beyond ``MAX_TOTAL`` in all are skipped and listed)
 stored as a git tree in the store's object database, so identical files across runs are stored
-once. ``restore`` writes it (or, for a clean tree, the commit itself) into a new folder.
+once, and an unchanged tree is written once per store. ``restore`` writes it (or, for a clean tree, the commit itself) into a new folder.
 """
 
 from __future__ import annotations
