@@ -10,7 +10,8 @@ without commits) gives empty fields, never an error: tracking a run must not dep
 A snapshot is the working tree as it is (tracked files, and untracked files that are not
 ignored; files over ``MAX_FILE`` bytes or beyond ``MAX_TOTAL`` in all are skipped and listed)
 stored as a git tree in the store's object database, so identical files across runs are stored
-once, and an unchanged tree is written once per store. ``restore`` writes it (or, for a clean tree, the commit itself) into a new folder.
+once, and an unchanged tree is written once per store. ``restore`` writes it (or, for a clean
+tree, the commit itself) into a new folder.
 """
 
 from __future__ import annotations
