@@ -511,14 +511,19 @@ class WorkTree:
 
 
 _trees: dict[str, WorkTree] = {}
+MAX_TREES = 8  # work trees kept per process (each holds an inotify instance, a scarce resource)
 
 
 def work_tree(root: Path) -> WorkTree:
-    """The :class:`WorkTree` of ``root``, one per process and folder."""
+    """The :class:`WorkTree` of ``root``, one per process and folder (the least recently
+    used is closed beyond :data:`MAX_TREES`)."""
     key = os.fspath(root)
-    tree = _trees.get(key)
+    tree = _trees.pop(key, None)
     if tree is None:
-        tree = _trees[key] = WorkTree(Path(root))
+        tree = WorkTree(Path(root))
+        while len(_trees) >= MAX_TREES:
+            _trees.pop(next(iter(_trees))).close()
+    _trees[key] = tree  # last in the dict: most recently used
     return tree
 
 

@@ -184,3 +184,20 @@ def test_sparse_checkout_and_split_index_agree_with_git(project: Path) -> None:
         WorkTree(project).state()  # a split index is not read in process...
     info = capture(None, project)  # ...so capture asks git, with the same answer
     assert info["dirty"] is True and info["commit"] == head
+
+
+def test_work_trees_kept_per_process_are_bounded(tmp_path: Path) -> None:
+    from coralx import worktree
+
+    roots = []
+    for i in range(worktree.MAX_TREES + 3):
+        root = tmp_path / f"w{i}"
+        root.mkdir()
+        git(root, "init", "-q", "-b", "main")
+        roots.append(root)
+        worktree.work_tree(root).state()
+    kept = [k for k in worktree._trees if k.startswith(str(tmp_path))]
+    assert len(worktree._trees) <= worktree.MAX_TREES
+    assert kept[-1] == str(roots[-1]) and str(roots[0]) not in worktree._trees
+    first = worktree.work_tree(roots[0])  # opened again on demand
+    assert first.state().dirty is False and str(roots[0]) in worktree._trees
