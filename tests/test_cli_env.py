@@ -92,3 +92,20 @@ def test_compare_lists_packages_that_differ(
         cli, ["-C", str(repo.root), "exp", "compare", *two_envs], env={"COLUMNS": "200"}
     )
     assert "packages that differ" in text.output and "only-here" in text.output
+
+
+def test_show_survives_a_missing_environment_blob(runner: CliRunner, repo: Repository) -> None:
+    from coralx.records.blobs import BlobStore
+
+    tracker = ExperimentTracker(repo, capture_code=False)
+    exp = tracker.start("lost-blob")
+    tracker.end()
+    path = BlobStore(repo).path(exp.environment)
+    path.chmod(0o644)
+    path.unlink()
+    shown = runner.invoke(
+        cli, ["-C", str(repo.root), "exp", "show", exp.experiment_id], env={"COLUMNS": "200"}
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "lost-blob" in shown.output and "unreadable" in shown.output
+    assert run(runner, repo, "env", exp.experiment_id).exit_code != 0

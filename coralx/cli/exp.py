@@ -219,9 +219,15 @@ def show(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
       coralx exp show 01a2093a
       coralx exp show 01a2093a --json
     """
+    from ..errors import ArtifactNotFound, ChecksumMismatch
+
     tracker = _tracker(ctx)
     run = tracker.get_or_raise(experiment_id)
-    env = _environment_of(tracker, run)
+    try:
+        env = _environment_of(tracker, run)
+        env_problem = None
+    except (ArtifactNotFound, ChecksumMismatch) as exc:  # show the rest of the run anyway
+        env, env_problem = None, f"unreadable: {exc}"
     if as_json:
         echo_json({**run.to_dict(metrics=False), "environment_detail": env})
         return
@@ -245,7 +251,7 @@ def show(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
         ("notes", run.notes),
         ("error", run.error_message),
         ("host", f"{run.host} pid {run.pid}" if run.host else None),
-        ("environment", _environment_line(env)),
+        ("environment", _environment_line(env) or env_problem),
         ("gpu", _gpu_line(env)),
     ):
         if value:
@@ -384,11 +390,16 @@ def compare(
 def _package_differences(tracker: ExperimentTracker, ids: Sequence[str]) -> dict[str, Any]:
     """The distributions whose versions differ between the runs' environments."""
     from ..environment import diff_packages
+    from ..errors import ArtifactNotFound, ChecksumMismatch
 
-    return {
-        name: dict(zip(ids, versions))
-        for name, versions in diff_packages([tracker.get_environment(i) for i in ids]).items()
-    }
+    def env_of(run_id: str) -> dict[str, Any] | None:
+        try:
+            return tracker.get_environment(run_id)
+        except (ArtifactNotFound, ChecksumMismatch):
+            return None  # an unreadable environment takes no part, as a missing one
+
+    envs = [env_of(i) for i in ids]
+    return {name: dict(zip(ids, v)) for name, v in diff_packages(envs).items()}
 
 
 def _print_packages(out: Any, packages: dict[str, Any], ids: Sequence[str], names: Any) -> None:
