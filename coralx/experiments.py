@@ -187,6 +187,7 @@ class Experiment:
     metrics_summary: dict[str, dict[str, Any]] = field(default_factory=dict)
     host: str | None = None
     pid: int | None = None
+    environment: str | None = None
     _journal: Path | None = field(default=None, repr=False, compare=False)
     _live: Any = field(default=None, repr=False, compare=False)
     _tracker: Any = field(default=None, repr=False, compare=False)
@@ -314,6 +315,7 @@ class Experiment:
             "metrics_summary": self.metrics_summary,
             "host": self.host,
             "pid": self.pid,
+            "environment": self.environment,
         }
         if metrics:
             out["metrics"] = [m.to_dict() for m in self.metrics]
@@ -350,6 +352,7 @@ class Experiment:
             },
             host=data.get("host"),
             pid=data.get("pid"),
+            environment=data.get("environment"),
             _journal=journal,
         )
         if "metrics" in data:
@@ -400,6 +403,7 @@ def _after_fork_in_child() -> None:
     flusher.reset_after_fork()
     for tracker in list(_trackers):
         tracker._run = None
+        tracker._sampler = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -457,15 +461,45 @@ class ExperimentTracker:
     >>> tracker.end(commit_hash=repo.commit("trained").commit_hash)
     """
 
-    def __init__(self, repo: Repository, *, capture_code: bool = True) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        capture_code: bool = True,
+        capture_environment: bool = True,
+    ) -> None:
         self.repo = repo
         self.capture_code = capture_code
+        self.capture_environment = capture_environment
         self._store = RecordStore(repo.path)
         self._run: LiveRun | None = None
+        self._sampler: Any = None
         _trackers.add(self)
+        closables = getattr(repo, "_closables", None)
+        if closables is not None:  # closed with its repository
+            closables.add(self)
 
     def __repr__(self) -> str:
         return f"ExperimentTracker({self.repo!r})"
+
+    def close(self) -> None:
+        """Fail a run still active ("closed before tracker.end()"), write what is queued and
+        stop the tracker's threads: after this, no thread of the tracker writes into the
+        store. The tracker can still be used; it reopens what it needs.
+
+        >>> with ExperimentTracker(repo) as tracker:
+        ...     tracker.start("run"); tracker.end()
+        """
+        run = self._run
+        if run is not None and run.pid == os.getpid():
+            self.fail("the tracker was closed before tracker.end()")
+        self._store.close()
+
+    def __enter__(self) -> ExperimentTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- the active run -----------------------------------------------------------------------
 
@@ -491,6 +525,7 @@ class ExperimentTracker:
         experiment_id: str | None = None,
         sweep: dict[str, Any] | None = None,
         code: Mapping[str, Any] | None = None,
+        system_metrics: bool | None = None,
     ) -> Experiment:
         """Start recording a run and make it the active one.
 
@@ -499,6 +534,12 @@ class ExperimentTracker:
         ``sweep`` is stored in the record's ``sweep`` field. ``code`` is the code info
         :func:`capture_code` gave, captured once for many runs of the same code (a sweep):
         it is recorded as given and git is not asked again.
+
+        The environment (:mod:`coralx.environment`: Python, packages, machine, command
+        line) is recorded with every run, gathered once per process and stored once.
+        ``system_metrics=True`` samples CPU, memory and GPU use on a background thread into
+        metrics named ``system/...`` until the run ends; its default is ``[tracker]
+        system_metrics`` in the store's ``config.toml`` (off unless set).
         """
         from .records.models import CodeInfo, ExperimentRecord, SweepInfo
 
@@ -541,6 +582,7 @@ class ExperimentTracker:
         record.pid = os.getpid()
         record.pid_start = own_start_time()
         record.lease_until = time.time() + LEASE_SECONDS
+        record.environment = self._environment()
         self._store.write(record)
         exp = Experiment(
             experiment_id=record.experiment_id,
@@ -556,7 +598,19 @@ class ExperimentTracker:
         self._run = run
         flusher.add(run)
         self._link_commits(record)
+        self._start_sampler(run, system_metrics)
         return exp
+
+    def _start_sampler(self, run: LiveRun, wanted: bool | None) -> None:
+        settings = self.repo.config.get("tracker") or {}
+        if wanted is None:
+            wanted = bool(settings.get("system_metrics", False))
+        if not wanted:
+            return
+        from .records.system import DEFAULT_INTERVAL, SystemSampler
+
+        interval = settings.get("system_metrics_interval", DEFAULT_INTERVAL)
+        self._sampler = SystemSampler(run, float(interval)).start()
 
     def _pending_record(self, experiment_id: str) -> ExperimentRecord | None:
         eid = check_experiment_id(experiment_id)
@@ -574,6 +628,28 @@ class ExperimentTracker:
         if not self.capture_code:
             return {}
         return capture_code(self.repo)
+
+    def _environment(self) -> str | None:
+        if not self.capture_environment:
+            return None
+        from . import environment
+
+        try:
+            return environment.store(self.repo)
+        except Exception:  # the environment is context: never a reason for a run to fail
+            return None
+
+    def get_environment(self, experiment_id: str) -> dict[str, Any] | None:
+        """The environment a run ran in (see :mod:`coralx.environment`), or None when it
+        recorded none.
+
+        >>> tracker.get_environment("0194c2")["packages"]["torch"]
+        '2.13.0'
+        """
+        from . import environment
+
+        exp = self.get_or_raise(experiment_id)
+        return environment.load(self.repo, exp.environment) if exp.environment else None
 
     def _store_git(self) -> Any:
         try:
@@ -764,13 +840,21 @@ class ExperimentTracker:
         return self._finish(final, commit_hash=commit_hash, result=result_data)
 
     def fail(self, error_message: str | None = None, error_detail: str | None = None) -> Experiment:
-        """End the active run as FAILED with what went wrong. Inside an ``except`` block the
-        traceback is kept as ``error_detail`` unless one is given."""
+        """End the active run as FAILED with what went wrong: the message goes to
+        ``error_message`` and to the run's ``notes`` (after any notes it had, as in the seed).
+        Inside an ``except`` block the traceback is kept as ``error_detail`` unless one is
+        given.
+
+        >>> tracker.fail("CUDA out of memory").notes
+        'CUDA out of memory'
+        """
         if error_detail is None and sys.exc_info()[0] is not None:
             error_detail = traceback.format_exc()
-        return self._finish(
-            "failed", error_message=error_message or "failed", error_detail=error_detail
-        )
+        message = error_message or "failed"
+        run = self._active("end as failed")
+        notes = run.record.notes
+        notes = message if not notes else f"{notes}\n{message}"
+        return self._finish("failed", error_message=message, error_detail=error_detail, notes=notes)
 
     def cancel(self) -> Experiment:
         """End the active run as CANCELLED (stopped by the user)."""
@@ -778,6 +862,9 @@ class ExperimentTracker:
 
     def _finish(self, status: str, **fields: Any) -> Experiment:
         run = self._active(f"end as {status}")
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            sampler.stop()  # joined: its last values go out with the final flush below
         flusher.discard(run)
         try:
             run.flush()
@@ -793,6 +880,9 @@ class ExperimentTracker:
                     setattr(rec, key, value)
             run.save(lease=False)
             run.closed = True
+        # The index row now, not from the index thread a moment later: once end() returns,
+        # no thread of coralx writes into the store (a caller may delete it at once).
+        self._store.drain()
         self._run = None
         self._unlink_commits()
         exp = run.experiment
@@ -867,14 +957,37 @@ class ExperimentTracker:
         exp.metrics_summary = {k: v.model_dump() for k, v in record.metrics_summary.items()}
         exp.host = record.host
         exp.pid = record.pid
+        exp.environment = record.environment
 
     def _ready(self) -> None:
         """Before answering a query: index what the index misses, mark dead runs FAILED."""
         self._store.ensure_synced()
         self._store.reap()
 
-    def get(self, experiment_id: str) -> Experiment:
-        """The run with this id or unambiguous id prefix (``ExperimentNotFound`` if none)."""
+    def get(self, experiment_id: str) -> Experiment | None:
+        """The run with this id or unambiguous id prefix, or None when no run has it (as in
+        the seed). An ambiguous prefix raises ``AmbiguousRevision``; :meth:`get_or_raise`
+        raises ``ExperimentNotFound`` instead of returning None.
+
+        >>> tracker.get("0194c2").name
+        'bert-finetuning'
+        >>> tracker.get("ffffffff") is None
+        True
+        """
+        try:
+            return self.get_or_raise(experiment_id)
+        except ExperimentNotFound:
+            return None
+
+    def get_or_raise(self, experiment_id: str) -> Experiment:
+        """The run with this id or unambiguous id prefix; ``ExperimentNotFound`` (a
+        ``KeyError``) when there is none. What the CLI and every caller that needs the run
+        use.
+
+        >>> tracker.get_or_raise("ffffffff")
+        Traceback (most recent call last):
+        coralx.errors.ExperimentNotFound: no experiment 'ffffffff'; ...
+        """
         run = self._run
         if run is not None and run.record.experiment_id == experiment_id:
             return run.experiment
@@ -1019,7 +1132,7 @@ class ExperimentTracker:
         """Runs side by side: ``experiments`` (basic info), ``metrics`` (per metric and run:
         last, min, max, count), ``best`` (per metric, the run with the lowest and highest
         value), ``params`` (the parameters whose values differ) and ``all_params``."""
-        exps = [self.get(e) for e in experiment_ids]
+        exps = [self.get_or_raise(e) for e in experiment_ids]
         ids = [e.experiment_id for e in exps]
         names = sorted({m for e in exps for m in e.metrics_summary}) if metrics is None else metrics
         table: dict[str, dict[str, Any]] = {}
@@ -1076,12 +1189,11 @@ class ExperimentTracker:
 
     def lineage(self, experiment_id: str) -> builtins.list[Experiment]:
         """The chain of runs that led to this one, oldest first, ending with it."""
-        chain = [self.get(experiment_id)]
+        chain = [self.get_or_raise(experiment_id)]
         seen = {chain[0].experiment_id}
         while chain[0].parent_experiment:
-            try:
-                parent = self.get(chain[0].parent_experiment)
-            except ExperimentNotFound:
+            parent = self.get(chain[0].parent_experiment)
+            if parent is None:
                 break  # the parent was deleted
             if parent.experiment_id in seen:
                 break
@@ -1099,7 +1211,7 @@ class ExperimentTracker:
         ``start=False`` the new run is left PENDING, for another process to start by id."""
         from .records.models import ExperimentRecord
 
-        old = self.get(experiment_id)
+        old = self.get_or_raise(experiment_id)
         name = old.name if old.name.endswith("-resumed") else f"{old.name}-resumed"
         if start:
             return self.start(
@@ -1122,9 +1234,12 @@ class ExperimentTracker:
         return self._experiment(record.to_dict())
 
     def delete(self, experiment_id: str) -> bool:
-        """Delete a run's record and metrics (not its weight commits). A run still running
-        in a live process cannot be deleted."""
-        eid = self.get(experiment_id).experiment_id
+        """Delete a run's record and metrics (not its weight commits); False when no run has
+        this id (as in the seed). A run still running in a live process cannot be deleted."""
+        found = self.get(experiment_id)
+        if found is None:
+            return False
+        eid = found.experiment_id
         if self._run is not None and self._run.record.experiment_id == eid:
             raise InvalidValue(f"experiment {eid} is this tracker's active run; end it first")
         self._store.reap()
@@ -1151,7 +1266,7 @@ class ExperimentTracker:
         from .workspace import restore
 
         target = check_output_path(into, self.repo.path)
-        exp = self.get(experiment_id)
+        exp = self.get_or_raise(experiment_id)
         return restore(exp.code, self._store_git(), target)
 
 

@@ -160,7 +160,7 @@ class LogReader:
     def get_run(self, run: str) -> RunLog:
         """A run by id, id prefix, or (unique) name."""
         try:
-            experiment = self._tracker.get(run)
+            experiment = self._tracker.get_or_raise(run)
         except ExperimentNotFound:
             named = self._tracker.get_by_name(run)
             if len(named) != 1:

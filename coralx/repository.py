@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import tomllib
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -88,6 +89,8 @@ class Repository:
         self.commit_context: dict[str, str] = {}
         # Called with each new WeightCommit after its branch ref has moved.
         self.commit_listeners: list[Callable[[WeightCommit], None]] = []
+        # Trackers (and other parts) opened on this repository, closed with it.
+        self._closables: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # -- construction -----------------------------------------------------------------------
 
@@ -113,6 +116,33 @@ class Repository:
 
     def __repr__(self) -> str:
         return f"Repository({str(self.root)!r})"
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Finish the background work of this repository and close what it opened: the
+        trackers opened on it are closed (a run still active is failed), compaction of
+        replaced chunks is waited for, the git object database is closed. Once this returns
+        no thread of coralx writes into the store. Using the repository again reopens its
+        parts.
+
+        >>> with Repository("./my-model", init=True) as repo:
+        ...     repo.stage_weights(weights); repo.commit("trained")
+        """
+        for part in list(self._closables):
+            part.close()
+        weights = self.__dict__.get("weights")
+        if weights is not None:
+            weights.wait_for_compaction()
+        git = self.__dict__.pop("git", None)
+        if git is not None:
+            git.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- lazily opened parts ------------------------------------------------------------------
 

@@ -1,14 +1,17 @@
 """The user's code: the git work tree a run starts in, its HEAD, branch and dirty flag, and a
 snapshot of a dirty tree stored in ``.coralx`` so the exact code that ran can be restored.
 
-GitPython is imported only when a work tree is found, and every failure to read git (no work
-tree, no ``git`` program, a repository without commits) gives empty fields, never an error:
-tracking a run must not depend on git.
+The state of the work tree is read in process (:mod:`coralx.worktree`: no ``git`` process per
+run, and the last answer kept while the tree does not change); GitPython is used only where
+that reader cannot read the repository's layout, and for ``ancestors`` and restoring a clean
+run's commit. Every failure to read git (no work tree, no ``git`` program, a repository
+without commits) gives empty fields, never an error: tracking a run must not depend on git.
 
 A snapshot is the working tree as it is (tracked files, and untracked files that are not
 ignored; files over ``MAX_FILE`` bytes or beyond ``MAX_TOTAL`` in all are skipped and listed)
 stored as a git tree in the store's object database, so identical files across runs are stored
-once. ``restore`` writes it (or, for a clean tree, the commit itself) into a new folder.
+once, and an unchanged tree is written once per store. ``restore`` writes it (or, for a clean
+tree, the commit itself) into a new folder.
 """
 
 from __future__ import annotations
@@ -74,11 +77,157 @@ def _open_git(root: Path) -> Any:
 
 def capture(store_git: Any, *starts: Path, snapshot: bool = True) -> dict[str, Any]:
     """Code info for a run started in ``starts``: ``commit``, ``branch``, ``dirty``,
-    ``snapshot`` (a tree id in ``store_git``, when dirty), ``root``, ``skipped``."""
+    ``snapshot`` (a tree id in ``store_git``, when dirty), ``root``, ``skipped``.
+
+    Read in process (:mod:`coralx.worktree`), and answered from what was seen last while the
+    tree has not changed; where that fails, asked of git (GitPython)."""
     empty: dict[str, Any] = {"commit": None, "branch": None, "dirty": None, "snapshot": None}
     root = find_work_tree(*starts)
     if root is None:
         return empty
+    try:
+        from .worktree import work_tree
+
+        state = work_tree(root).state()
+    except Exception:  # an index or ref layout we do not read: ask git
+        return _capture_with_git(root, store_git, snapshot, empty)
+    info = dict(empty, root=str(root), commit=state.commit, branch=state.branch)
+    info["dirty"] = state.dirty
+    if state.dirty and snapshot and store_git is not None:
+        try:
+            info["snapshot"], info["skipped"] = _stored_snapshot(root, state, store_git)
+        except Exception as exc:  # keep what we know, say what failed
+            info["skipped"] = [f"(snapshot failed: {exc})"]
+    return info
+
+
+# (work tree, store) -> (generation of the tree state, snapshot tree id, skipped files)
+_snapshots: dict[tuple[str, str], tuple[int, str, list[str]]] = {}
+
+
+def _stored_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[str]]:
+    """The snapshot of ``state`` in ``store_git``: written once per version of the tree and
+    store; between runs of an unchanged tree, the tree id found before."""
+    key = (str(root), str(store_git.path))
+    known = _snapshots.get(key)
+    if known is not None and known[0] == state.generation and _has_tree(store_git, known[1]):
+        return known[1], list(known[2])
+    tree, skipped = _write_snapshot(root, state, store_git)
+    _snapshots[key] = (state.generation, tree, skipped)
+    return tree, list(skipped)
+
+
+def _has_tree(store_git: Any, tree: str) -> bool:
+    """Whether the store still holds the snapshot found before (it may have been deleted and
+    made again at the same path): a ``stat`` for a loose tree, else a lookup."""
+    objects = store_git.object_store
+    if os.path.exists(os.path.join(objects.path, tree[:2], tree[2:])):
+        return True
+    try:
+        return tree.encode("ascii") in objects
+    finally:
+        objects.close()  # packs reopen when next needed; none is left open behind us
+
+
+PACK_AT = 32  # new objects from which a snapshot is written as one pack, not loose files
+
+
+def _write_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[str]]:
+    """Store the files of ``state`` not in the store yet and the trees over them. The first
+    snapshot of a large tree adds thousands of objects: written as one pack file (one file
+    instead of thousands); a later one adds the few files that changed, as loose objects."""
+    objects = store_git.object_store
+    try:
+        return _write_objects(root, state, objects, store_git)
+    finally:
+        # Pack files opened to look objects up (or written) are closed again: they reopen
+        # when next needed, and an open pack left to the garbage collector warns.
+        objects.close()
+
+
+def _write_objects(root: Path, state: Any, objects: Any, store_git: Any) -> tuple[str, list[str]]:
+    from dulwich.objects import Blob
+
+    from .worktree import read_content
+
+    stored = _Lookup(objects)
+    files: dict[str, tuple[int, bytes]] = {}
+    new: dict[bytes, Any] = {}
+    skipped: list[str] = []
+    total = 0
+    for rel in sorted(state.files):
+        mode, sha = state.files[rel]
+        size = state.sizes[rel]
+        if mode != _SYMLINK and (size > MAX_FILE or total + size > MAX_TOTAL):
+            skipped.append(rel)
+            continue
+        blob_id = sha.encode("ascii")
+        if blob_id not in new and blob_id not in stored:  # read only what the store lacks
+            path = os.path.join(root, rel)
+            try:
+                data = read_content(path, os.lstat(path))
+            except OSError:
+                continue  # deleted since the look
+            blob = Blob.from_string(data)
+            blob_id = blob.id
+            new[blob_id] = blob
+            size = len(data)
+        total += size
+        files[rel] = (mode, blob_id)
+    tree = _build_trees(files, new)
+    missing = [obj for oid, obj in new.items() if oid not in stored]
+    if len(missing) >= PACK_AT:
+        objects.add_objects([(obj, None) for obj in missing])
+    else:
+        for obj in missing:
+            objects.add_object(obj)
+    return tree, skipped
+
+
+class _Lookup:
+    """``id in store`` for many ids at once: a loose object is one ``stat``, a packed one a
+    lookup in pack indexes listed once (dulwich's own test reads each loose object)."""
+
+    def __init__(self, objects: Any) -> None:
+        self._root = objects.path
+        self._packs = list(objects.packs)
+
+    def __contains__(self, oid: bytes) -> bool:
+        hexid = oid.decode("ascii")
+        if os.path.exists(os.path.join(self._root, hexid[:2], hexid[2:])):
+            return True
+        return any(oid in pack for pack in self._packs)
+
+
+def _build_trees(files: dict[str, tuple[int, bytes]], out: dict[bytes, Any]) -> str:
+    """The git trees over ``files`` (path -> (mode, blob id)), added to ``out``; the root's
+    id."""
+    from dulwich.objects import Tree
+
+    nested: dict[str, Any] = {}
+    for rel, entry in files.items():
+        *dirs, name = rel.split("/")
+        node = nested
+        for d in dirs:
+            node = node.setdefault(d, {})
+        node[name] = entry
+
+    def build(node: dict[str, Any]) -> Any:
+        tree = Tree()
+        for name, value in node.items():
+            if isinstance(value, dict):
+                tree.add(name.encode("utf-8", "surrogateescape"), _DIR, build(value))
+            else:
+                tree.add(name.encode("utf-8", "surrogateescape"), value[0], value[1])
+        out[tree.id] = tree
+        return tree.id
+
+    return str(build(nested).decode("ascii"))
+
+
+def _capture_with_git(
+    root: Path, store_git: Any, snapshot: bool, empty: dict[str, Any]
+) -> dict[str, Any]:
     repo = _open_git(root)
     if repo is None:
         return empty
@@ -229,7 +378,10 @@ def restore(code: dict[str, Any], store_git: Any, into: Path) -> dict[str, Any]:
     into = Path(into)
     if code.get("snapshot"):
         _check_target(into)
-        count = _write_files(into, _entries(store_git, code["snapshot"].encode(), Path()))
+        try:
+            count = _write_files(into, _entries(store_git, code["snapshot"].encode(), Path()))
+        finally:
+            store_git.object_store.close()  # packs read from reopen when next needed
         return {"source": "snapshot", "tree": code["snapshot"], "files": count}
     commit = code.get("commit")
     if not commit:

@@ -365,12 +365,28 @@ def test_delete(repo: Repository, tracker: ExperimentTracker) -> None:
     with pytest.raises(InvalidValue):
         tracker.delete(exp.experiment_id)
     tracker.end()
-    assert tracker.delete(exp.experiment_id)
+    assert tracker.delete(exp.experiment_id) is True
+    assert tracker.get(exp.experiment_id) is None
     with pytest.raises(ExperimentNotFound):
-        tracker.get(exp.experiment_id)
+        tracker.get_or_raise(exp.experiment_id)
     assert not list((repo.path / "experiments").glob(f"{exp.experiment_id}*"))
-    with pytest.raises(ExperimentNotFound):
-        tracker.delete(exp.experiment_id)
+    # The seed's semantics: deleting what is not there says so with False.
+    assert tracker.delete(exp.experiment_id) is False
+    assert tracker.delete("ffffffffffff") is False
+
+
+def test_fail_keeps_the_message_in_notes_and_error(tracker: ExperimentTracker) -> None:
+    plain = tracker.start("plain")
+    failed = tracker.fail("CUDA out of memory")
+    assert failed.notes == "CUDA out of memory" and failed.error_message == "CUDA out of memory"
+    stored = tracker.get_or_raise(plain.experiment_id)
+    assert stored.notes == "CUDA out of memory" and stored.status == "failed"
+    noted = tracker.start("noted")
+    tracker.set_notes("lr warmup off")
+    tracker.fail("diverged at step 40")
+    stored = tracker.get_or_raise(noted.experiment_id)
+    assert stored.notes == "lr warmup off\ndiverged at step 40"
+    assert stored.error_message == "diverged at step 40"
 
 
 def test_get_summary(tracker: ExperimentTracker) -> None:
@@ -454,8 +470,11 @@ def test_ids_and_prefixes(tracker: ExperimentTracker) -> None:
         tracker.get("0123456789abcdef")
     assert a.experiment_id in str(info.value) and b.experiment_id in str(info.value)
     for bad in ("nonexistent", "ffff", "../../etc/passwd", ""):
+        assert tracker.get(bad) is None
         with pytest.raises(ExperimentNotFound):
-            tracker.get(bad)
+            tracker.get_or_raise(bad)
+    with pytest.raises(AmbiguousRevision):
+        tracker.get_or_raise("0123456789abcdef")
     with pytest.raises(InvalidName):
         tracker.start("c", experiment_id="../x")
 

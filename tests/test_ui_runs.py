@@ -110,8 +110,8 @@ def test_media_listed_and_served(repo: Repository, logged: dict[str, Any]) -> No
 
 def test_same_image_stored_once(repo: Repository, logged: dict[str, Any]) -> None:
     blobs = [p for p in (repo.path / "blobs").rglob("*") if p.is_file()]
-    # 3 texts, curve PNG+SVG once, static PNG+SVG, one plotly JSON, one file
-    assert len(blobs) == 3 + 2 + 2 + 1 + 1
+    # 3 texts, curve PNG+SVG once, static PNG+SVG, one plotly JSON, one file, the environment
+    assert len(blobs) == 3 + 2 + 2 + 1 + 1 + 1
 
 
 def test_log_reader(repo: Repository, logged: dict[str, Any]) -> None:

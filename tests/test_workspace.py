@@ -121,9 +121,38 @@ def test_outside_git_nothing_fails(repo: Repository, tmp_path: Path, monkeypatch
 
 
 def test_without_a_git_program(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The code is read in process: no git program is needed to record it."""
     repo = Repository(project, init=True)
+    head = git(project, "rev-parse", "HEAD").strip()
     import coralx.workspace as ws
 
     monkeypatch.setattr(ws, "_open_git", lambda root: None)
-    exp = ExperimentTracker(repo).start("no-git-program")
-    assert exp.code["commit"] is None and exp.status == "running"
+    monkeypatch.setenv("PATH", "/nonexistent")
+    (project / "train.py").write_text("print('no git here')\n")
+    tracker = ExperimentTracker(repo)
+    exp = tracker.start("no-git-program")
+    tracker.end()
+    assert exp.code["commit"] == head and exp.code["branch"] == "main"
+    assert exp.code["dirty"] is True and exp.code["snapshot"]
+    into = project.parent / "restored-no-git"
+    tracker.restore_code(exp.experiment_id, into)
+    assert (into / "train.py").read_text() == "print('no git here')\n"
+
+
+def test_a_layout_we_cannot_read_falls_back_to_git(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Repository(project, init=True)
+    import coralx.worktree as wt
+
+    def broken(root: Path) -> None:
+        raise ValueError("unsupported index version")
+
+    monkeypatch.setattr(wt, "work_tree", broken)
+    (project / "train.py").write_text("print('via git')\n")
+    exp = ExperimentTracker(repo).start("fallback")
+    assert exp.code["commit"] == git(project, "rev-parse", "HEAD").strip()
+    assert exp.code["dirty"] is True and exp.code["snapshot"]
+    into = project.parent / "restored-fallback"
+    ExperimentTracker(repo).restore_code(exp.experiment_id, into)
+    assert (into / "train.py").read_text() == "print('via git')\n"

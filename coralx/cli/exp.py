@@ -218,9 +218,17 @@ def show(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
       coralx exp show 01a2093a
       coralx exp show 01a2093a --json
     """
-    run = _tracker(ctx).get(experiment_id)
+    from ..errors import ArtifactNotFound, ChecksumMismatch
+
+    tracker = _tracker(ctx)
+    run = tracker.get_or_raise(experiment_id)
+    try:
+        env = _environment_of(tracker, run)
+        env_problem = None
+    except (ArtifactNotFound, ChecksumMismatch) as exc:  # show the rest of the run anyway
+        env, env_problem = None, f"unreadable: {exc}"
     if as_json:
-        echo_json(run.to_dict(metrics=False))
+        echo_json({**run.to_dict(metrics=False), "environment_detail": env})
         return
     from rich.table import Table
 
@@ -243,6 +251,8 @@ def show(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
         ("notes", run.notes),
         ("error", run.error_message),
         ("host", f"{run.host} pid {run.pid}" if run.host else None),
+        ("environment", _environment_line(env) or env_problem),
+        ("gpu", _gpu_line(env)),
     ):
         if value:
             info.add_row(key, escape(str(value)))
@@ -254,13 +264,19 @@ def show(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
         for key, value in sorted(run.params.items()):
             params.add_row(escape(key), escape(json.dumps(value)))
         out.print(params)
-    if run.metrics_summary:
-        table = Table(title="metrics", title_justify="left", box=None)
+    # System metrics (system/cpu_percent, ...) in a table of their own, after the run's.
+    for title, keep in (("metrics", False), ("system metrics", True)):
+        summaries = {
+            k: v for k, v in run.metrics_summary.items() if k.startswith("system/") is keep
+        }
+        if not summaries:
+            continue
+        table = Table(title=title, title_justify="left", box=None)
         for col in ("metric", "last", "min", "max", "count", "history"):
             table.add_column(
                 col, justify="right" if col in ("last", "min", "max", "count") else "left"
             )
-        for metric, s in sorted(run.metrics_summary.items()):
+        for metric, s in sorted(summaries.items()):
             table.add_row(
                 escape(metric),
                 _fmt(s.get("last")),
@@ -270,6 +286,36 @@ def show(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
                 sparkline(_history_values(run, metric)),
             )
         out.print(table)
+
+
+def _environment_of(tracker: ExperimentTracker, run: Experiment) -> dict[str, Any] | None:
+    return tracker.get_environment(run.experiment_id) if run.environment else None
+
+
+def _environment_line(env: dict[str, Any] | None) -> str | None:
+    if not env:
+        return None
+    py = env.get("python") or {}
+    plat = env.get("platform") or {}
+    machine = env.get("machine") or {}
+    memory = machine.get("memory_bytes")
+    coralx = env.get("coralx") or {}
+    parts = [
+        f"Python {py.get('version')} ({py.get('implementation')})",
+        f"{plat.get('system')} {plat.get('machine')}",
+        f"{machine.get('cpu_count')} CPUs" + (f", {memory / 2**30:.1f} GiB" if memory else ""),
+        f"{len(env.get('packages') or {})} packages",
+        f"coralx {coralx.get('version')}" + (" (editable)" if coralx.get("editable") else ""),
+    ]
+    return "; ".join(parts)
+
+
+def _gpu_line(env: dict[str, Any] | None) -> str | None:
+    gpu = (env or {}).get("gpu")
+    if not gpu or not gpu.get("count"):
+        return None
+    names = ", ".join(gpu.get("names") or [])
+    return f"{gpu['count']} x {names} (CUDA {gpu.get('cuda')}, driver {gpu.get('driver')})"
 
 
 def _code_line(code: dict[str, Any]) -> str | None:
@@ -299,7 +345,9 @@ def compare(
       coralx exp compare 01a2093a 01a2093b 01a2093c
       coralx exp compare 01a2093a 01a2093b --metric val_loss --json
     """
-    result = _tracker(ctx).compare(list(experiment_ids), list(metrics) or None)
+    tracker = _tracker(ctx)
+    result = tracker.compare(list(experiment_ids), list(metrics) or None)
+    result["packages"] = _package_differences(tracker, result["ids"])
     if as_json:
         echo_json(result)
         return
@@ -337,6 +385,38 @@ def compare(
         out.print(params)
     else:
         out.print("all params are equal")
+    _print_packages(out, result["packages"], ids, names)
+
+
+def _package_differences(tracker: ExperimentTracker, ids: Sequence[str]) -> dict[str, Any]:
+    """The distributions whose versions differ between the runs' environments."""
+    from ..environment import diff_packages
+    from ..errors import ArtifactNotFound, ChecksumMismatch
+
+    def env_of(run_id: str) -> dict[str, Any] | None:
+        try:
+            return tracker.get_environment(run_id)
+        except (ArtifactNotFound, ChecksumMismatch):
+            return None  # an unreadable environment takes no part, as a missing one
+
+    envs = [env_of(i) for i in ids]
+    return {name: dict(zip(ids, v)) for name, v in diff_packages(envs).items()}
+
+
+def _print_packages(out: Any, packages: dict[str, Any], ids: Sequence[str], names: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not packages:
+        out.print("all packages are the same (runs without a recorded environment left out)")
+        return
+    table = Table(title="packages that differ")
+    table.add_column("package")
+    for eid in ids:
+        table.add_column(escape(names[eid]), justify="right")
+    for name, versions in packages.items():
+        table.add_row(escape(name), *(escape(versions.get(eid) or "-") for eid in ids))
+    out.print(table)
 
 
 @exp.command("best")
@@ -444,7 +524,7 @@ def delete(ctx: click.Context, experiment_id: str, yes: bool) -> None:
       coralx exp delete 01a2093a --yes
     """
     tracker = _tracker(ctx)
-    run = tracker.get(experiment_id)
+    run = tracker.get_or_raise(experiment_id)
     if not yes:
         click.confirm(
             f"delete run {run.experiment_id} ({run.name}, {run.status.value})?", abort=True
@@ -479,6 +559,73 @@ def summary(ctx: click.Context, as_json: bool) -> None:
 
 
 # -- code, lineage, metrics, reindex --------------------------------------------------------------
+
+
+@exp.command("env")
+@click.argument("experiment_id")
+@click.option(
+    "--requirements", "as_requirements", is_flag=True, help="Print a pip requirements file."
+)
+@json_option
+@click.pass_context
+def env(ctx: click.Context, experiment_id: str, as_requirements: bool, as_json: bool) -> None:
+    """Show the environment a run ran in: Python, platform, machine, GPUs, command line,
+    allow-listed environment variables and every installed package with its version.
+
+    \b
+    Example:
+      coralx exp env 01a2093a
+      coralx exp env 01a2093a --requirements > requirements.txt
+    """
+    from ..environment import requirements
+    from ..errors import NotFound
+
+    tracker = _tracker(ctx)
+    run = tracker.get_or_raise(experiment_id)
+    data = _environment_of(tracker, run)
+    if data is None:
+        raise NotFound(f"run {run.experiment_id} recorded no environment")
+    if as_requirements:
+        click.echo(requirements(data, title=f"environment of run {run.experiment_id}"), nl=False)
+    elif as_json:
+        echo_json(data)
+    else:
+        _print_environment(data)
+
+
+def _print_environment(data: dict[str, Any]) -> None:
+    py, plat, machine = (
+        data.get("python") or {},
+        data.get("platform") or {},
+        data.get("machine") or {},
+    )
+    command, git = data.get("command") or {}, data.get("git") or {}
+    coralx = data.get("coralx") or {}
+    lines = [
+        ("python", f"{py.get('version')} ({py.get('implementation')}) {py.get('executable')}"),
+        ("platform", f"{plat.get('system')} {plat.get('release')} {plat.get('machine')} "
+                     f"{plat.get('libc') or ''}".strip()),
+        ("cpus", str(machine.get("cpu_count"))),
+        ("memory", f"{(machine.get('memory_bytes') or 0) / 2**30:.1f} GiB"),
+        ("host", str(data.get("host"))),
+        ("command", " ".join(command.get("argv") or [])),
+        ("script", str(command.get("entry_script"))),
+        ("git root", str(git.get("root"))),
+        ("cwd", str(git.get("cwd"))),
+        ("coralx", f"{coralx.get('version')}" + (f" (editable, {coralx.get('url')})"
+                                                 if coralx.get("editable") else "")),
+    ]  # fmt: skip
+    gpu = _gpu_line(data)
+    if gpu:
+        lines.append(("gpu", gpu))
+    for name, value in sorted((data.get("env") or {}).items()):
+        lines.append((f"${name}", value))
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"{key.ljust(width)}  {value}")
+    packages = data.get("packages") or {}
+    click.echo(f"\npackages ({len(packages)}):")
+    click.echo(_plain_table(["name", "version"], sorted(packages.items())))
 
 
 @exp.command("code")
@@ -559,7 +706,7 @@ def metrics(
     from ..errors import NotFound, StoreCorrupted
     from ..records.journal import NO_STEP, damage_message
 
-    run = _tracker(ctx).get(experiment_id)
+    run = _tracker(ctx).get_or_raise(experiment_id)
     if run._journal is None:
         raise NotFound(f"run {run.experiment_id} has no metric journal")
     cols = run._read_journal()

@@ -809,25 +809,7 @@ def _media_type(name: str) -> str:
 
 
 def _environment() -> dict[str, Any]:
-    """What ``__REPRODUCIBLE__`` records: ``coralx.environment.capture()`` where this coralx
-    has it, else the interpreter, platform and installed distributions."""
-    try:
-        from ..environment import capture  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        capture = None
-    if capture is not None:
-        return dict(capture())
-    import importlib.metadata
-    import platform
+    """What ``__REPRODUCIBLE__`` records: the environment every coralx run records."""
+    from ..environment import capture
 
-    packages = {
-        d.metadata["Name"]: d.version
-        for d in importlib.metadata.distributions()
-        if d.metadata and d.metadata["Name"]
-    }
-    return {
-        "python": sys.version,
-        "executable": sys.executable,
-        "platform": platform.platform(),
-        "packages": dict(sorted(packages.items())),
-    }
+    return dict(capture())

@@ -125,6 +125,8 @@ class ExperimentRecord(_Model):
     artifacts: list[ArtifactRef] = Field(default_factory=list)
     sweep: SweepInfo | None = None
     result: Any = None
+    # The blob id of the environment the run ran in (coralx.environment), stored once.
+    environment: str | None = None
     revision: int = 0
 
     def to_json(self) -> str:

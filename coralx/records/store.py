@@ -107,6 +107,7 @@ def liveness(
 
 
 INDEX_DELAY = 0.05  # seconds an index row may wait, so that rows are written in batches
+INDEX_IDLE = 2.0  # seconds without rows after which the index thread ends (a new write restarts it)
 SYNC_EVERY = 2.0  # seconds between checks for records the index misses (crash repairs)
 _stores: weakref.WeakSet[RecordStore] = weakref.WeakSet()
 
@@ -153,6 +154,7 @@ class RecordStore:
         self._pending_lock = threading.Condition()
         self._drain_lock = threading.Lock()
         self._indexer: threading.Thread | None = None
+        self._stopping = False
         _stores.add(self)
 
     @cached_property
@@ -255,6 +257,7 @@ class RecordStore:
         with self._pending_lock:
             self._pending[record.experiment_id] = (record.index_view(), text, stamp)
             if self._indexer is None or not self._indexer.is_alive():
+                self._stopping = False
                 self._indexer = threading.Thread(
                     target=self._index_loop, name="coralx-index", daemon=True
                 )
@@ -262,11 +265,20 @@ class RecordStore:
             self._pending_lock.notify()
 
     def _index_loop(self) -> None:
+        cond = self._pending_lock
         delay = INDEX_DELAY
         while True:
-            with self._pending_lock:
-                self._pending_lock.wait_for(lambda: bool(self._pending))
-            time.sleep(delay)  # let a batch gather: one transaction for many rows
+            with cond:
+                if not cond.wait_for(lambda: self._pending or self._stopping, INDEX_IDLE):
+                    if self._indexer is threading.current_thread():
+                        self._indexer = None  # idle: end; the next write starts a new thread
+                    return
+                if self._stopping:
+                    return
+                # Let a batch gather (one transaction for many rows), unless asked to stop.
+                cond.wait_for(lambda: self._stopping, delay)
+                if self._stopping:
+                    return
             try:
                 self.drain()
                 delay = INDEX_DELAY
@@ -274,6 +286,20 @@ class RecordStore:
                 # A full disk, a damaged index being rebuilt: the rows are queued again and
                 # retried, less often while the trouble lasts (the records are on disk).
                 delay = min(max(delay * 2, 0.2), 5.0)
+
+    def close(self) -> None:
+        """Write the queued index rows, stop the index thread and close the index: once this
+        returns no thread of this store writes into the store (it reopens if used again)."""
+        with self._pending_lock:
+            self._stopping = True
+            thread, self._indexer = self._indexer, None
+            self._pending_lock.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self.drain()
+        index = self.__dict__.pop("index", None)
+        if index is not None:
+            index.close()
 
     def drain(self) -> None:
         """Write the index rows still queued by this process. If the index cannot be written

@@ -30,7 +30,7 @@ def refresh(repo: Repository, attempt: Attempt) -> None:
     """Bring an attempt left unfinished (its sweep process stopped) up to date from its record.
     Reading the record through the tracker marks a run whose process is gone as failed."""
     try:
-        exp = _tracker(repo).get(attempt.experiment_id)
+        exp = _tracker(repo).get_or_raise(attempt.experiment_id)
     except ExperimentNotFound:
         attempt.status = "cancelled"
         attempt.error = {

@@ -122,6 +122,8 @@ def create_app(repo: Repository) -> Starlette:
         Route("/api/runs/{run_id}/metric.json", api.metric_json),
         Route("/api/runs/{run_id}/code", api.code),
         Route("/api/runs/{run_id}/lineage", api.lineage),
+        Route("/api/runs/{run_id}/environment", api.environment),
+        Route("/api/runs/{run_id}/requirements.txt", api.requirements),
         Route("/api/runs/{run_id}/artifacts/{blob_id}", api.artifact),
         Route("/api/compare", api.compare),
         Route("/api/sweeps", api.sweeps),
@@ -298,6 +300,17 @@ class _Api:
 
     def code(self, request: Request) -> Response:
         return JSON(self.data.code(request.path_params["run_id"]))
+
+    def environment(self, request: Request) -> Response:
+        return JSON({"environment": self.data.environment(request.path_params["run_id"])})
+
+    def requirements(self, request: Request) -> Response:
+        text = self.data.requirements(request.path_params["run_id"])
+        return Response(
+            text,
+            media_type="text/plain; charset=utf-8",
+            headers={"Content-Disposition": _attachment("requirements.txt")},
+        )
 
     def lineage(self, request: Request) -> Response:
         record = self.data.records.get(request.path_params["run_id"])

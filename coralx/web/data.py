@@ -224,6 +224,27 @@ class ViewerData:
             out.update(code.snapshot_details(self.repo, str(snapshot), info.get("commit"), root))
         return out
 
+    # -- environment ----------------------------------------------------------------------------
+
+    def environment(self, run_id: str) -> dict[str, Any] | None:
+        """The environment a run recorded (coralx.environment), read from its blob; None when
+        it recorded none."""
+        from ..environment import load
+
+        record = self.records.get(run_id)
+        blob_id = record.get("environment")
+        return load(self.repo, blob_id) if isinstance(blob_id, str) and blob_id else None
+
+    def requirements(self, run_id: str) -> str:
+        """A pip requirements file for the run's environment."""
+        from ..environment import requirements
+
+        record = self.records.get(run_id)
+        env = self.environment(run_id)
+        if env is None:
+            raise ArtifactNotFound(f"run {record['experiment_id']} recorded no environment")
+        return requirements(env, title=f"environment of run {record['experiment_id']}")
+
     # -- compare --------------------------------------------------------------------------------
 
     def compare(self, ids: list[str]) -> dict[str, Any]:

@@ -8,6 +8,8 @@
   const base = `/api/runs/${encodeURIComponent(runId)}`;
   const charts = new Map(); // metric -> {chart, count}
   let chartGrid;
+  let systemGrid; // system/... metrics (CPU, memory, GPUs) get a section of their own
+  const isSystem = (name) => name.startsWith("system/");
 
   const artifactUrl = (blob, download) => `${base}/artifacts/${blob}${download ? "?download=1" : ""}`;
   const metricUrl = (name, ext) => `${base}/metric${ext}?name=${encodeURIComponent(name)}`;
@@ -140,11 +142,51 @@
     return card;
   }
 
+  const gib = (bytes) => (bytes ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : null);
+
+  function gpuText(gpu) {
+    if (!gpu) return "not recorded (torch was not imported)";
+    if (!gpu.count) return `none visible to torch (CUDA ${gpu.cuda || "–"})`;
+    return `${gpu.count} × ${(gpu.names || []).join(", ")} (CUDA ${gpu.cuda || "–"}, driver ${gpu.driver || "–"})`;
+  }
+
+  // What the run ran on: Python, machine, command line, packages (a requirements file).
+  async function environment() {
+    const card = section("Environment", el("p", { class: "muted", text: "loading…" }));
+    card.id = "environment";
+    try {
+      const { environment: env } = await api(`${base}/environment`);
+      if (!env) {
+        card.replaceChildren(el("h2", { text: "Environment" }), el("p", { class: "muted", text: "This run recorded no environment." }));
+        return card;
+      }
+      const py = env.python || {}, plat = env.platform || {}, machine = env.machine || {};
+      const command = env.command || {}, git = env.git || {}, cx = env.coralx || {};
+      const info = {
+        python: `${py.version} (${py.implementation}) ${py.executable || ""}`,
+        platform: `${plat.system} ${plat.release} ${plat.machine} ${plat.libc || ""}`,
+        cpus: machine.cpu_count, memory: gib(machine.memory_bytes), host: env.host,
+        command: (command.argv || []).join(" "), script: command.entry_script,
+        "git root": git.root, cwd: git.cwd,
+        coralx: `${cx.version}${cx.editable ? ` (editable, ${cx.url})` : ""}`, gpu: gpuText(env.gpu),
+      };
+      for (const [k, v] of Object.entries(env.env || {})) info[`$${k}`] = v;
+      const packages = Object.entries(env.packages || {});
+      const table = el("table", { id: "packages" }, el("tbody", {}, packages.map(([n, v]) => el("tr", {},
+        el("td", { class: "mono", text: n }), el("td", { class: "mono", text: v })))));
+      card.replaceChildren(el("h2", { text: "Environment" }), kvTable(info),
+        el("details", {}, el("summary", { text: `${packages.length} packages` }), table),
+        el("p", {}, el("a", { href: `${base}/requirements.txt`, download: "requirements.txt" }, "download requirements.txt")));
+    } catch (err) { fail(card, err); }
+    return card;
+  }
+
   function drawMetric(name, data) {
     const traces = [{ name, x: data.steps, y: data.values }];
     let entry = charts.get(name);
     if (!entry) {
-      const chart = lineChart(chartGrid, name, traces);
+      if (isSystem(name) && !systemGrid.isConnected) systemAnchor.append(section("System metrics", systemGrid));
+      const chart = lineChart(isSystem(name) ? systemGrid : chartGrid, name, traces);
       chart.head.append(el("span", { class: "links" },
         el("a", { href: metricUrl(name, ".csv") }, "CSV"), el("a", { href: metricUrl(name, ".json") }, "JSON")));
       chart.box.dataset.total = data.total;
@@ -185,6 +227,7 @@
     artifactCount = (run.artifacts || []).length;
   }
   let codeAnchor;
+  let systemAnchor;
 
   async function poll(statusNode) {
     try {
@@ -203,18 +246,23 @@
     try { run = await api(base); } catch (err) { fail(main, err); return; }
     document.title = `${run.name} · coralx`;
     chartGrid = el("div", { class: "charts", id: "charts" });
+    systemGrid = el("div", { class: "charts", id: "system-charts" });
+    systemAnchor = el("div", { id: "system" });
     const metricsCard = section("Metrics", chartGrid);
     const left = el("div", {}, overview(run), section("Params", kvTable(run.params)), lineage(run.lineage));
     const right = el("div", {}, weightCommits(run));
     const a = artifacts(run.media);
     if (a) right.append(a);
     codeAnchor = el("div", { id: "code" });
-    main.replaceChildren(...header(run), el("div", { class: "grid2" }, left, right), metricsCard, codeAnchor);
+    const envAnchor = el("div", { id: "environment-holder" });
+    main.replaceChildren(...header(run), el("div", { class: "grid2" }, left, right), metricsCard, systemAnchor, codeAnchor, envAnchor);
     renderMedia(run);
     // Charts first (they are what people open a run for), the code snapshot beside them.
     const codeCard = code().then((card) => codeAnchor.append(card));
+    const envCard = environment().then((card) => envAnchor.append(card));
     await refreshMetrics(run);
     await codeCard;
+    await envCard;
     document.body.dataset.loaded = "true";
     if (run.status === "running" || run.status === "pending") {
       const h1Status = main.querySelector("h1 .status");
