@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exp": ("coralx.cli.exp", "exp"),
     "reindex": ("coralx.cli.exp", "reindex_command"),
     "ui": ("coralx.cli.ui", "ui"),
+    "import": ("coralx.cli.importer", "import_group"),
 }
 
 EXIT_INTERRUPTED = 130
