@@ -148,13 +148,14 @@ class Repository:
         >>> repo.stage_weights({"encoder.weight": w, "encoder.bias": b})
         >>> repo.stage_weights(model, optimizer=opt)
         """
-        from .store.torch_compat import is_module
+        from .store.torch_compat import ModuleTensors, is_module, module_tensors
 
-        if not is_module(weights) and optimizer is None:
+        if isinstance(weights, ModuleTensors):  # a snapshot taken before (cpu_copy)
+            parts = weights
+        elif is_module(weights) or optimizer is not None:
+            parts = module_tensors(weights, optimizer)
+        else:
             return self.weights.stage_weights(weights)
-        from .store.torch_compat import module_tensors
-
-        parts = module_tensors(weights, optimizer)
         return self.weights.stage_weights(
             parts.tensors, aliases=parts.aliases, torch_layout=parts.layout
         )

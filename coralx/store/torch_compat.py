@@ -18,6 +18,7 @@ from ..errors import InvalidValue
 __all__ = [
     "OPTIMIZER_PREFIX",
     "ModuleTensors",
+    "cpu_copy",
     "is_module",
     "load_module",
     "module_tensors",
@@ -133,6 +134,14 @@ def module_tensors(source: Any, optimizer: Any = None) -> ModuleTensors:
     if optimizer is not None:
         layout["optimizer"] = _encode_optimizer(optimizer, tensors)
     return ModuleTensors(tensors, aliases, layout)
+
+
+def cpu_copy(module: Any, optimizer: Any = None) -> ModuleTensors:
+    """:func:`module_tensors` with every tensor copied to the CPU now: a snapshot to stage
+    later (tied names stay aliases)."""
+    parts = module_tensors(module, optimizer)
+    tensors = {n: t.detach().to("cpu", copy=True) for n, t in parts.tensors.items()}
+    return ModuleTensors(tensors, parts.aliases, parts.layout)
 
 
 def _check_module_value(name: object, value: Any) -> None:
