@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..repository import Repository
 
-__all__ = ["json_params", "open_repository"]
+__all__ = ["flatten_params", "json_params", "open_repository"]
 
 
 def open_repository(repo: Repository | str | os.PathLike[str] | None) -> Repository:
@@ -24,6 +24,23 @@ def open_repository(repo: Repository | str | os.PathLike[str] | None) -> Reposit
     if repo is None:
         return Repository.discover()
     return Repository(repo, init=True)
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as one level, keys joined with ``/`` (``{"a": {"b": 1}}`` -> ``a/b``),
+    as Lightning's loggers flatten them.
+
+    >>> flatten_params({"args": {"lr": 0.1}, "seed": 1})
+    {'args/lr': 0.1, 'seed': 1}
+    """
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(flatten_params(value, name))
+        else:
+            out[name] = value
+    return out
 
 
 def json_params(params: Mapping[str, Any]) -> dict[str, Any]:
