@@ -191,8 +191,11 @@ class FileStoreSource(MlflowSource):
             raise ImportSourceError(
                 str(meta_path), f"the run's files are unreadable: {exc}"
             ) from None
+        # Where MLflow put them; else the run's own folder (an mlruns/ moved since).
         local = folder / "artifacts"
-        run.artifact_dir = local if local.is_dir() else _local_dir(run.artifact_uri, self.root)
+        run.artifact_dir = _local_dir(run.artifact_uri, self.root) or (
+            local if local.is_dir() else None
+        )
         return run
 
     @staticmethod
