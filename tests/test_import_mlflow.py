@@ -129,10 +129,8 @@ def test_every_value_comes_across(sources, kind, repo):
         if run.info.end_time:
             assert exp.ended_at.timestamp() * 1000 == pytest.approx(run.info.end_time, abs=0.5)
         for key in run.data.metrics:
-            theirs = sorted(
-                ((m.step, m.timestamp, m.value) for m in client.get_metric_history(run.info.run_id, key)),
-                key=lambda r: (r[0], r[1]),
-            )  # fmt: skip
+            history = client.get_metric_history(run.info.run_id, key)
+            theirs = sorted(((m.step, m.timestamp, m.value) for m in history), key=lambda r: r[:2])
             ours = sorted(
                 ((m.step, round(m.timestamp.timestamp() * 1000), m.value)
                  for m in exp.get_metric_history(key)),
