@@ -56,9 +56,9 @@ def mlflow_command(
         echo_json(summary.to_dict())
         return
     out = console()
+    out.print(f"imported {summary.imported} of {summary.runs} runs from {summary.source}")
     out.print(
-        f"imported {summary.imported} of {summary.runs} runs from {summary.source}: "
-        f"{summary.metrics:,} metric values, {summary.artifacts} artifacts "
+        f"  {summary.metrics:,} metric values, {summary.artifacts} artifacts "
         f"({summary.pickles} pickled, kept unread), {summary.weight_commits} weight commits"
     )
     notes = []
