@@ -601,8 +601,10 @@ class ExperimentTracker:
         """Log several metrics at one step. All are checked before any is logged."""
         run = self._active("log")
         checked = []
+        known = run.names
         for name, value in metrics.items():
-            check_metric_name(name)
+            if name.__class__ is not str or name not in known:  # a known name was checked
+                check_metric_name(name)
             checked.append((name, value if value.__class__ is float else as_float(value)))
         stp = as_step(step)
         for name, value in checked:

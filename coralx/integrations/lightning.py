@@ -154,13 +154,16 @@ class CoralxLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        self._run()
-        self.tracker.log_metrics(metrics, step=step)
+        tracker = self._tracker
+        if tracker is None or tracker.current is None:
+            self._run()
+            tracker = self.tracker
+        tracker.log_metrics(metrics, step=step)
 
-    @rank_zero_only
     def save(self) -> None:
-        if self.tracker.current is not None:
-            self.tracker.flush(wait=False)
+        """Nothing to do: Lightning calls this after every logging step, and the tracker's
+        background thread writes buffered values within half a second anyway (``finalize``
+        writes the rest)."""
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
