@@ -49,7 +49,9 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
 
 
 def _row(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "  ".join(
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+    )
 
 
 def _table(title: str, head: list[str], rows: list[list[str]]) -> None:
@@ -294,9 +296,11 @@ def bench_import(runs: int, root: Path) -> None:
         s_wall, s_cpu, found = _timed(search)
         assert len(found) == runs
 
-        def histories() -> int:
-            return sum(len(client.get_metric_history(r.info.run_id, k))  # noqa: B023
-                       for r in found for k in ("loss", "acc", "lr"))  # fmt: skip
+        def histories(found: list[Any] = found, client: Any = client) -> int:
+            keys = ("loss", "acc", "lr")
+            return sum(
+                len(client.get_metric_history(r.info.run_id, k)) for r in found for k in keys
+            )
 
         h_wall, h_cpu, values = _timed(histories)
         assert values == runs * 300

@@ -187,6 +187,20 @@ def test_hyperparams_from_a_namespace_and_bad_log_model(repo):
         CoralxLogger(log_model="best")
 
 
+def test_a_requeue_signal_and_ctrl_c_end_the_run_cancelled(repo):
+    logger = CoralxLogger("requeued", repo=repo)
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.finalize("finished")
+    assert logger.run.status == ExperimentStatus.CANCELLED
+    other = CoralxLogger("interrupted", repo=repo)
+    other.log_metrics({"a": 1.0}, step=0)
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        other.finalize("failed")
+    assert other.run.status == ExperimentStatus.CANCELLED
+
+
 def test_logger_finds_the_store_by_path(tmp_path):
     logger = CoralxLogger("by-path", repo=tmp_path / "store")
     logger.log_metrics({"a": 1.0}, step=0)

@@ -259,5 +259,18 @@ def _commit_weights(
         repo.add_file(path)
     where = files[0].parent.relative_to(root).as_posix()
     message = f"mlflow run {run.name} ({run.run_id}): {where if where != '.' else 'artifacts'}"
-    commit = repo.commit(message, branch=f"mlflow/{run.experiment_id}", experiment_id=eid)
+    commit = repo.commit(message, branch=_branch(run.experiment_id), experiment_id=eid)
     return commit.commit_hash
+
+
+def _branch(experiment_id: str) -> str:
+    """``mlflow/<experiment id>``; an id git cannot take as a ref name is hashed instead."""
+    from blake3 import blake3
+
+    from ..errors import InvalidName
+    from ..ids import check_ref_name
+
+    try:
+        return check_ref_name(f"mlflow/{experiment_id}")
+    except InvalidName:
+        return f"mlflow/{blake3(experiment_id.encode('utf-8')).hexdigest()[:12]}"

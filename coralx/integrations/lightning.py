@@ -168,7 +168,8 @@ class CoralxLogger(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         """End the run: ``"success"`` COMPLETED, ``"failed"`` FAILED with the exception being
-        handled (CANCELLED for Ctrl-C); commit the checkpoints ``log_model=True`` held."""
+        handled (CANCELLED for Ctrl-C), ``"finished"`` (a SLURM requeue signal stopped the
+        fit) CANCELLED; commit the checkpoints ``log_model=True`` held."""
         exc = sys.exc_info()[1] if status == "failed" else None
         self._run()
         if exc is None or not isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -181,6 +182,8 @@ class CoralxLogger(Logger):
                 message = f"{type(exc).__name__}: {exc}" if exc is not None else "the fit failed"
                 detail = "".join(traceback.format_exception(exc)) if exc is not None else None
                 self._ended = self.tracker.fail(message, error_detail=detail)
+        elif status == "finished":
+            self._ended = self.tracker.end(commit_hash=best, status="cancelled")
         else:
             self._ended = self.tracker.end(commit_hash=best)
 
