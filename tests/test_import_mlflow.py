@@ -226,3 +226,23 @@ def test_cli_maps_a_bad_source_to_exit_code_2(repo, runner, monkeypatch, tmp_pat
     result = runner.invoke(cli, ["import", "mlflow", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "no such file or folder" in result.output
+
+
+def test_a_damaged_run_stops_the_import_naming_its_file_and_leaves_no_half_run(
+    sources, repo, tmp_path
+):
+    copy = tmp_path / "mlruns"
+    shutil.copytree(sources["filestore_path"], copy)
+    bad = next(p for p in copy.glob("*/*/metrics/loss") if "trial-1" in p.parents[1].joinpath(
+        "meta.yaml").read_text())  # fmt: skip
+    bad.write_text("1733000002000 not-a-number 7\n")
+    with pytest.raises(ImportSourceError, match="unreadable") as info:
+        import_mlflow(repo, copy)
+    assert str(bad.parents[1] / "meta.yaml") in str(info.value)
+    tracker = ExperimentTracker(repo)
+    names = {e.name for e in tracker.list()}
+    assert "trial-1" not in names and "sweep" in names
+    for exp in tracker.list():  # each run there is whole: its record and all its values
+        assert exp.metrics_summary and all(s["count"] for s in exp.metrics_summary.values())
+    bad.write_text("1733000002000 0.5 7\n")
+    assert import_mlflow(repo, copy).imported == 5 - 1 - len(names)
