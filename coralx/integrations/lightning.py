@@ -193,8 +193,7 @@ class CoralxLogger(Logger):
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
         """Record the checkpoint just saved; commit (or hold) its weights per ``log_model``."""
         self._run()
-        callback = getattr(checkpoint_callback, "__wrapped__", checkpoint_callback)
-        self._callbacks[id(callback)] = callback
+        self._callbacks[id(checkpoint_callback)] = checkpoint_callback  # as WandbLogger keeps them
         path = os.path.abspath(checkpoint_callback._last_checkpoint_saved)
         entry = self._entry(checkpoint_callback, path)
         now = self._log_model == "all" or (
