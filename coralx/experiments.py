@@ -1106,6 +1106,13 @@ class ExperimentTracker:
         self._store.write(record)
         return self._experiment(record.to_dict())
 
+    def exists(self, experiment_id: str) -> bool:
+        """True if a run with this full id is stored (a file check, no index query).
+
+        >>> tracker.exists("0194c2a1b3c4d5e6f7a8")
+        """
+        return self._store.exists(check_experiment_id(experiment_id))
+
     def record_run(
         self,
         record: ExperimentRecord,

@@ -124,12 +124,9 @@ def import_mlflow(
 
 
 def _already_imported(tracker: ExperimentTracker, eid: str, run: MlflowRun) -> bool:
-    from ..errors import ExperimentNotFound
-
-    try:
-        data = tracker.get(eid).data
-    except ExperimentNotFound:
+    if not tracker.exists(eid):
         return False
+    data = tracker.get(eid).data
     if (data.get("mlflow") or {}).get("run_id") != run.run_id:
         raise InvalidValue(
             f"experiment {eid} exists but was not imported from MLflow run {run.run_id}; "
