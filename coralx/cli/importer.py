@@ -11,7 +11,7 @@ __all__ = ["import_group"]
 
 @click.group("import")
 def import_group() -> None:
-    """Import runs kept by another tracker (MLflow) into this store, keeping their ids."""
+    """Import runs kept by another tracker (MLflow) into this store; again adds nothing."""
 
 
 @import_group.command("mlflow")
@@ -25,7 +25,7 @@ def mlflow_command(
 ) -> None:
     """Import the runs of an MLflow FileStore folder or SQLite database.
 
-    SOURCE is an ``mlruns/`` folder or ``sqlite:///mlflow.db``. Each run keeps its name,
+    SOURCE is an mlruns/ folder or sqlite:///mlflow.db. Each run keeps its name,
     params, tags, status, times, full metric history, parent and git commit; its files
     become blobs, its safetensors files weight commits. Pickled files are kept, never
     loaded. Importing again adds nothing.
