@@ -126,7 +126,7 @@ def import_mlflow(
 def _already_imported(tracker: ExperimentTracker, eid: str, run: MlflowRun) -> bool:
     if not tracker.exists(eid):
         return False
-    data = tracker.get(eid).data
+    data = tracker.get_or_raise(eid).data
     if (data.get("mlflow") or {}).get("run_id") != run.run_id:
         raise InvalidValue(
             f"experiment {eid} exists but was not imported from MLflow run {run.run_id}; "

@@ -135,7 +135,7 @@ class CoralxLogger(Logger):
         >>> logger.run.commit_hash
         """
         if self._ended is not None and self.tracker.current is None:
-            return self.tracker.get(self._ended.experiment_id)
+            return self.tracker.get_or_raise(self._ended.experiment_id)
         return self._run()
 
     @rank_zero_only

@@ -96,7 +96,7 @@ class CoralxCallback(TrainerCallback, ExportableState):
             from ..errors import NoActiveExperiment
 
             raise NoActiveExperiment("show: the Trainer has not started")
-        return self.tracker.get(self.experiment_id)
+        return self.tracker.get_or_raise(self.experiment_id)
 
     # -- the Trainer's hooks ----------------------------------------------------------------
 
