@@ -17,11 +17,16 @@ $(VENV)/.installed: $(PY) pyproject.toml Makefile
 	$(PIP) install --quiet -e '.[ui]'
 	touch $@
 
+# torch first, then the dev extra under a constraint that keeps it: lightning and
+# transformers require torch, and pip would otherwise fetch a CUDA build.
 $(VENV)/.installed-dev: $(PY) pyproject.toml Makefile
-	$(PIP) install --quiet -e '.[dev,ui,ray]'
 ifneq ($(TORCH_WHEEL),)
 	$(PIP) install --quiet '$(TORCH_WHEEL)'
+	echo 'torch==2.13.0' > $(VENV)/torch-constraint.txt
+else
+	: > $(VENV)/torch-constraint.txt
 endif
+	$(PIP) install --quiet -c $(VENV)/torch-constraint.txt -e '.[dev,ui,ray]'
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

@@ -23,6 +23,8 @@ __all__ = [
     "ExperimentAlreadyRunning",
     "ExperimentNotActive",
     "ExperimentNotFound",
+    "ImportSourceError",
+    "IncompatibleWeights",
     "InvalidConfig",
     "InvalidName",
     "InvalidValue",
@@ -356,3 +358,43 @@ class ExperimentAlreadyRunning(CoralxError, ValueError):
             "ExperimentTracker"
         )
         self.experiment_id = experiment_id
+
+
+class IncompatibleWeights(CoralxError, RuntimeError):
+    """A commit's tensors do not fit the module they are loaded into: keys the module has
+    that the commit lacks (``missing_keys``), keys the commit has that the module lacks
+    (``unexpected_keys``), or shapes that differ; as ``load_state_dict`` reports them."""
+
+    exit_code = 2
+
+    def __init__(
+        self, missing_keys: Sequence[str], unexpected_keys: Sequence[str], detail: str = ""
+    ) -> None:
+        parts = []
+        if missing_keys:
+            parts.append("Missing key(s) in state_dict: " + ", ".join(map(repr, missing_keys)))
+        if unexpected_keys:
+            parts.append(
+                "Unexpected key(s) in state_dict: " + ", ".join(map(repr, unexpected_keys))
+            )
+        if detail:
+            parts.append(detail)
+        super().__init__(
+            "the commit does not fit the module. "
+            + ". ".join(parts)
+            + ". Load with strict=False to load the keys that match."
+        )
+        self.missing_keys = list(missing_keys)
+        self.unexpected_keys = list(unexpected_keys)
+
+
+class ImportSourceError(CoralxError, ValueError):
+    """An import source coralx cannot read: missing, another format, or written by a schema
+    version it does not know. Nothing is imported from it."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"cannot import from {source}: {reason}")
+        self.source = source
+        self.reason = reason

@@ -691,8 +691,10 @@ class ExperimentTracker:
         """Log several metrics at one step. All are checked before any is logged."""
         run = self._active("log")
         checked = []
+        known = run.names
         for name, value in metrics.items():
-            check_metric_name(name)
+            if name.__class__ is not str or name not in known:  # a known name was checked
+                check_metric_name(name)
             checked.append((name, value if value.__class__ is float else as_float(value)))
         stp = as_step(step)
         for name, value in checked:
@@ -1230,6 +1232,60 @@ class ExperimentTracker:
             tags=old.tags,
             parent_experiment=old.experiment_id,
         )
+        self._store.write(record)
+        return self._experiment(record.to_dict())
+
+    def exists(self, experiment_id: str) -> bool:
+        """True if a run with this full id is stored (a file check, no index query).
+
+        >>> tracker.exists("0194c2a1b3c4d5e6f7a8")
+        """
+        return self._store.exists(check_experiment_id(experiment_id))
+
+    def record_run(
+        self,
+        record: ExperimentRecord,
+        metrics: Iterable[tuple[str, float, int | None, float]] = (),
+    ) -> Experiment:
+        """Store a run that ran elsewhere (an importer): ``record`` as given, and its metric
+        history, ``(name, value, step, unix time)`` rows in logging order, as one journal
+        with the summaries computed from it. An id that exists already is refused.
+
+        The journal is written whole (temp file and rename) before the record, so a run is
+        either there with all its metrics or not there at all.
+
+        >>> tracker.record_run(record, [("loss", 0.5, 1, 1733000000.0)])
+        """
+        from . import _fs
+        from .records.journal import encode_frame, summarize
+        from .records.models import MetricSummary
+
+        eid = check_experiment_id(record.experiment_id)
+        if self._store.exists(eid):
+            raise InvalidValue(f"experiment {eid} exists already; it is not recorded again")
+        rows = list(metrics)
+        name_ids: dict[str, int] = {}
+        for name, *_ in rows:
+            if name not in name_ids:
+                name_ids[name] = len(name_ids)
+        journal = self._store.journal_path(eid)
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        if rows:
+            import numpy as np
+
+            ids = np.array([name_ids[r[0]] for r in rows], dtype=np.uint32)
+            values = np.array([float(r[1]) for r in rows], dtype=np.float64)
+            steps = np.array([NO_STEP if r[2] is None else int(r[2]) for r in rows], np.int64)
+            times = np.array([float(r[3]) for r in rows], dtype=np.float64)
+            frame = encode_frame([(i, n) for n, i in name_ids.items()], ids, values, steps, times)
+            _fs.atomic_write(journal, frame, fsync=False)
+            syncer.add(journal)  # durable with the record, in the syncer's next batch
+            record.metrics_summary = {
+                name: MetricSummary(**summarize(values[ids == i], steps[ids == i]))
+                for name, i in name_ids.items()
+            }
+        else:
+            journal.unlink(missing_ok=True)
         self._store.write(record)
         return self._experiment(record.to_dict())
 

@@ -162,16 +162,83 @@ class Repository:
 
     # -- weights ------------------------------------------------------------------------------
 
-    def stage_weights(self, weights: Mapping[str, Any]) -> list[str]:
+    def stage_weights(
+        self, weights: Mapping[str, Any] | Any, *, optimizer: Any = None
+    ) -> list[str]:
         """Stage tensors (numpy arrays or torch tensors) for the next :meth:`commit`.
 
         Their chunks are written now, so later changes to the arrays do not leak into the
         commit. A commit holds exactly the tensors staged since the last one. Bad input (a
         non-array, an object dtype, an empty name) raises before anything is stored.
 
+        ``weights`` may be a torch ``nn.Module``: its ``state_dict`` is staged, tied
+        parameters once (they come back tied from :meth:`state_dict`). ``optimizer`` adds a
+        torch optimizer's state: its tensors under ``optimizer/``, the rest as JSON.
+
         >>> repo.stage_weights({"encoder.weight": w, "encoder.bias": b})
+        >>> repo.stage_weights(model, optimizer=opt)
         """
-        return self.weights.stage_weights(weights)
+        from .store.torch_compat import ModuleTensors, is_module, module_tensors
+
+        if isinstance(weights, ModuleTensors):  # a snapshot taken before (cpu_copy)
+            parts = weights
+        elif is_module(weights) or optimizer is not None:
+            parts = module_tensors(weights, optimizer)
+        else:
+            return self.weights.stage_weights(weights)
+        return self.weights.stage_weights(
+            parts.tensors, aliases=parts.aliases, torch_layout=parts.layout
+        )
+
+    def state_dict(
+        self, rev: str | None = None, device: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(module state dict, optimizer state dict or None) of a revision, as torch tensors
+        on ``device`` (default CPU); names that were tied share one tensor again.
+
+        >>> state, opt_state = repo.state_dict("best")
+        >>> state["lm_head.weight"] is state["embed.weight"]
+        True
+        """
+        from .store.torch_compat import state_dicts
+
+        commit = self.resolve(rev or "HEAD")
+        manifest = self.weights.manifest(commit)
+        tensors = self.get_all_weights(commit, framework="torch")
+        return state_dicts(tensors, manifest.torch if manifest else {}, device)
+
+    def load_into(
+        self,
+        module: Any,
+        rev: str | None = None,
+        *,
+        strict: bool = True,
+        map_location: Any = None,
+        optimizer: Any = None,
+    ) -> Any:
+        """Load a revision's weights into a torch module (and its optimizer state into
+        ``optimizer``); returns ``(missing_keys, unexpected_keys)`` as ``load_state_dict``.
+
+        With ``strict`` (the default) keys that do not match raise
+        :class:`~coralx.errors.IncompatibleWeights` listing them; ``map_location`` (a device)
+        is where the tensors are put before they are copied into the module.
+
+        >>> repo.load_into(model, "best", map_location="cuda")
+        _IncompatibleKeys(missing_keys=[], unexpected_keys=[])
+        """
+        from .errors import InvalidValue
+        from .store.torch_compat import load_module
+
+        state, opt_state = self.state_dict(rev, map_location)
+        if optimizer is not None and opt_state is None:
+            raise InvalidValue(
+                f"revision {rev or 'HEAD'} holds no optimizer state; stage it with "
+                "repo.stage_weights(model, optimizer=opt)"
+            )
+        result = load_module(module, state, strict)
+        if optimizer is not None:
+            optimizer.load_state_dict(opt_state)
+        return result
 
     def add_file(self, path: str | os.PathLike[str]) -> list[str]:
         """Stage every tensor of a ``.safetensors`` or ``.npz`` file (nothing is unpickled).

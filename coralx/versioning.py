@@ -181,6 +181,7 @@ class WeightHistory:
         self.repo = repo
         self.chunks: DiskChunkStore = DiskChunkStore(repo.path / "chunks")
         self.staged: dict[str, StagedTensor] = {}
+        self.staged_torch: dict[str, Any] = {}
         self._manifests: dict[str, Manifest | None] = {}
         self._compactor: Compactor | None = None
         repo.git.object_store.fsync_object_files = True
@@ -194,8 +195,27 @@ class WeightHistory:
 
     # -- staging and committing --------------------------------------------------------------
 
-    def stage_weights(self, weights: Mapping[str, Any]) -> list[str]:
-        """Write the tensors' chunks now (a snapshot, as ``git add``) and stage them."""
+    def stage_weights(
+        self,
+        weights: Mapping[str, Any],
+        *,
+        aliases: Mapping[str, str] | None = None,
+        torch_layout: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Write the tensors' chunks now (a snapshot, as ``git add``) and stage them.
+
+        ``aliases`` (name -> name staged here) stages more names for the same tensor, written
+        once; ``torch_layout`` is the manifest's ``torch`` section for the next commit (both
+        from :func:`coralx.store.torch_compat.module_tensors`).
+        """
+        names = self._stage_arrays(weights)
+        for alias, canonical in (aliases or {}).items():
+            self.staged[alias] = self.staged[canonical]
+        if torch_layout is not None:
+            self.staged_torch = dict(torch_layout)
+        return names + list(aliases or {})
+
+    def _stage_arrays(self, weights: Mapping[str, Any]) -> list[str]:
         from .store.weights import prepare, stage_tensors
 
         arrays = prepare(weights)  # every value checked before anything is written
@@ -281,7 +301,9 @@ class WeightHistory:
 
         text = graph.full_message(message, links)
         staged, from_file = self._take_stage()
-        manifest = Manifest({name: t.entry for name, t in staged.items()})
+        manifest = Manifest(
+            {name: t.entry for name, t in staged.items()}, self._torch_layout(staged)
+        )
         ref = self._target_ref(branch)
         head = self._head_commit()
         author = _author()
@@ -296,10 +318,25 @@ class WeightHistory:
 
             new = graph.update_ref(self.git, self.repo.path / REFS_LOCK, ref, build)
             self.staged = {}
+            self.staged_torch = {}
             self._write_pin()
             if from_file:
                 (self.repo.path / STAGE_FILE).unlink(missing_ok=True)
         return graph.read_commit(self.git, new)
+
+    def _torch_layout(self, staged: dict[str, StagedTensor]) -> dict[str, Any]:
+        """The staged ``torch`` section, without aliases whose names were staged again since."""
+        layout = dict(self.staged_torch)
+        aliases = {
+            a: c
+            for a, c in layout.get("aliases", {}).items()
+            if a in staged and c in staged and staged[a].entry == staged[c].entry
+        }
+        if aliases:
+            layout["aliases"] = aliases
+        else:
+            layout.pop("aliases", None)
+        return layout
 
     def _take_stage(self) -> tuple[dict[str, StagedTensor], bool]:
         if self.staged:

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exp": ("coralx.cli.exp", "exp"),
     "reindex": ("coralx.cli.exp", "reindex_command"),
     "ui": ("coralx.cli.ui", "ui"),
+    "import": ("coralx.cli.importer", "import_group"),
 }
 
 from ._common import EXIT_INTERRUPTED  # noqa: E402,F401 - re-exported for older imports

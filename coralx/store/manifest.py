@@ -75,9 +75,15 @@ class TensorEntry:
 
 @dataclass
 class Manifest:
-    """The tensors of one weight commit, in staging order."""
+    """The tensors of one weight commit, in staging order.
+
+    ``torch`` describes how the tensors map back onto torch objects when they came from an
+    ``nn.Module`` (tied names, optimizer state; see :mod:`coralx.store.torch_compat`). It is
+    written only when not empty, so other manifests are unchanged.
+    """
 
     tensors: dict[str, TensorEntry] = field(default_factory=dict)
+    torch: dict[str, Any] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.tensors)
@@ -94,10 +100,12 @@ class Manifest:
         return {c for e in self.tensors.values() for c in e.chunks}
 
     def to_json(self) -> bytes:
-        doc = {
+        doc: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
             "tensors": {name: e.to_dict() for name, e in self.tensors.items()},
         }
+        if self.torch:
+            doc["torch"] = self.torch
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
@@ -109,6 +117,9 @@ class Manifest:
                     f"manifest format {doc.get('format')!r} is not one coralx reads"
                 )
             tensors = {str(k): TensorEntry.from_dict(v) for k, v in doc["tensors"].items()}
+            torch = doc.get("torch") or {}
+            if not isinstance(torch, dict):
+                raise TypeError("its 'torch' section is not an object")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StoreCorrupted(f"a weight manifest is unreadable: {exc}") from None
-        return cls(tensors)
+        return cls(tensors, torch)
