@@ -26,7 +26,6 @@ from .errors import (
     InvalidValue,
     RevisionNotFound,
     StoreCorrupted,
-    TensorNotFound,
 )
 from .ids import check_ref_name, is_hex
 
@@ -34,9 +33,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .repository import Repository
+    from .store.base import ChunkStore
     from .store.compaction import CompactionStats, Compactor
-    from .store.disk import DiskChunkStore
     from .store.manifest import Manifest
+    from .store.reader import WeightReader
     from .store.weights import StagedTensor
 
 __all__ = ["DuReport", "FsckReport", "GcReport", "TensorChange", "WeightDiff", "WeightHistory"]
@@ -166,11 +166,13 @@ class DuReport:
 class WeightHistory:
     """Weights of one repository: the chunk store, the staging area and the commit graph."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, chunks: ChunkStore | None = None) -> None:
         from .store.disk import DiskChunkStore
 
         self.repo = repo
-        self.chunks: DiskChunkStore = DiskChunkStore(repo.path / "chunks")
+        # Everything below goes through the ChunkStore interface: another implementation
+        # (an object store) plugs in here.
+        self.chunks: ChunkStore = chunks or DiskChunkStore(repo.path / "chunks")
         self.staged: dict[str, StagedTensor] = {}
         self._manifests: dict[str, Manifest | None] = {}
         self._compactor: Compactor | None = None
@@ -210,7 +212,7 @@ class WeightHistory:
         if self._compactor is None:
             from .store.compaction import Compactor
 
-            self._compactor = Compactor(self.chunks.root, lambda: self._lock(GC_LOCK, shared=True))
+            self._compactor = Compactor(self.chunks, lambda: self._lock(GC_LOCK, shared=True))
         return self._compactor
 
     def wait_for_compaction(self) -> CompactionStats:
@@ -366,21 +368,36 @@ class WeightHistory:
         commit = self.resolve(rev or "HEAD")
         return commit, self.manifest(commit) or Manifest()
 
-    def get_all_weights(self, rev: str | None, framework: str = "numpy") -> dict[str, Any]:
+    def _read_manifest(self, rev: str) -> tuple[str, Manifest]:
+        """Like :meth:`_manifest_of` for the read paths, which refuse ``None``: a run
+        without a commit has ``commit_hash`` None, and that must not mean HEAD."""
+        if rev is None:
+            raise InvalidValue(
+                "no revision given (None): pass a commit id, branch, tag or experiment id, or "
+                "'HEAD' for the latest; a run that never committed weights has commit_hash None"
+            )
+        return self._manifest_of(rev)
+
+    def get_all_weights(
+        self, rev: str, framework: str = "numpy", *, names: Any = None
+    ) -> dict[str, Any]:
+        from .store.reader import select_names
         from .store.weights import read_tensors
 
-        commit, manifest = self._manifest_of(rev)
-        arrays = read_tensors(self.chunks, manifest, list(manifest), commit)
-        return _convert(arrays, framework)
+        commit, manifest = self._read_manifest(rev)
+        chosen = select_names(manifest, commit, names=None if names is None else list(names))
+        arrays = read_tensors(self.chunks, manifest, chosen, commit)
+        return convert_arrays(arrays, framework)
 
-    def get_weight(self, name: str, rev: str | None, framework: str = "numpy") -> Any:
-        from .store.weights import read_tensors
+    def get_weight(self, name: str, rev: str, framework: str = "numpy") -> Any:
+        return self.get_all_weights(rev, framework, names=[name])[name]
 
-        commit, manifest = self._manifest_of(rev)
-        if name not in manifest.tensors:
-            raise TensorNotFound(name, commit)
-        arrays = read_tensors(self.chunks, manifest, [name], commit)
-        return _convert(arrays, framework)[name]
+    def open(self, rev: str, framework: str = "numpy") -> WeightReader:
+        """A read-only mapping of a revision's tensors, decoded on access."""
+        from .store.reader import WeightReader
+
+        commit, manifest = self._read_manifest(rev)
+        return WeightReader(self.chunks, manifest, commit, framework)
 
     def show(self, rev: str | None) -> dict[str, Any]:
         """A commit and the list of its tensors (dtype, shape, size, chunks)."""
@@ -400,14 +417,22 @@ class WeightHistory:
 
     def export(
         self,
-        rev: str | None,
+        rev: str,
         path: str | os.PathLike[str],
         progress: Callable[[int], None] | None = None,
+        *,
+        only: Any = None,
     ) -> dict[str, Any]:
-        """Write a commit's tensors to a safetensors file, streamed chunk by chunk."""
+        """Write a commit's tensors (or those matching the globs ``only``) to a safetensors
+        file, streamed chunk by chunk, under a temporary name renamed when complete."""
+        from .store.manifest import Manifest
+        from .store.reader import select_names
         from .store.weights import write_safetensors
 
-        commit, manifest = self._manifest_of(rev)
+        commit, manifest = self._read_manifest(rev)
+        if only is not None:
+            chosen = select_names(manifest, commit, patterns=list(only))
+            manifest = Manifest({n: manifest.tensors[n] for n in chosen})
         info = graph.read_commit(self.git, commit)
         metadata = {
             "coralx_commit": info.commit_hash,
@@ -663,17 +688,7 @@ class WeightHistory:
                 if dry_run or self.chunks.delete(cid):
                     removed += 1
                     freed += size
-            temps = 0
-            import time
-
-            for tmp in list(self.chunks.iter_temp_files()):
-                try:
-                    if time.time() - tmp.stat().st_mtime >= max(prune_age, 3600.0):
-                        if not dry_run:
-                            tmp.unlink()
-                        temps += 1
-                except FileNotFoundError:
-                    continue
+            temps = self.chunks.prune_temp_files(max(prune_age, 3600.0), dry_run)
         return GcReport(len(commits), len(keep), removed, freed, temps, dry_run)
 
     def fsck(self) -> FsckReport:
@@ -758,7 +773,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _convert(arrays: dict[str, np.ndarray[Any, Any]], framework: str) -> dict[str, Any]:
+def convert_arrays(arrays: dict[str, np.ndarray[Any, Any]], framework: str) -> dict[str, Any]:
+    """numpy arrays as the framework asked for (``numpy`` or ``torch``)."""
     if framework == "numpy":
         return dict(arrays)
     if framework in ("torch", "pt"):

@@ -64,7 +64,7 @@ def test_a_damaged_chunk_is_left_alone_and_reported(tmp_path: Path) -> None:
     data[-10] ^= 0xFF
     path.chmod(0o644)
     path.write_bytes(bytes(data))
-    compactor = Compactor(tmp_path / "chunks", contextlib.nullcontext)
+    compactor = Compactor(DiskChunkStore(tmp_path / "chunks"), contextlib.nullcontext)
     compactor.submit([DeltaJob(old_id, new_id)])
     compactor.wait()
     assert compactor.stats.jobs == 1 and compactor.stats.saved_bytes == 0

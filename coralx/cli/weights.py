@@ -293,17 +293,27 @@ def show(ctx: click.Context, rev: str | None, as_json: bool) -> None:
     out.print(f"{len(info['tensors'])} tensors, {_size(info['nbytes'])}")
 
 
-def _export(repo: Any, rev: str, output: str, as_json: bool) -> None:
-    total = int(repo.weights.show(rev)["nbytes"])
+def _export(repo: Any, rev: str, output: str, as_json: bool, only: tuple[str, ...] = ()) -> None:
+    patterns = list(only) or None
+    info = repo.weights.show(rev)
+    if patterns:
+        import fnmatch
+
+        sizes = info["tensors"].items()
+        total = sum(t["nbytes"] for n, t in sizes if any(fnmatch.fnmatchcase(n, p) for p in only))
+    else:
+        total = int(info["nbytes"])
     if total < PROGRESS_BYTES or as_json:
-        result = repo.export(rev, output)
+        result = repo.export(rev, output, only=patterns)
     else:
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
         columns = (BarColumn(), DownloadColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console(stderr=True), transient=True) as bar:
             task = bar.add_task("export", total=total)
-            result = repo.export(rev, output, progress=lambda n: bar.advance(task, n))
+            result = repo.export(
+                rev, output, progress=lambda n: bar.advance(task, n), only=patterns
+            )
     if as_json:
         echo_json(result)
         return
@@ -318,17 +328,25 @@ def _export(repo: Any, rev: str, output: str, as_json: bool) -> None:
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write."
 )
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="GLOB",
+    help="Only the tensors whose names match GLOB (repeatable), e.g. 'encoder.*'.",
+)
 @json_option
 @click.pass_context
-def export(ctx: click.Context, rev: str, output: str, as_json: bool) -> None:
-    """Write the weights of REV to a safetensors file, streamed, with the commit's id,
-    message and links in its metadata.
+def export(ctx: click.Context, rev: str, output: str, only: tuple[str, ...], as_json: bool) -> None:
+    """Write the weights of REV (or only some tensors) to a safetensors file, streamed,
+    with the commit's id, message and links in its metadata. The file appears when it is
+    complete: an interrupted export leaves nothing under its name.
 
     \b
     Example:
       coralx export best -o model.safetensors
+      coralx export best --only 'encoder.*' -o part.safetensors
     """
-    _export(open_repo(ctx), rev, output, as_json)
+    _export(open_repo(ctx), rev, output, as_json, only)
 
 
 @click.command()

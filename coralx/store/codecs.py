@@ -263,12 +263,15 @@ def encode_delta(raw: Any, base_raw: Any, dtype: DType, base_id: str) -> bytes:
     return b"".join(encode_delta_parts(raw, base_raw, dtype, base_id))
 
 
-def encode_delta_parts(raw: Any, base_raw: Any, dtype: DType, base_id: str) -> list[Any]:
-    """:func:`encode_delta` as (header, payload) pieces."""
+def encode_delta_parts(
+    raw: Any, base_raw: Any, dtype: DType, base_id: str, chain: int = 0
+) -> list[Any]:
+    """:func:`encode_delta` as (header, payload) pieces. ``chain`` on a delta is its place
+    among the versions on the same base (1 for the first), which the writer bounds."""
     if len(_as_bytes(raw)) != len(_as_bytes(base_raw)):
         raise ValueError("a delta needs a base of the same length")
     packed = _cctx().compress(delta_planes(raw, base_raw, dtype))
-    return [_pack_header(CODEC_DELTA, dtype, len(_as_bytes(raw)), 0, base_id), packed]
+    return [_pack_header(CODEC_DELTA, dtype, len(_as_bytes(raw)), chain, base_id), packed]
 
 
 def _decompress_into(payload: memoryview, planes: np.ndarray[Any, Any]) -> None:

@@ -12,7 +12,7 @@ A crash or kill at any moment loses only the re-encodings not yet done: those ch
 whole, valid and verified on read, a little larger. ``wait()`` blocks until the queue is
 empty; a process waits for it at exit, and ``du``, ``gc`` and ``fsck`` wait first.
 
->>> compactor = Compactor(chunks_root, lock=lambda: gc_lock(shared=True))
+>>> compactor = Compactor(chunk_store, lock=lambda: gc_lock(shared=True))
 >>> compactor.submit(jobs)      # after the chunks the jobs point to are durable
 >>> compactor.wait()
 """
@@ -30,10 +30,10 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import CoralxError
+from .base import ChunkStore
 from .weights import DeltaJob, rewrite_as_delta
 
 __all__ = ["CompactionStats", "Compactor"]
@@ -60,15 +60,14 @@ class CompactionStats:
 class Compactor:
     """One background thread re-encoding replaced chunks of the store at ``root``.
 
-    It uses its own :class:`~coralx.store.disk.DiskChunkStore` on the same folder, so its
-    batches never mix with the caller's, and runs each job list under ``lock`` (the
-    repository's shared gc lock: gc never deletes a chunk while it is being re-encoded).
+    It works through its own handle on the caller's :class:`~coralx.store.base.ChunkStore`
+    (:meth:`~coralx.store.base.ChunkStore.another_handle`), so its batches never mix with
+    the caller's, and runs each job list under ``lock`` (the repository's shared gc lock: gc
+    never deletes a chunk while it is being re-encoded).
     """
 
-    def __init__(self, root: Path, lock: Callable[[], AbstractContextManager[Any]]) -> None:
-        from .disk import DiskChunkStore
-
-        self.store = DiskChunkStore(root)
+    def __init__(self, store: ChunkStore, lock: Callable[[], AbstractContextManager[Any]]) -> None:
+        self.store = store.another_handle()
         self.stats = CompactionStats()
         self._lock = lock
         self._queue: deque[list[DeltaJob]] = deque()

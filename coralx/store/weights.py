@@ -25,8 +25,8 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import ChecksumMismatch, ChunkNotFound, InvalidName, InvalidValue
-from .base import ChunkStore, chunk_id_of
-from .codecs import CODEC_DELTA, encode_standalone_parts, scratch
+from .base import ChunkStore, base_cache, chunk_id_of
+from .codecs import CODEC_DELTA, encode_delta_parts, encode_standalone_parts, scratch
 from .manifest import Manifest, TensorEntry
 from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, to_numpy
 
@@ -41,9 +41,11 @@ __all__ = [
     "stage_tensors",
 ]
 
-CHAIN_LIMIT = 16
-"""At most this many deltas are decoded to reach any version of a chunk (see the
-benchmark numbers in docs/architecture.md for why 16)."""
+GROUP_LIMIT = 16
+"""Versions of a chunk stored as deltas on one whole chunk, at most (see the measurements
+in docs/architecture.md)."""
+
+CHAIN_LIMIT = GROUP_LIMIT  # the name before groups; kept for callers of the old layout
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -160,21 +162,54 @@ def _task(
 def _write_chunk(
     store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
 ) -> tuple[str, DeltaJob | None]:
-    """Store one chunk whole. If it replaces ``base`` (the same chunk of the same tensor in
-    the parent commit), also return the job of re-encoding ``base`` as a delta against it,
-    to run (:func:`rewrite_as_delta`) once the new chunk is durable."""
+    """Store one chunk, encoded once: as a delta on the whole chunk that ``base`` (the same
+    chunk of the same tensor in the parent commit) is or is based on, while that group of
+    versions is short and its deltas small (:func:`_group_base`); else whole, starting a
+    new group. So every version decodes in at most two steps, its base and its delta."""
     cid = chunk_id_of(raw)
     if store.has(cid):
         store.touch(cid)  # an age-based gc must not take it before the commit names it
         return cid, None
-    job = None
-    chain = 0
-    if base is not None and base != cid and store.has(base):
+    group = _group_base(store, base, raw.size) if base is not None and base != cid else None
+    if group is not None:
+        key, place, key_size = group
+        parts = encode_delta_parts(raw, store.base_raw(key), dtype, key, place)
+        # A delta larger than its base's whole encoding (the tensor was replaced, not
+        # trained) is not worth a group: this chunk starts one (the one case encoded twice).
+        if sum(len(p) for p in parts) < key_size:
+            store.put_parts(cid, parts)
+            return cid, None
+    parts = encode_standalone_parts(raw, dtype)
+    store.put_parts(cid, parts)
+    if len(parts[1]) < raw.size:  # a compressible whole chunk is worth caching as a base
+        view = raw.view()
+        view.flags.writeable = False
+        base_cache.put(cid, np.array(view))
+    return cid, None
+
+
+def _group_base(store: ChunkStore, base: str, size: int) -> tuple[str, int, int] | None:
+    """For a chunk replacing ``base``: (the whole chunk of its group, the new version's place
+    in the group, that chunk's stored size), or None to start a new group.
+
+    A group ends after :data:`GROUP_LIMIT` versions, or once the last delta has grown past
+    :data:`GROUP_GROWTH` times the group's smallest (its first): deltas toward one base grow
+    as the weights drift away from it, and a new whole chunk then pays for itself."""
+    try:
         head = store.read_header(base)
-        if head.codec != CODEC_DELTA and head.raw_len == raw.size and head.chain < CHAIN_LIMIT:
-            job, chain = DeltaJob(base, cid), head.chain + 1
-    store.put_parts(cid, encode_standalone_parts(raw, dtype, chain))
-    return cid, job
+        if head.raw_len != size:
+            return None
+        if head.codec != CODEC_DELTA:
+            return base, 1, store.encoded_size(base)
+        assert head.base is not None
+        key = head.base
+        key_head = store.read_header(key)
+        place = head.chain + 1
+        if key_head.codec == CODEC_DELTA or not 1 < place < GROUP_LIMIT:
+            return None
+        return key, place, store.encoded_size(key)
+    except ChunkNotFound:
+        return None
 
 
 @dataclass(frozen=True)
