@@ -458,6 +458,76 @@ def layouts(dtype: str) -> str:
     return "\n".join(lines)
 
 
+def codecs_table(dtype: str) -> str:
+    """The hand-written byte planes + zstd against python-blosc2 (SIMD shuffle + zstd, in C),
+    whole chunks and deltas of the real sequence, one thread each (coralx runs chunks on a
+    pool of threads, so per-chunk speed on one thread is what counts)."""
+    import blosc2
+
+    from coralx.store import codecs
+    from coralx.store.tensors import chunk_spans, dtype_by_name
+
+    dt = dtype_by_name("F32" if dtype == "f32" else "BF16")
+    files = data.paths(dtype)
+    new, old = load_arrays(files[-1]), load_arrays(files[-2])
+    pairs = []
+    for name, a in new.items():
+        flat, prev = a.reshape(-1).view(np.uint8), old[name].reshape(-1).view(np.uint8)
+        pairs += [(flat[s].copy(), prev[s].copy()) for s in chunk_spans(flat.size, dt.itemsize)]
+    raw = sum(x.size for x, _ in pairs)
+
+    def timed(fn: Any) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t = time.process_time()
+            fn()
+            best = min(best, time.process_time() - t)
+        return best
+
+    rows = []
+    wholes = [codecs.encode_standalone(x, dt) for x, _ in pairs]
+    outs = [np.empty_like(x) for x, _ in pairs]
+    enc = timed(lambda: [codecs.encode_standalone(x, dt) for x, _ in pairs])
+    dec = timed(lambda: [codecs.decode_into(b, o) for b, o in zip(wholes, outs)])
+    rows.append(("whole: byte planes + zstd-1 (coralx)", sum(map(len, wholes)) / raw, enc, dec))
+    planes = [codecs.delta_planes(x, y, dt).copy() for x, y in pairs]
+    for label, filt in (
+        ("shuffle", blosc2.Filter.SHUFFLE),
+        ("bitshuffle", blosc2.Filter.BITSHUFFLE),
+    ):
+        for level in (1, 3):
+            kw = {"codec": blosc2.Codec.ZSTD, "clevel": level, "typesize": dt.itemsize,
+                  "nthreads": 1, "filters": [filt]}  # fmt: skip
+            blobs = [blosc2.compress2(x, **kw) for x, _ in pairs]
+            enc = timed(lambda kw=kw: [blosc2.compress2(x, **kw) for x, _ in pairs])
+            dec = timed(lambda blobs=blobs: [blosc2.decompress2(b) for b in blobs])
+            rows.append((f"whole: blosc2 {label} + zstd-{level}", sum(map(len, blobs)) / raw,
+                         enc, dec))  # fmt: skip
+    deltas = [codecs.encode_delta(x, y, dt, "0" * 64) for x, y in pairs]
+    enc = timed(lambda: [codecs.encode_delta(x, y, dt, "0" * 64) for x, y in pairs])
+    dec = timed(lambda: [codecs.decode_into(b, o, y) for b, o, (_, y) in zip(deltas, outs, pairs)])
+    rows.append(("delta: integer map + planes + zstd-1 (coralx)", sum(map(len, deltas)) / raw,
+                 enc, dec))  # fmt: skip
+    zig = [np.ascontiguousarray(p.reshape(dt.itemsize, -1).T).reshape(-1) for p in planes]
+    for label, filt in (
+        ("shuffle", blosc2.Filter.SHUFFLE),
+        ("bitshuffle", blosc2.Filter.BITSHUFFLE),
+    ):
+        kw = {"codec": blosc2.Codec.ZSTD, "clevel": 1, "typesize": dt.itemsize, "nthreads": 1,
+              "filters": [filt]}  # fmt: skip
+        blobs = [blosc2.compress2(z, **kw) for z in zig]
+        enc = timed(lambda kw=kw: [blosc2.compress2(z, **kw) for z in zig])
+        dec = timed(lambda blobs=blobs: [blosc2.decompress2(b) for b in blobs])
+        rows.append((f"delta: our integer map, blosc2 {label} + zstd-1 (map time not counted)",
+                     sum(map(len, blobs)) / raw, enc, dec))  # fmt: skip
+    lines = [f"== codecs, {dtype}: newest checkpoint, and its delta on the one before, "
+             f"{raw / 2**20:.0f} MiB, CPU seconds on one thread ==",
+             "codec | stored/raw | encode | decode"]  # fmt: skip
+    lines += [f"{n} | {r:.4f} | {e:.3f}s ({raw / e / 2**30:.2f} GiB/s) | {d:.3f}s "
+              f"({raw / d / 2**30:.2f} GiB/s)" for n, r, e, d in rows]  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dtype", choices=["f32", "bf16", "both"], default="both")
@@ -465,6 +535,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 repeat, no large row")
     parser.add_argument("--big-gb", type=float, default=1.0, help="size of the large row (0: none)")
     parser.add_argument("--layouts", action="store_true", help="the layout study instead")
+    parser.add_argument("--codecs", action="store_true", help="coralx's codec against blosc2")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--args", help=argparse.SUPPRESS)
     ns = parser.parse_args()
@@ -473,9 +544,9 @@ def main() -> None:
         return
     data.ensure(lambda s: print(s, file=sys.stderr, flush=True))
     dtypes = ["f32", "bf16"] if ns.dtype == "both" else [ns.dtype]
-    if ns.layouts:
+    if ns.layouts or ns.codecs:
         for d in dtypes:
-            print(layouts(d))
+            print(layouts(d) if ns.layouts else codecs_table(d), flush=True)
         return
     repeats = 1 if ns.quick else ns.repeats
     big = 0.0 if ns.quick else ns.big_gb

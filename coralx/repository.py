@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from dulwich.repo import Repo as DulwichRepo
 
     from .graph import BranchInfo, TagInfo, WeightCommit
-    from .store.compaction import CompactionStats
     from .store.reader import WeightReader
     from .versioning import DuReport, FsckReport, GcReport, WeightDiff, WeightHistory
 
@@ -309,17 +308,6 @@ class Repository:
     def du(self) -> DuReport:
         """Stored, unique raw and logical bytes of the weights, and their ratios."""
         return self.weights.du()
-
-    def wait_for_compaction(self) -> CompactionStats:
-        """Wait until the chunks replaced by this process's commits are stored as deltas.
-
-        A commit returns once its new chunks are durable; the chunks it replaced are then
-        re-encoded as deltas on a background thread (the store is complete meanwhile, only
-        larger). A process waits for this at exit; ``du``, ``gc`` and ``fsck`` wait first.
-
-        >>> repo.wait_for_compaction().busy_seconds
-        """
-        return self.weights.wait_for_compaction()
 
     # -- status -------------------------------------------------------------------------------
 

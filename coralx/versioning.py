@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
     from .repository import Repository
     from .store.base import ChunkStore
-    from .store.compaction import CompactionStats, Compactor
     from .store.manifest import Manifest
     from .store.reader import WeightReader
     from .store.weights import StagedTensor
@@ -175,7 +174,6 @@ class WeightHistory:
         self.chunks: ChunkStore = chunks or DiskChunkStore(repo.path / "chunks")
         self.staged: dict[str, StagedTensor] = {}
         self._manifests: dict[str, Manifest | None] = {}
-        self._compactor: Compactor | None = None
         repo.git.object_store.fsync_object_files = True
 
     @property
@@ -198,27 +196,10 @@ class WeightHistory:
             try:
                 with self.chunks.batch():  # every chunk durable before a commit names it
                     bases = {n: parent.tensors.get(n) if parent else None for n in arrays}
-                    staged, jobs = stage_tensors(self.chunks, arrays, bases)
-                    self.staged.update(staged)
+                    self.staged.update(stage_tensors(self.chunks, arrays, bases))
             finally:
                 self._write_pin()  # before gc can run again, it knows these chunks are in use
-        # The replaced chunks become deltas towards the new ones, which are durable now.
-        self.compactor.submit(jobs)
         return list(arrays)
-
-    @property
-    def compactor(self) -> Compactor:
-        """The background thread that stores replaced chunks as deltas."""
-        if self._compactor is None:
-            from .store.compaction import Compactor
-
-            self._compactor = Compactor(self.chunks, lambda: self._lock(GC_LOCK, shared=True))
-        return self._compactor
-
-    def wait_for_compaction(self) -> CompactionStats:
-        """Wait until the replaced chunks of every staging so far are stored as deltas."""
-        self.compactor.wait()
-        return self.compactor.stats
 
     # -- pins: the chunks a live process has staged, which gc must keep --------------------------
 
@@ -671,7 +652,6 @@ class WeightHistory:
         """Delete chunks nothing reaches (no ref, tag, HEAD, experiment record or stage), and
         that are older than ``prune_age`` seconds, so a chunk another process has just
         written or reused for a commit in progress is never taken."""
-        self.wait_for_compaction()
         with self._lock(GC_LOCK):
             commits = self.reachable_commits()
             keep = set(self._reachable_chunks(commits)) | self._pinned_chunks()
@@ -695,7 +675,6 @@ class WeightHistory:
         """Decode every reachable chunk against its id; name each damaged tensor and commit."""
         from .store.weights import verify_chunk
 
-        self.wait_for_compaction()
         damaged: list[dict[str, Any]] = []
         commits = self.root_commits()
         try:
@@ -717,7 +696,6 @@ class WeightHistory:
         return FsckReport(len(commits), len(users), damaged)
 
     def du(self) -> DuReport:
-        self.wait_for_compaction()
         commits = self.reachable_commits()
         logical = 0
         sizes: dict[str, int] = {}

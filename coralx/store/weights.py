@@ -1,13 +1,12 @@
 """Writing tensors into chunks and reading them back: the weight engine.
 
 Writing: a tensor's bytes are cut into fixed, element-aligned chunks; each is hashed (BLAKE3),
-and if the store lacks it, encoded standalone and written. Delta chains point *backwards*:
-the newest version of a chunk is stored whole, and the version it replaced (the same chunk of
-the same tensor in the parent commit) is re-encoded as a delta against it once the new one is
-durable (:func:`rewrite_as_delta`, run behind the commit by :mod:`.compaction`). Checking
-out the newest weights, the common case, decodes one chunk per chunk; an older version
-follows a chain of at most :data:`CHAIN_LIMIT` deltas, because a version whose chain would
-grow longer is left whole.
+and if the store lacks it, encoded once and written. The versions of a chunk (the same chunk
+of the same tensor, commit after commit) form groups: the first version of a group is stored
+whole, and each later one as a delta on that whole chunk, until the group has
+:data:`GROUP_LIMIT` versions. So any version decodes in at most two steps (the group's base,
+cached between reads, and its delta), and a commit encodes each new chunk exactly once; no
+work runs behind it. Why this layout: the measurements in docs/architecture.md.
 
 Work is done in blocks (one chunk at a time per worker) on a small thread pool: numpy, zstd
 and BLAKE3 release the GIL.
@@ -26,18 +25,16 @@ import numpy as np
 
 from ..errors import ChecksumMismatch, ChunkNotFound, InvalidName, InvalidValue
 from .base import ChunkStore, base_cache, chunk_id_of
-from .codecs import CODEC_DELTA, encode_delta_parts, encode_standalone_parts, scratch
+from .codecs import CODEC_DELTA, encode_delta_parts, encode_standalone_parts
 from .manifest import Manifest, TensorEntry
 from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, to_numpy
 
 __all__ = [
     "CHAIN_LIMIT",
-    "DeltaJob",
     "StagedTensor",
     "check_tensor_name",
     "iter_tensor_chunks",
     "read_tensors",
-    "rewrite_as_delta",
     "stage_tensors",
 ]
 
@@ -122,15 +119,16 @@ def stage_tensors(
     store: ChunkStore,
     arrays: Mapping[str, np.ndarray[Any, Any]],
     parents: Mapping[str, TensorEntry | None],
-) -> tuple[dict[str, StagedTensor], list[DeltaJob]]:
-    """Write the chunks of many tensors (new ones only, each whole); return the staged
-    tensors and the parents' chunks they replace, to re-encode as deltas (:func:`rewrite_as_delta`)
-    once the new chunks are durable.
+) -> dict[str, StagedTensor]:
+    """Write the chunks of many tensors (new ones only, each encoded once, as a delta on
+    its group's whole chunk where that pays: :func:`_write_chunk`); return the staged
+    tensors. ``parents``: each tensor's entry in the parent commit, whose chunks the new
+    ones replace.
 
     Every chunk of every tensor goes through one bounded pipeline on the pool: a model's
     tensors are mostly one chunk each, so a pipeline per tensor would keep one worker busy.
     """
-    tasks: list[Callable[[], tuple[str, DeltaJob | None]]] = []
+    tasks: list[Callable[[], str]] = []
     layout: list[tuple[str, DType, np.ndarray[Any, Any], int]] = []
     for name, array in arrays.items():
         dtype = dtype_of(array)
@@ -144,24 +142,24 @@ def stage_tensors(
         tasks += [_task(store, flat[span], dtype, base) for span, base in zip(spans, bases)]
         layout.append((name, dtype, array, len(spans)))
     results = list(_bounded(tasks, window=8))
-    ids = iter([cid for cid, _job in results])
+    ids = iter(results)
     staged: dict[str, StagedTensor] = {}
     for name, _dtype, array, count in layout:
         chunks = [next(ids) for _ in range(count)]
         entry = TensorEntry(_dtype.name, tuple(array.shape), array.nbytes, CHUNK_BYTES, chunks)
         staged[name] = StagedTensor(entry)
-    return staged, [job for _cid, job in results if job is not None]
+    return staged
 
 
 def _task(
     store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
-) -> Callable[[], tuple[str, DeltaJob | None]]:
+) -> Callable[[], str]:
     return lambda: _write_chunk(store, raw, dtype, base)
 
 
 def _write_chunk(
     store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
-) -> tuple[str, DeltaJob | None]:
+) -> str:
     """Store one chunk, encoded once: as a delta on the whole chunk that ``base`` (the same
     chunk of the same tensor in the parent commit) is or is based on, while that group of
     versions is short and its deltas small (:func:`_group_base`); else whole, starting a
@@ -169,7 +167,7 @@ def _write_chunk(
     cid = chunk_id_of(raw)
     if store.has(cid):
         store.touch(cid)  # an age-based gc must not take it before the commit names it
-        return cid, None
+        return cid
     group = _group_base(store, base, raw.size) if base is not None and base != cid else None
     if group is not None:
         key, place, key_size = group
@@ -178,14 +176,14 @@ def _write_chunk(
         # trained) is not worth a group: this chunk starts one (the one case encoded twice).
         if sum(len(p) for p in parts) < key_size:
             store.put_parts(cid, parts)
-            return cid, None
+            return cid
     parts = encode_standalone_parts(raw, dtype)
     store.put_parts(cid, parts)
     if len(parts[1]) < raw.size:  # a compressible whole chunk is worth caching as a base
         view = raw.view()
         view.flags.writeable = False
         base_cache.put(cid, np.array(view))
-    return cid, None
+    return cid
 
 
 def _group_base(store: ChunkStore, base: str, size: int) -> tuple[str, int, int] | None:
@@ -210,40 +208,6 @@ def _group_base(store: ChunkStore, base: str, size: int) -> tuple[str, int, int]
         return key, place, store.encoded_size(key)
     except ChunkNotFound:
         return None
-
-
-@dataclass(frozen=True)
-class DeltaJob:
-    """A replaced chunk (``old``) to store as a delta against its replacement (``new``)."""
-
-    old: str
-    new: str
-
-
-def rewrite_as_delta(store: ChunkStore, job: DeltaJob) -> int:
-    """Store ``job.old`` as a delta against ``job.new`` when that is smaller; return the
-    bytes saved. Both are decoded from the store and verified against their ids; the swap
-    is one atomic rename of a new encoding of the same id, so readers and a crash see either
-    encoding, both valid. ``job.new`` must be durable already.
-
-    Nothing is done when the old chunk is gone (gc), is a delta already (the same content
-    replaced twice) or when ``job.new`` decodes through ``job.old`` (a delta would make a
-    cycle)."""
-    try:
-        head = store.read_header(job.old)
-        new_head = store.read_header(job.new)
-        if head.codec == CODEC_DELTA or head.raw_len != new_head.raw_len:
-            return 0
-        if job.old in store.base_chain(job.new):
-            return 0
-    except ChunkNotFound:
-        return 0
-    dtype = dtype_by_name(head.dtype)
-    old_raw = scratch("old", head.raw_len)  # reused: fresh memory is slow
-    new_raw = scratch("new", head.raw_len)
-    store.get_into(job.old, old_raw)
-    store.get_into(job.new, new_raw)
-    return store.put_delta(job.old, old_raw, job.new, new_raw, dtype)
 
 
 # -- reading -----------------------------------------------------------------------------------
