@@ -185,7 +185,9 @@ class WeightHistory:
 
     # -- staging and committing --------------------------------------------------------------
 
-    def stage_weights(self, weights: Mapping[str, Any]) -> list[str]:
+    def stage_weights(
+        self, weights: Mapping[str, Any], progress: Callable[[int], None] | None = None
+    ) -> list[str]:
         """Write the tensors' chunks now (a snapshot, as ``git add``) and stage them."""
         from .store.weights import prepare, stage_tensors
 
@@ -196,7 +198,7 @@ class WeightHistory:
             try:
                 with self.chunks.batch():  # every chunk durable before a commit names it
                     bases = {n: parent.tensors.get(n) if parent else None for n in arrays}
-                    self.staged.update(stage_tensors(self.chunks, arrays, bases))
+                    self.staged.update(stage_tensors(self.chunks, arrays, bases, progress))
             finally:
                 self._write_pin()  # before gc can run again, it knows these chunks are in use
         return list(arrays)
@@ -239,9 +241,12 @@ class WeightHistory:
             pinned.update(c for c in doc.get("chunks", []) if isinstance(c, str))
         return pinned
 
-    def add_file(self, path: str | os.PathLike[str]) -> list[str]:
-        """Stage every tensor of a ``.safetensors`` or ``.npz`` file."""
-        return self.stage_weights(read_weights_file(path))
+    def add_file(
+        self, path: str | os.PathLike[str], progress: Callable[[int], None] | None = None
+    ) -> list[str]:
+        """Stage every tensor of a ``.safetensors`` or ``.npz`` file (a safetensors file is
+        mapped, not read into memory: it is read chunk by chunk as it is staged)."""
+        return self.stage_weights(read_weights_file(path), progress)
 
     def commit(
         self,

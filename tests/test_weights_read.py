@@ -283,3 +283,25 @@ def test_an_interrupted_export_leaves_nothing_under_the_name(
         assert leftovers == []
     else:  # kill -9 leaves only a temporary file, never one under the target's name
         assert all(p.name.startswith(".") and p.name != dest.name for p in leftovers)
+
+
+def test_a_damaged_base_is_named_when_a_version_on_it_is_read(repo: Repository) -> None:
+    from coralx.errors import ChecksumMismatch
+
+    first = _model()
+    c1 = _commit(repo, first)
+    c2 = _commit(repo, _step(first, 1))
+    base = repo.weights.manifest(c1).tensors["encoder.layer.0.weight"].chunks[0]  # type: ignore[union-attr]
+    delta = repo.weights.manifest(c2).tensors["encoder.layer.0.weight"].chunks[0]  # type: ignore[union-attr]
+    assert repo.weights.chunks.read_header(delta).base == base
+    path = repo.weights.chunks.path(base)  # type: ignore[attr-defined]
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x40
+    path.write_bytes(bytes(data))
+    base_cache.clear()
+    with pytest.raises(ChecksumMismatch) as info:
+        repo.get_all_weights(c2)
+    assert base in str(info.value)  # the damaged chunk, not the delta read through it
+    report = repo.fsck()
+    assert {d["chunk"] for d in report.damaged} == {base, delta}

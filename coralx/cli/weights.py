@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -49,10 +51,18 @@ def add(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
       coralx add model.safetensors
       coralx commit -m "fine-tuned on set B"
     """
+    import os
+
     repo = open_repo(ctx)
     names: list[str] = []
-    for path in files:
-        names += repo.add_file(path)
+    total = sum(os.path.getsize(p) for p in files if os.path.isfile(p))
+    if total < PROGRESS_BYTES or as_json:
+        for path in files:
+            names += repo.add_file(path)
+    else:
+        with _progress_bar("add", total) as advance:
+            for path in files:
+                names += repo.weights.add_file(path, progress=advance)
     repo.weights.save_stage()
     staged = repo.weights.staged_names()
     if as_json:
@@ -293,6 +303,26 @@ def show(ctx: click.Context, rev: str | None, as_json: bool) -> None:
     out.print(f"{len(info['tensors'])} tensors, {_size(info['nbytes'])}")
 
 
+@contextlib.contextmanager
+def _progress_bar(what: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr, in bytes; yields the function that advances it (safe
+    to call from the worker threads)."""
+    import threading
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    columns = (BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    lock = threading.Lock()
+    with Progress(*columns, console=console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=total)
+
+        def advance(n: int) -> None:
+            with lock:
+                bar.advance(task, n)
+
+        yield advance
+
+
 def _export(repo: Any, rev: str, output: str, as_json: bool, only: tuple[str, ...] = ()) -> None:
     patterns = list(only) or None
     info = repo.weights.show(rev)
@@ -306,14 +336,8 @@ def _export(repo: Any, rev: str, output: str, as_json: bool, only: tuple[str, ..
     if total < PROGRESS_BYTES or as_json:
         result = repo.export(rev, output, only=patterns)
     else:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-        columns = (BarColumn(), DownloadColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console(stderr=True), transient=True) as bar:
-            task = bar.add_task("export", total=total)
-            result = repo.export(
-                rev, output, progress=lambda n: bar.advance(task, n), only=patterns
-            )
+        with _progress_bar("export", total) as advance:
+            result = repo.export(rev, output, progress=advance, only=patterns)
     if as_json:
         echo_json(result)
         return

@@ -56,8 +56,20 @@ class DecodedCache:
 
         self.limit = limit
         self._items: OrderedDict[str, np.ndarray[Any, Any]] = OrderedDict()
+        self._seen: set[str] = set()
         self._bytes = 0
         self._lock = threading.Lock()
+
+    def seen_before(self, chunk_id: str) -> bool:
+        """True if this id was asked for before (and note that it was): a base is cached
+        the second time it is needed, so a single checkout caches nothing."""
+        with self._lock:
+            if chunk_id in self._seen:
+                return True
+            if len(self._seen) > 100_000:
+                self._seen.clear()
+            self._seen.add(chunk_id)
+            return False
 
     def get(self, chunk_id: str) -> np.ndarray[Any, Any] | None:
         with self._lock:
@@ -81,6 +93,7 @@ class DecodedCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._seen.clear()
             self._bytes = 0
 
     @property
@@ -243,13 +256,34 @@ class ChunkStore(abc.ABC):
             decode_into(blob, out, None, head)
         else:
             assert head.base is not None
-            base_head = self.read_header(head.base)
+            base_blob = self.get_raw_encoded(head.base)
+            base_head = parse_header(base_blob)
             if base_head.codec == CODEC_DELTA:
                 blobs = self._chain_blobs(chunk_id)
                 decode_chain([(b, h) for _cid, b, h in reversed(blobs)], out)
+            elif cached and (hit := self._cached_base(head.base, what)) is not None:
+                decode_into(blob, out, hit, head)
             else:
-                decode_into(blob, out, self.base_raw(head.base, what, cached), head)
+                # The base decoded straight into ``out`` and the delta added in place: no
+                # second buffer. The base is not verified apart: the result's id covers it
+                # (a wrong base cannot give the right bytes); on a mismatch it is checked,
+                # so the error names the chunk that is damaged.
+                try:
+                    decode_chain([(base_blob, base_head), (blob, head)], out)
+                    self._verify(chunk_id, out, what)
+                except (ChecksumMismatch, StoreCorrupted):
+                    self.verify(head.base, what)
+                    raise
+                return
         self._verify(chunk_id, out, what)
+
+    def _cached_base(self, base_id: str, what: str) -> np.ndarray[Any, Any] | None:
+        """A delta base from the cache; decoded into it the second time it is needed (one
+        version's checkout decodes its bases in place, a run of versions caches them)."""
+        hit = base_cache.get(base_id)
+        if hit is None and base_cache.seen_before(base_id):
+            hit = self.base_raw(base_id, what)
+        return hit
 
     def base_raw(self, chunk_id: str, what: str = "", cached: bool = True) -> np.ndarray[Any, Any]:
         """The raw bytes of a whole chunk that deltas are based on, from the process's

@@ -119,6 +119,7 @@ def stage_tensors(
     store: ChunkStore,
     arrays: Mapping[str, np.ndarray[Any, Any]],
     parents: Mapping[str, TensorEntry | None],
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, StagedTensor]:
     """Write the chunks of many tensors (new ones only, each encoded once, as a delta on
     its group's whole chunk where that pays: :func:`_write_chunk`); return the staged
@@ -139,7 +140,9 @@ def stage_tensors(
         if parent is not None and parent.dtype == dtype.name and parent.chunk_bytes == CHUNK_BYTES:
             for i, old in enumerate(parent.chunks[: len(spans)]):
                 bases[i] = old
-        tasks += [_task(store, flat[span], dtype, base) for span, base in zip(spans, bases)]
+        tasks += [
+            _task(store, flat[span], dtype, base, progress) for span, base in zip(spans, bases)
+        ]
         layout.append((name, dtype, array, len(spans)))
     results = list(_bounded(tasks, window=8))
     ids = iter(results)
@@ -152,9 +155,19 @@ def stage_tensors(
 
 
 def _task(
-    store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
+    store: ChunkStore,
+    raw: np.ndarray[Any, Any],
+    dtype: DType,
+    base: str | None,
+    progress: Callable[[int], None] | None,
 ) -> Callable[[], str]:
-    return lambda: _write_chunk(store, raw, dtype, base)
+    def run() -> str:
+        cid = _write_chunk(store, raw, dtype, base)
+        if progress is not None:
+            progress(raw.size)
+        return cid
+
+    return run
 
 
 def _write_chunk(
