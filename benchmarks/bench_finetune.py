@@ -12,12 +12,13 @@ Rows, each measured beside its baseline in the same run:
   safetensors file and the order-0 entropy of the byte planes (what a per-byte coder could
   reach on each file alone);
 - commit: stage + commit of each checkpoint, until it is durable (no work runs behind a
-  commit: each new chunk is encoded once, inside it), before the next one starts, against safetensors
-  ``save_file`` + fsync of the same checkpoint, interleaved;
+  commit: each new chunk is encoded once, inside it), before the next one starts, against
+  safetensors ``save_file`` + fsync of the same checkpoint, interleaved;
 - checkout: ``get_all_weights`` in a NEW process (interpreter and imports not timed; page cache
   warm, as after a training run) of the newest, the middle and the oldest version, and of all
-  nine newest first in one process, each against ``safetensors.torch.load_file`` of the same
-  files in a new process (its numpy API has no bfloat16);
+  nine newest first in one process, each against ``safetensors.numpy.load_file`` of the same
+  files in a new process (bfloat16: of a copy whose header says U16, the same bytes, as the
+  numpy API has no bfloat16; the torch API maps files lazily, which would time nothing);
 - one tensor: ``repo.open(rev)[name]`` against ``safe_open(...).get_tensor(name)``, new process;
 - peak RSS of each phase's process;
 - a large row: a synthetic but realistic checkpoint of about 1 GiB (``--big-gb``): the real
@@ -189,8 +190,7 @@ def phase_checkout(work: str, revs: list[str]) -> dict[str, Any]:
 
 
 def phase_load(files: list[str]) -> dict[str, Any]:
-    # safetensors' torch API: its numpy API has no bfloat16 (torch is imported untimed)
-    from safetensors.torch import load_file
+    from safetensors.numpy import load_file
 
     before = rss_mib()
     with Clock() as clock:
@@ -289,10 +289,29 @@ def _bits(a: np.ndarray) -> np.ndarray:
 # -- one sequence -----------------------------------------------------------------------------
 
 
+def numpy_readable(files: list[Path]) -> list[Path]:
+    """The files as the safetensors numpy API can load them: bfloat16 tensors relabelled U16
+    (the same bytes), made once beside the originals."""
+    out = []
+    for f in files:
+        arrays = load_arrays(f)
+        if not any(str(a.dtype) == "bfloat16" for a in arrays.values()):
+            out.append(f)
+            continue
+        plain = f.with_name(f.stem + "-u16.safetensors")
+        if not plain.is_file():
+            from safetensors.numpy import save_file
+
+            save_file({n: a.view(np.uint16) for n, a in arrays.items()}, str(plain))
+        out.append(plain)
+    return out
+
+
 def bench(files: list[Path], label: str, root: Path, repeats: int, probe: str | None) -> dict:
     work = root / f"run{len(list(root.iterdir()))}"
     work.mkdir()
     names = [str(f) for f in files]
+    plain = [str(f) for f in numpy_readable(files)]
     c = child("commit", work=str(work), files=names)
     commits = [r["commit"] for r in c["rows"]]
     n = len(commits)
@@ -304,12 +323,12 @@ def bench(files: list[Path], label: str, root: Path, repeats: int, probe: str | 
         ours, base = [], []
         for _ in range(repeats):  # alternate, so both see the same load
             ours.append(child("checkout", work=str(work), revs=[commits[i] for i in idx]))
-            base.append(child("load", files=[names[i] for i in idx]))
+            base.append(child("load", files=[plain[i] for i in idx]))
         out["checkout"][case] = (_median(ours), _median(base))
     if probe:
         ours = [child("tensor", work=str(work), rev=commits[mid], name=probe)
                 for _ in range(repeats)]  # fmt: skip
-        base = [child("safe_open", path=names[mid], name=probe) for _ in range(repeats)]
+        base = [child("safe_open", path=plain[mid], name=probe) for _ in range(repeats)]
         out["tensor"] = (_median(ours), _median(base))
         arrays = load_arrays(files[mid])
         out["tensor_share"] = arrays[probe].nbytes / sum(a.nbytes for a in arrays.values())
