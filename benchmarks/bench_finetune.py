@@ -239,8 +239,53 @@ def phase_verify(work: str, commits: list[str], files: list[str]) -> dict[str, A
     return {"bit_exact": exact, "fsck_ok": repo.fsck().ok}
 
 
+def phase_big(work: str, path: str, what: str) -> dict[str, Any]:
+    """One step of the large-checkpoint check, in a process of its own: ``add`` (stage from
+    the file, mapped, and commit), ``export`` (stream to a file) or ``checkout`` (into
+    memory); wall, CPU and peak RSS."""
+    from coralx import Repository
+
+    _preload()
+    root = Path(work) / "project"
+    repo = Repository(root, init=what == "add")
+    before = rss_mib()
+    with Clock() as clock:
+        if what == "add":
+            repo.add_file(path)
+            repo.commit("large")
+        elif what == "export":
+            repo.export("HEAD", Path(work) / "out.safetensors")
+        else:
+            weights = repo.get_all_weights("HEAD")
+            del weights
+    if what == "export":
+        (Path(work) / "out.safetensors").unlink()
+    return {"s": clock.wall, "cpu": clock.cpu, "rss_before": before, "peak_rss": peak_rss_mib()}
+
+
+def rss_check(gb: float, root: Path) -> str:
+    """Commit a large checkpoint from its file and check it out both ways; peak RSS each."""
+    (path,) = big_sequence(gb, [8])
+    size = path.stat().st_size / 2**20
+    work = root / "rss"
+    work.mkdir()
+    lines = [
+        f"== large checkpoint, {size / 1024:.2f} GiB (one version), peak RSS ==",
+        "step | time (cpu) | peak RSS | growth | target (one checkpoint + 300 MiB)",
+    ]
+    for what in ("add", "export", "checkout"):
+        r = child("big", work=str(work), path=str(path), what=what)
+        grew = r["peak_rss"] - r["rss_before"]
+        ok = "met" if r["peak_rss"] - r["rss_before"] <= size + 300 else "MISSED"
+        lines.append(f"{what} | {r['s']:.2f}s ({r['cpu']:.2f}s) | {r['peak_rss']:.0f} MiB | "
+                     f"+{grew:.0f} MiB | {ok}")  # fmt: skip
+    shutil.rmtree(work)
+    return "\n".join(lines)
+
+
 PHASES = {"commit": phase_commit, "checkout": phase_checkout, "load": phase_load,
-          "tensor": phase_tensor, "safe_open": phase_safe_open, "verify": phase_verify}  # fmt: skip
+          "tensor": phase_tensor, "safe_open": phase_safe_open, "verify": phase_verify,
+          "big": phase_big}  # fmt: skip
 
 
 def child(phase: str, **kwargs: Any) -> dict[str, Any]:
@@ -584,6 +629,12 @@ def main() -> None:
     parser.add_argument("--big-gb", type=float, default=1.0, help="size of the large row (0: none)")
     parser.add_argument("--layouts", action="store_true", help="the layout study instead")
     parser.add_argument("--codecs", action="store_true", help="coralx's codec against blosc2")
+    parser.add_argument(
+        "--rss-gb",
+        type=float,
+        default=0.0,
+        help="only the peak-RSS check of one large checkpoint of this size",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--args", help=argparse.SUPPRESS)
     ns = parser.parse_args()
@@ -592,6 +643,13 @@ def main() -> None:
         return
     data.ensure(lambda s: print(s, file=sys.stderr, flush=True))
     dtypes = ["f32", "bf16"] if ns.dtype == "both" else [ns.dtype]
+    if ns.rss_gb:
+        root = Path(tempfile.mkdtemp(prefix="coralx-bench-rss-"))
+        try:
+            print(rss_check(ns.rss_gb, root))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        return
     if ns.layouts or ns.codecs:
         for d in dtypes:
             print(layouts(d) if ns.layouts else codecs_table(d), flush=True)

@@ -174,7 +174,7 @@ def test_names_selects_tensors_and_unknown_names_list_close_ones(repo: Repositor
     assert list(part) == ["encoder.layer.0.bias", "head.weight"]  # the commit's order
     assert _same(part, {k: weights[k] for k in part})
     with pytest.raises(TensorNotFound, match=r"encoder\.layer\.0\.bias") as info:
-        repo.get_all_weights(commit, names=["encoder.layer.0.bais"])
+        repo.get_all_weights(commit, names=["encoder.layer.0.bia"])
     assert info.value.close[0] == "encoder.layer.0.bias"
 
 
@@ -190,7 +190,7 @@ def test_open_reads_metadata_without_decoding_and_tensors_on_access(repo: Reposi
         assert np.array_equal(f.get_tensor("encoder.layer.1.weight"),
                               weights["encoder.layer.1.weight"])  # fmt: skip
         with pytest.raises(TensorNotFound, match=r"close names: head\.weight"):
-            f.shape("head.weigth")
+            f.shape("head.weigh")
     # with every chunk file gone, names, shapes and dtypes still answer: nothing is decoded
     base_cache.clear()
     shutil.rmtree(repo.path / "chunks")
