@@ -171,7 +171,9 @@ class WeightHistory:
         self.repo = repo
         # Everything below goes through the ChunkStore interface: another implementation
         # (an object store) plugs in here.
-        self.chunks: ChunkStore = chunks or DiskChunkStore(repo.path / "chunks")
+        self.chunks: ChunkStore = (
+            chunks if chunks is not None else DiskChunkStore(repo.path / "chunks")
+        )
         self.staged: dict[str, StagedTensor] = {}
         self._manifests: dict[str, Manifest | None] = {}
         repo.git.object_store.fsync_object_files = True

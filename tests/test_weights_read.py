@@ -305,3 +305,42 @@ def test_a_damaged_base_is_named_when_a_version_on_it_is_read(repo: Repository) 
     assert base in str(info.value)  # the damaged chunk, not the delta read through it
     report = repo.fsck()
     assert {d["chunk"] for d in report.damaged} == {base, delta}
+
+
+def test_history_works_through_any_chunk_store(repo: Repository) -> None:
+    """The weight history reaches chunks only through the ChunkStore interface."""
+    from coralx.store.memory import MemoryChunkStore
+    from coralx.versioning import WeightHistory
+
+    store = MemoryChunkStore()
+    history = WeightHistory(repo, chunks=store)
+    versions = [_model(), _step(_model(), 1), _step(_model(), 2)]
+    commits = []
+    for w in versions:
+        history.stage_weights(w)
+        commits.append(history.commit("m", links={}).commit_hash)
+    assert len(store) > 0 and not any((repo.path / "chunks").iterdir())
+    base_cache.clear()
+    for commit, w in zip(commits, versions):
+        assert _same(history.get_all_weights(commit), w)
+    assert history.fsck().ok
+    assert history.gc(prune_age=0).removed_chunks == 0
+    assert store.another_handle() is store and store.prune_temp_files(0) == 0
+
+
+def test_gc_prunes_only_old_temporary_chunk_files(repo: Repository) -> None:
+    from coralx.store.disk import DiskChunkStore
+
+    store = repo.weights.chunks
+    assert isinstance(store, DiskChunkStore)
+    folder = store.root / "ab"
+    folder.mkdir(parents=True, exist_ok=True)
+    old, young = folder / ".tmp-old.1.0", folder / ".tmp-young.1.0"
+    old.write_bytes(b"left by a writer that died")
+    young.write_bytes(b"being written now")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert store.prune_temp_files(3600, dry_run=True) == 1 and old.exists()
+    assert repo.gc(prune_age=0).removed_temp_files == 1
+    assert not old.exists() and young.exists()
+    handle = store.another_handle()
+    assert isinstance(handle, DiskChunkStore) and handle is not store and handle.root == store.root
