@@ -344,3 +344,23 @@ def test_gc_prunes_only_old_temporary_chunk_files(repo: Repository) -> None:
     assert not old.exists() and young.exists()
     handle = store.another_handle()
     assert isinstance(handle, DiskChunkStore) and handle is not store and handle.root == store.root
+
+
+def test_the_same_bytes_under_another_dtype_start_their_own_group(repo: Repository) -> None:
+    """Chunk ids are content: zeros stored as int32 are the same chunk as float32 zeros. A
+    float32 tensor following them must not become a delta made with the int32 map."""
+    ints = np.random.default_rng(3).integers(0, 2**20, 5000, dtype=np.int32)
+    _commit(repo, {"a": ints})  # stored with an I32 header
+    same = ints.view(np.float32)  # the same bytes as float32 (small subnormals)
+    c2 = _commit(repo, {"t": same})  # the same chunk, deduplicated
+    (chunk,) = repo.weights.manifest(c2).tensors["t"].chunks  # type: ignore[union-attr]
+    assert repo.weights.chunks.read_header(chunk).dtype == "I32"
+    versions = []
+    for i in range(1, 4):
+        bits = ints.copy()
+        bits[:: i + 1] += i  # a few ulps: a small delta, well worth storing as one
+        versions.append((_commit(repo, {"t": bits.view(np.float32)}), bits.view(np.float32)))
+    base_cache.clear()
+    for commit, expected in versions:
+        assert repo.get_weight("t", commit).tobytes() == expected.tobytes()
+    assert repo.fsck().ok

@@ -37,8 +37,9 @@ from .tensors import DType
 __all__ = ["MAX_CHAIN", "ChunkStore", "DecodedCache", "base_cache", "chunk_id_of"]
 
 MAX_CHAIN = 64
-"""Decoding refuses chains longer than this: a writer keeps chains far shorter (see
-``weights.CHAIN_LIMIT``), so a longer one means a damaged or cyclic store."""
+"""Decoding refuses chains longer than this: the writer makes deltas on whole chunks only
+(older coralx versions made chains of at most 16), so a longer one means a damaged or cyclic
+store."""
 
 
 class DecodedCache:

@@ -30,7 +30,7 @@ from .manifest import Manifest, TensorEntry
 from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, to_numpy
 
 __all__ = [
-    "CHAIN_LIMIT",
+    "GROUP_LIMIT",
     "StagedTensor",
     "check_tensor_name",
     "iter_tensor_chunks",
@@ -41,8 +41,6 @@ __all__ = [
 GROUP_LIMIT = 16
 """Versions of a chunk stored as deltas on one whole chunk, at most (see the measurements
 in docs/architecture.md)."""
-
-CHAIN_LIMIT = GROUP_LIMIT  # the name before groups; kept for callers of the old layout
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -181,7 +179,7 @@ def _write_chunk(
     if store.has(cid):
         store.touch(cid)  # an age-based gc must not take it before the commit names it
         return cid
-    group = _group_base(store, base, raw.size) if base is not None and base != cid else None
+    group = _group_base(store, base, raw.size, dtype) if base is not None and base != cid else None
     if group is not None:
         key, place, key_size = group
         parts = encode_delta_parts(raw, store.base_raw(key), dtype, key, place)
@@ -199,16 +197,21 @@ def _write_chunk(
     return cid
 
 
-def _group_base(store: ChunkStore, base: str, size: int) -> tuple[str, int, int] | None:
+def _group_base(
+    store: ChunkStore, base: str, size: int, dtype: DType
+) -> tuple[str, int, int] | None:
     """For a chunk replacing ``base``: (the whole chunk of its group, the new version's place
     in the group, that chunk's stored size), or None to start a new group.
 
-    A group ends after :data:`GROUP_LIMIT` versions, or once the last delta has grown past
-    :data:`GROUP_GROWTH` times the group's smallest (its first): deltas toward one base grow
-    as the weights drift away from it, and a new whole chunk then pays for itself."""
+    A group ends after :data:`GROUP_LIMIT` versions (deltas on one base grow as the weights
+    drift away from it); :func:`_write_chunk` also starts a new group when a delta would be
+    larger than the base's whole encoding. A base from an older store that is itself a
+    delta (a backward chain) starts a new group too, so no chain is ever longer than one."""
     try:
         head = store.read_header(base)
-        if head.raw_len != size:
+        # The same bytes may be stored under another dtype's header (ids are content):
+        # a group keeps one dtype, so its deltas decode with the integer map they were made with.
+        if head.raw_len != size or head.dtype != dtype.name:
             return None
         if head.codec != CODEC_DELTA:
             return base, 1, store.encoded_size(base)
@@ -216,7 +219,9 @@ def _group_base(store: ChunkStore, base: str, size: int) -> tuple[str, int, int]
         key = head.base
         key_head = store.read_header(key)
         place = head.chain + 1
-        if key_head.codec == CODEC_DELTA or not 1 < place < GROUP_LIMIT:
+        if key_head.codec == CODEC_DELTA or key_head.dtype != dtype.name:
+            return None
+        if not 1 < place < GROUP_LIMIT:
             return None
         return key, place, store.encoded_size(key)
     except ChunkNotFound:
