@@ -86,6 +86,16 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def reset_peak_rss() -> None:
+    """Start VmHWM again from the current RSS (Linux: write 5 to clear_refs), so a peak is
+    the peak of what follows, not of the baseline's buffers before it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:  # not Linux, or not allowed: the peak then covers the whole process
+        pass
+
+
 def rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -150,16 +160,17 @@ def phase_commit(work: str, files: list[str]) -> dict[str, Any]:
     base = Path(work) / "baseline.safetensors"
     rows = []
     raw = 0
-    rss_before = None
+    grew = 0.0  # the most a commit added over the RSS before it (the checkpoint held)
     for f in files:
         weights = load_arrays(Path(f))
-        if rss_before is None:
-            rss_before = rss_mib()
         raw += sum(w.nbytes for w in weights.values())
         saved = save_baseline(weights, base)
+        reset_peak_rss()  # save_file's own buffer is the baseline's, not the commit's
+        before = rss_mib()
         with Clock() as clock:
             repo.stage_weights(weights)
             commit = repo.commit(Path(f).stem)  # durable; no work is left behind it
+        grew = max(grew, peak_rss_mib() - before)
         rows.append({"commit": commit.commit_hash, "s": clock.wall, "cpu": clock.cpu,
                      "save_s": saved.wall, "save_cpu": saved.cpu})  # fmt: skip
         del weights
@@ -167,7 +178,7 @@ def phase_commit(work: str, files: list[str]) -> dict[str, Any]:
     du = repo.du()
     git_bytes = sum(p.stat().st_size for p in (repo.path / "objects").rglob("*") if p.is_file())
     return {"rows": rows, "raw": raw, "stored": du.stored_bytes + git_bytes,
-            "chunks": du.chunks, "rss_before": rss_before, "peak_rss": peak_rss_mib()}  # fmt: skip
+            "chunks": du.chunks, "rss_grew": grew, "peak_rss": peak_rss_mib()}  # fmt: skip
 
 
 def _preload() -> None:
@@ -408,13 +419,15 @@ def report(r: dict[str, Any], dtype: str, extra: dict[str, float] | None) -> str
     c = r["commit"]
     rows = []
     stored = c["stored"] / c["raw"]
-    target = TARGETS["stored"].get(dtype, TARGETS["stored"]["f32"])
+    target = TARGETS["stored"].get(dtype, float("inf"))
     note = ""
     if extra:
         note = f"zstd-3 {extra['zstd3']:.3f}, order-0 entropy {extra['entropy']:.3f}"
     rows.append(["stored / raw", f"{c['stored'] / 2**20:.0f} / {c['raw'] / 2**20:.0f} MiB",
                  f"{stored:.4f}", f"<= {target}", "met" if stored <= target else "MISSED",
                  note])  # fmt: skip
+    if target == float("inf"):  # the large row: versions 4 apart, no size target
+        rows[-1][3:5] = ["(none)", ""]
     t = sum(x["s"] for x in c["rows"])
     s = sum(x["save_s"] for x in c["rows"])
     cpu = (sum(x["cpu"] for x in c["rows"]), sum(x["save_cpu"] for x in c["rows"]))
@@ -438,12 +451,12 @@ def report(r: dict[str, Any], dtype: str, extra: dict[str, float] | None) -> str
                          max(0.1, 3 * share), cpu=(ours["cpu"], whole["cpu"])))  # fmt: skip
         rows[-1][3] = f"<= {max(0.1, 3 * share):.2f}x (tensor is {100 * share:.1f}%)"
     ckpt = c["raw"] / len(c["rows"]) / 2**20
-    grew_c = c["peak_rss"] - c["rss_before"]
+    grew_c = c["rss_grew"]
     ours, base = r["checkout"]["newest"]
     grew_o = ours["peak_rss"] - ours["rss_before"]
     grew_b = base["peak_rss"] - base["rss_before"]
     rows.append(["peak RSS commit (growth over holding the checkpoint)",
-                 f"{c['peak_rss']:.0f} MiB", f"+{grew_c:.0f} MiB", "<= +300 MiB",
+                 f"{c['peak_rss']:.0f} MiB (process)", f"+{grew_c:.0f} MiB", "<= +300 MiB",
                  "met" if grew_c <= 300 else "MISSED", f"checkpoint {ckpt:.0f} MiB"])  # fmt: skip
     rows.append(["peak RSS checkout newest (growth; load_file's)", f"{ours['peak_rss']:.0f} MiB",
                  f"+{grew_o:.0f} MiB", f"<= {ckpt:.0f}+300 MiB",
@@ -627,6 +640,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per timed row (median)")
     parser.add_argument("--quick", action="store_true", help="1 repeat, no large row")
     parser.add_argument("--big-gb", type=float, default=1.0, help="size of the large row (0: none)")
+    parser.add_argument("--large-only", action="store_true", help="only the large row")
     parser.add_argument("--layouts", action="store_true", help="the layout study instead")
     parser.add_argument("--codecs", action="store_true", help="coralx's codec against blosc2")
     parser.add_argument(
@@ -662,7 +676,7 @@ def main() -> None:
           f"median of {repeats}")  # fmt: skip
     root = Path(tempfile.mkdtemp(prefix="coralx-bench-ft-"))
     try:
-        for d in dtypes:
+        for d in [] if ns.large_only else dtypes:
             files = data.paths(d)
             extra = {"zstd3": zstd3_ratio(files), "entropy": entropy_ratio(files)}
             r = bench(
@@ -685,7 +699,7 @@ def main() -> None:
                 repeats,
                 None,
             )
-            print(report(r, "f32", None), flush=True)
+            print(report(r, "f32 large", None), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(
