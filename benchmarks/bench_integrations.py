@@ -225,14 +225,8 @@ def bench_checkpoints(root: Path, count: int = 10) -> None:
             wall, cpu, _ = _timed(lambda: lightning_save(kind, i))  # noqa: B023
             times[kind].append((wall, cpu))
         for kind in ("cw", "cf"):
-            # the previous commit's delta work finishes first: never inside a timed block
-            repos[kind].wait_for_compaction()
             wall, cpu, _ = _timed(lambda: coralx_commit(kind, i))  # noqa: B023
             times[kind].append((wall, cpu))
-    compaction = {}
-    for kind, repo in repos.items():
-        stats = repo.wait_for_compaction()
-        compaction[kind] = stats.busy_seconds
     sizes = {k: sum(p.stat().st_size for p in f.iterdir()) for k, f in folders.items()}
     for kind, repo in repos.items():
         sizes[kind] = repo.du().stored_bytes
@@ -246,14 +240,13 @@ def bench_checkpoints(root: Path, count: int = 10) -> None:
     for kind in ("lw", "cw", "lf", "cf"):
         walls = [w for w, _ in times[kind]]
         cpus = [c for _, c in times[kind]]
-        extra = f"{compaction[kind]:.2f} s" if kind in compaction else "-"
         rows.append([labels[kind], f"{statistics.median(walls) * 1e3:.0f} ms",
-                     f"{statistics.median(cpus) * 1e3:.0f} ms", f"{sizes[kind] / 2**20:.1f} MiB",
-                     extra])  # fmt: skip
+                     f"{statistics.median(cpus) * 1e3:.0f} ms",
+                     f"{sizes[kind] / 2**20:.1f} MiB"])  # fmt: skip
     _table(
         f"{count} checkpoints of a {params / 1e6:.1f}M-parameter module, Adam between them "
         "(median per checkpoint)",
-        ["", "wall", "cpu", f"on disk after {count}", "background deltas"],
+        ["", "wall", "cpu", f"on disk after {count}"],
         rows,
     )
 

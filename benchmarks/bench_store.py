@@ -6,18 +6,15 @@ then the same sequence rounded to bfloat16.
 
 Each phase runs in its own process, so its peak RSS (``ru_maxrss``) is its own:
 - commit: stage + commit each checkpoint, against safetensors ``save_file`` + fsync of the
-  same checkpoint (interleaved, so both see the same machine load). The replaced chunks are
-  re-encoded as deltas behind each commit, on a background thread, while the next checkpoint
-  is generated; the benchmark waits for what is left before the next baseline save (so it
-  never overlaps a timed block) and reports that work's time and its wait; stored/raw is
-  measured after it has finished;
+  same checkpoint (interleaved, so both see the same machine load). A commit encodes each
+  new chunk once and leaves no work behind it: when it returns, it is durable and done;
 - checkout: ``get_all_weights`` of the newest and of the oldest commit, against safetensors
   ``load_file`` of the same checkpoint (best of 3 each);
 - export: streaming the newest commit to a safetensors file;
 - verify: every checkout compared bit for bit with the regenerated checkpoint.
 
     python benchmarks/bench_store.py                 # both sequences
-    python benchmarks/bench_store.py --dtype f32 --chain-limit 4
+    python benchmarks/bench_store.py --dtype f32 --group-limit 4
 
 Timings on a shared machine are noisy; compare the ratios, not the absolute numbers.
 """
@@ -117,26 +114,20 @@ def _save_baseline(weights: dict[str, np.ndarray], path: Path) -> Clock:
 
 
 def phase_commit(work: Path, dtype: str, chain_limit: int | None) -> dict[str, Any]:
+    """``chain_limit``: the group limit (``weights.GROUP_LIMIT``) to use, None for the default."""
     from coralx import Repository
     from coralx.store import weights as engine
 
     if chain_limit is not None:
-        engine.CHAIN_LIMIT = chain_limit
+        engine.GROUP_LIMIT = chain_limit
     repo = Repository(work / "project", init=True)
     base_dir = work / "baseline"
     base_dir.mkdir(exist_ok=True)
     commits, t_commit, t_save, c_commit, c_save, raw = [], [], [], [], [], 0
-    waited = 0.0
     rss_before = None
     for step, weights in enumerate(checkpoints(dtype)):
         if rss_before is None:
             rss_before = rss_mib()
-        # The previous commit's replaced chunks are re-encoded behind it, while this
-        # checkpoint was generated (as while a model trains). Whatever is left is waited for
-        # here, so it never runs during the timed baseline or commit, and is reported.
-        t = time.perf_counter()
-        repo.wait_for_compaction()
-        waited += time.perf_counter() - t
         raw += sum(w.nbytes for w in weights.values())
         keep = step in (0, STEPS - 1)
         path = base_dir / (f"ckpt{step}.safetensors" if keep else "tmp.safetensors")
@@ -150,10 +141,7 @@ def phase_commit(work: Path, dtype: str, chain_limit: int | None) -> dict[str, A
         c_commit.append(clock.cpu)
         commits.append(commit.commit_hash)
     (base_dir / "tmp.safetensors").unlink(missing_ok=True)
-    t = time.perf_counter()
-    behind = repo.wait_for_compaction()
-    waited += time.perf_counter() - t
-    chunk_bytes = repo.du().stored_bytes  # after the re-encoding behind the commits
+    chunk_bytes = repo.du().stored_bytes
     git_bytes = sum(p.stat().st_size for p in (repo.path / "objects").rglob("*") if p.is_file())
     return {
         "commits": commits,
@@ -166,10 +154,6 @@ def phase_commit(work: Path, dtype: str, chain_limit: int | None) -> dict[str, A
         "save_cpu_s": c_save,
         "rss_before_mib": rss_before,
         "peak_rss_mib": peak_rss_mib(),
-        "behind_s": behind.busy_seconds,
-        "behind_cpu_s": behind.cpu_seconds,
-        "behind_waited_s": waited,
-        "behind_errors": behind.errors,
     }
 
 
@@ -279,17 +263,15 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         c = r["commit"]
         ckpt_mib = c["checkpoint_bytes"] / 2**20
-        limit = r["chain_limit"] if r["chain_limit"] is not None else engine.CHAIN_LIMIT
+        limit = r["chain_limit"] if r["chain_limit"] is not None else engine.GROUP_LIMIT
         commit_total, save_total = sum(c["commit_s"]), sum(c["save_s"])
         cpu_ratio = sum(c["commit_cpu_s"]) / sum(c["save_cpu_s"])
         rows.append(
             [
-                f"{r['dtype']} (chain<= {limit})",
+                f"{r['dtype']} (groups<= {limit})",
                 f"{c['stored_bytes'] / c['raw_bytes']:.4f}",
                 f"{commit_total:.2f}s / {save_total:.2f}s = {commit_total / save_total:.2f}x"
                 f" (cpu {cpu_ratio:.1f}x)",
-                f"{c['behind_s']:.2f}s (cpu {c['behind_cpu_s']:.2f}s), waited"
-                f" {c['behind_waited_s']:.2f}s",
                 _ratio(r["checkout_newest"], r["load_newest"]),
                 _ratio(r["checkout_oldest"], r["load_oldest"]),
                 f"{r['export']['s']:.2f}s",
@@ -297,13 +279,11 @@ def table(results: list[dict[str, Any]]) -> str:
                 _rss(r["checkout_newest"], ckpt_mib),
                 _rss(r["export"], ckpt_mib),
                 "yes" if r["verify"]["bit_exact"] and r["verify"]["fsck_ok"] else "NO",
-                "; ".join(c["behind_errors"]) or "none",
             ]
         )
-    head = ["sequence", "stored/raw", "commit vs save+fsync (10 ckpts)",
-            "re-encoding behind the commits", "checkout newest vs load",
+    head = ["sequence", "stored/raw", "commit vs save+fsync (10 ckpts)", "checkout newest vs load",
             "checkout oldest vs load", "export newest", "peak RSS commit", "peak RSS checkout",
-            "peak RSS export", "bit-exact", "errors behind"]  # fmt: skip
+            "peak RSS export", "bit-exact"]  # fmt: skip
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = [" | ".join(h.ljust(w) for h, w in zip(head, widths))]
     lines.append("-+-".join("-" * w for w in widths))
@@ -325,7 +305,14 @@ def _rss(phase: dict[str, Any], ckpt_mib: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dtype", choices=["f32", "bf16", "both"], default="both")
-    parser.add_argument("--chain-limit", type=int, action="append", default=None)
+    parser.add_argument(
+        "--group-limit",
+        dest="chain_limit",
+        type=int,
+        action="append",
+        default=None,
+        help="versions per group of deltas on one whole chunk",
+    )
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--args", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="also print the raw results as JSON")
@@ -347,11 +334,7 @@ def main() -> None:
     print(table(results))
     print("times: wall clock (the targets), with the CPU-time ratio (all threads) after it, "
           "which the machine's other load disturbs less.")  # fmt: skip
-    print("stored/raw: after the re-encoding behind the commits has finished. That work (the "
-          "replaced chunks stored as deltas, on a background thread) is not in the commit "
-          "time: its column gives its total busy wall and CPU time over the 10 commits, and "
-          "how long the benchmark waited for it (before each baseline save, and at the end); "
-          "the rest overlapped generating the next checkpoint.")  # fmt: skip
+    print("commit: until durable; no work runs behind a commit.")
     print("peak RSS: of the phase's own process, interpreter, imports and (commit) the "
           "generated checkpoint included; (+N) is the growth over the RSS before the phase's "
           "work (commit: after generating the first checkpoint, in float32 and, for bf16, its "

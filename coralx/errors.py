@@ -176,13 +176,17 @@ class SweepNotFound(NotFound):
 class TensorNotFound(NotFound):
     """No tensor by this name in a weight commit."""
 
-    def __init__(self, name: str, commit: str) -> None:
+    def __init__(
+        self, name: str, commit: str, close: list[str] | None = None, pattern: bool = False
+    ) -> None:
+        what = f"no tensor matches {name!r}" if pattern else f"no tensor {name!r}"
+        hint = f"; close names: {', '.join(close)}" if close else ""
         super().__init__(
-            f"no tensor {name!r} in commit {commit[:12]}; `coralx show {commit[:12]}` lists "
-            "its tensors"
+            f"{what} in commit {commit[:12]}{hint}; `coralx show {commit[:12]}` lists its tensors"
         )
         self.name = name
         self.commit = commit
+        self.close = list(close or [])
 
 
 class ArtifactNotFound(NotFound):

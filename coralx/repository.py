@@ -19,7 +19,7 @@ import secrets
 import shutil
 import tomllib
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from dulwich.repo import Repo as DulwichRepo
 
     from .graph import BranchInfo, TagInfo, WeightCommit
-    from .store.compaction import CompactionStats
+    from .store.reader import WeightReader
     from .versioning import DuReport, FsckReport, GcReport, WeightDiff, WeightHistory
 
 __all__ = ["FORMAT_VERSION", "STORE_DIR", "Repository", "RepositoryStatus"]
@@ -100,9 +100,11 @@ class Repository:
         return cls(path, init=True)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] = ".") -> Repository:
+    def open_store(cls, path: str | os.PathLike[str] = ".") -> Repository:
         """Open the store in ``path``; raise :class:`RepositoryNotFound` if there is none."""
         return cls(path, init=False)
+
+    open: Any = None  # set below: Repository.open(path) opens a store, repo.open(rev) a revision
 
     @classmethod
     def discover(cls, start: str | os.PathLike[str] | None = None) -> Repository:
@@ -121,8 +123,8 @@ class Repository:
 
     def close(self) -> None:
         """Finish the background work of this repository and close what it opened: the
-        trackers opened on it are closed (a run still active is failed), compaction of
-        replaced chunks is waited for, the git object database is closed. Once this returns
+        trackers opened on it are closed (a run still active is failed), the git object
+        database is closed. Once this returns
         no thread of coralx writes into the store. Using the repository again reopens its
         parts.
 
@@ -131,9 +133,6 @@ class Repository:
         """
         for part in list(self._closables):
             part.close()
-        weights = self.__dict__.get("weights")
-        if weights is not None:
-            weights.wait_for_compaction()
         git = self.__dict__.pop("git", None)
         if git is not None:
             git.close()
@@ -151,7 +150,10 @@ class Repository:
         """The store's bare git repository (dulwich), holding weight commits and code trees."""
         from dulwich.repo import Repo
 
-        return Repo(str(self.path))
+        git = Repo(str(self.path))
+        # A Repository dropped without close() still closes the pack files it opened.
+        weakref.finalize(self, git.close)
+        return git
 
     @cached_property
     def weights(self) -> WeightHistory:
@@ -276,20 +278,42 @@ class Repository:
             listener(result)
         return result
 
-    def get_all_weights(self, rev: str | None = None, framework: str = "numpy") -> dict[str, Any]:
-        """Every tensor of a revision (default HEAD), bit-exact, each chunk verified.
+    def get_all_weights(
+        self,
+        rev: str = "HEAD",
+        framework: str = "numpy",
+        *,
+        names: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Every tensor of a revision (or only ``names``), bit-exact, each chunk verified.
+
+        ``rev`` defaults to ``"HEAD"``; ``None`` is refused (:class:`InvalidValue`), because
+        a run without a commit has ``commit_hash`` None and must not load HEAD's weights.
+        An unknown name in ``names`` is a :class:`TensorNotFound` listing close names.
 
         >>> weights = repo.get_all_weights(best["commit_hash"])
         >>> state = repo.get_all_weights("main", framework="torch")
+        >>> part = repo.get_all_weights("main", names=["encoder.weight"])
         """
-        return self.weights.get_all_weights(rev, framework)
+        return self.weights.get_all_weights(rev, framework, names=names)
 
-    def get_weight(self, name: str, rev: str | None = None, framework: str = "numpy") -> Any:
+    def get_weight(self, name: str, rev: str = "HEAD", framework: str = "numpy") -> Any:
         """One tensor of a revision; :class:`~coralx.errors.TensorNotFound` if absent.
 
         >>> repo.get_weight("encoder.weight", "HEAD~1")
         """
         return self.weights.get_weight(name, rev, framework)
+
+    def open_weights(self, rev: str = "HEAD") -> WeightReader:
+        """A read-only mapping of a revision's tensors, like ``safetensors.safe_open``:
+        names, shapes and dtypes without decoding anything; a tensor is decoded (and
+        verified) when it is read. ``repo.open(rev)`` is the same.
+
+        >>> with repo.open("best") as f:
+        ...     f.keys(), f.shape("encoder.weight")
+        ...     w = f["encoder.weight"]          # or f.get_tensor(name)
+        """
+        return self.weights.open(rev)
 
     def resolve(self, rev: str) -> str:
         """The commit id a revision names: a full or short commit id, a branch, a tag,
@@ -345,16 +369,23 @@ class Repository:
 
     def export(
         self,
-        rev: str | None,
+        rev: str,
         path: str | os.PathLike[str],
         progress: Callable[[int], None] | None = None,
+        *,
+        only: Iterable[str] | None = None,
     ) -> dict[str, Any]:
         """Write a revision's tensors to a safetensors file, streamed, with the commit's
-        metadata in its ``__metadata__``.
+        metadata in its ``__metadata__``. ``only``: glob patterns (``"encoder.*"``) or names;
+        the file holds the tensors matching any of them.
+
+        The file appears under ``path`` only when complete (a temporary file beside it is
+        renamed): an interrupted export leaves nothing under that name.
 
         >>> repo.export("best", "model.safetensors")
+        >>> repo.export("best", "part.safetensors", only=["encoder.*"])
         """
-        return self.weights.export(rev, path, progress)
+        return self.weights.export(rev, path, progress, only=only)
 
     def gc(self, prune_age: float = 3600.0, dry_run: bool = False) -> GcReport:
         """Delete chunks no ref, tag, HEAD, stage or experiment record reaches and that are
@@ -391,17 +422,6 @@ class Repository:
     def du(self) -> DuReport:
         """Stored, unique raw and logical bytes of the weights, and their ratios."""
         return self.weights.du()
-
-    def wait_for_compaction(self) -> CompactionStats:
-        """Wait until the chunks replaced by this process's commits are stored as deltas.
-
-        A commit returns once its new chunks are durable; the chunks it replaced are then
-        re-encoded as deltas on a background thread (the store is complete meanwhile, only
-        larger). A process waits for this at exit; ``du``, ``gc`` and ``fsck`` wait first.
-
-        >>> repo.wait_for_compaction().busy_seconds
-        """
-        return self.weights.wait_for_compaction()
 
     # -- status -------------------------------------------------------------------------------
 
@@ -442,6 +462,19 @@ class Repository:
 
 
 # -- creating a store --------------------------------------------------------------------------
+
+
+class _StoreOrRevision:
+    """``Repository.open(path)`` opens a store (on the class); ``repo.open(rev)`` opens a
+    revision's tensors for reading (on an instance, :meth:`Repository.open_weights`)."""
+
+    def __get__(self, obj: Repository | None, owner: type[Repository]) -> Callable[..., Any]:
+        if obj is None:
+            return owner.open_store
+        return obj.open_weights
+
+
+Repository.open = _StoreOrRevision()
 
 
 def _create_store(root: Path) -> None:

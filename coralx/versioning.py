@@ -26,7 +26,6 @@ from .errors import (
     InvalidValue,
     RevisionNotFound,
     StoreCorrupted,
-    TensorNotFound,
 )
 from .ids import check_ref_name, is_hex
 
@@ -34,9 +33,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .repository import Repository
-    from .store.compaction import CompactionStats, Compactor
-    from .store.disk import DiskChunkStore
+    from .store.base import ChunkStore
     from .store.manifest import Manifest
+    from .store.reader import WeightReader
     from .store.weights import StagedTensor
 
 __all__ = ["DuReport", "FsckReport", "GcReport", "TensorChange", "WeightDiff", "WeightHistory"]
@@ -175,15 +174,18 @@ class DuReport:
 class WeightHistory:
     """Weights of one repository: the chunk store, the staging area and the commit graph."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, chunks: ChunkStore | None = None) -> None:
         from .store.disk import DiskChunkStore
 
         self.repo = repo
-        self.chunks: DiskChunkStore = DiskChunkStore(repo.path / "chunks")
+        # Everything below goes through the ChunkStore interface: another implementation
+        # (an object store) plugs in here.
+        self.chunks: ChunkStore = (
+            chunks if chunks is not None else DiskChunkStore(repo.path / "chunks")
+        )
         self.staged: dict[str, StagedTensor] = {}
         self.staged_torch: dict[str, Any] = {}
         self._manifests: dict[str, Manifest | None] = {}
-        self._compactor: Compactor | None = None
         repo.git.object_store.fsync_object_files = True
 
     @property
@@ -198,6 +200,7 @@ class WeightHistory:
     def stage_weights(
         self,
         weights: Mapping[str, Any],
+        progress: Callable[[int], None] | None = None,
         *,
         aliases: Mapping[str, str] | None = None,
         torch_layout: Mapping[str, Any] | None = None,
@@ -208,14 +211,16 @@ class WeightHistory:
         once; ``torch_layout`` is the manifest's ``torch`` section for the next commit (both
         from :func:`coralx.store.torch_compat.module_tensors`).
         """
-        names = self._stage_arrays(weights)
+        names = self._stage_arrays(weights, progress)
         for alias, canonical in (aliases or {}).items():
             self.staged[alias] = self.staged[canonical]
         if torch_layout is not None:
             self.staged_torch = dict(torch_layout)
         return names + list(aliases or {})
 
-    def _stage_arrays(self, weights: Mapping[str, Any]) -> list[str]:
+    def _stage_arrays(
+        self, weights: Mapping[str, Any], progress: Callable[[int], None] | None = None
+    ) -> list[str]:
         from .store.weights import prepare, stage_tensors
 
         arrays = prepare(weights)  # every value checked before anything is written
@@ -225,27 +230,10 @@ class WeightHistory:
             try:
                 with self.chunks.batch():  # every chunk durable before a commit names it
                     bases = {n: parent.tensors.get(n) if parent else None for n in arrays}
-                    staged, jobs = stage_tensors(self.chunks, arrays, bases)
-                    self.staged.update(staged)
+                    self.staged.update(stage_tensors(self.chunks, arrays, bases, progress))
             finally:
                 self._write_pin()  # before gc can run again, it knows these chunks are in use
-        # The replaced chunks become deltas towards the new ones, which are durable now.
-        self.compactor.submit(jobs)
         return list(arrays)
-
-    @property
-    def compactor(self) -> Compactor:
-        """The background thread that stores replaced chunks as deltas."""
-        if self._compactor is None:
-            from .store.compaction import Compactor
-
-            self._compactor = Compactor(self.chunks.root, lambda: self._lock(GC_LOCK, shared=True))
-        return self._compactor
-
-    def wait_for_compaction(self) -> CompactionStats:
-        """Wait until the replaced chunks of every staging so far are stored as deltas."""
-        self.compactor.wait()
-        return self.compactor.stats
 
     # -- pins: the chunks a live process has staged, which gc must keep --------------------------
 
@@ -285,9 +273,12 @@ class WeightHistory:
             pinned.update(c for c in doc.get("chunks", []) if isinstance(c, str))
         return pinned
 
-    def add_file(self, path: str | os.PathLike[str]) -> list[str]:
-        """Stage every tensor of a ``.safetensors`` or ``.npz`` file."""
-        return self.stage_weights(read_weights_file(path))
+    def add_file(
+        self, path: str | os.PathLike[str], progress: Callable[[int], None] | None = None
+    ) -> list[str]:
+        """Stage every tensor of a ``.safetensors`` or ``.npz`` file (a safetensors file is
+        mapped, not read into memory: it is read chunk by chunk as it is staged)."""
+        return self.stage_weights(read_weights_file(path), progress)
 
     def commit(
         self,
@@ -413,21 +404,36 @@ class WeightHistory:
         commit = self.resolve(rev or "HEAD")
         return commit, self.manifest(commit) or Manifest()
 
-    def get_all_weights(self, rev: str | None, framework: str = "numpy") -> dict[str, Any]:
+    def _read_manifest(self, rev: str) -> tuple[str, Manifest]:
+        """Like :meth:`_manifest_of` for the read paths, which refuse ``None``: a run
+        without a commit has ``commit_hash`` None, and that must not mean HEAD."""
+        if rev is None:
+            raise InvalidValue(
+                "no revision given (None): pass a commit id, branch, tag or experiment id, or "
+                "'HEAD' for the latest; a run that never committed weights has commit_hash None"
+            )
+        return self._manifest_of(rev)
+
+    def get_all_weights(
+        self, rev: str, framework: str = "numpy", *, names: Any = None
+    ) -> dict[str, Any]:
+        from .store.reader import select_names
         from .store.weights import read_tensors
 
-        commit, manifest = self._manifest_of(rev)
-        arrays = read_tensors(self.chunks, manifest, list(manifest), commit)
-        return _convert(arrays, framework)
+        commit, manifest = self._read_manifest(rev)
+        chosen = select_names(manifest, commit, names=None if names is None else list(names))
+        arrays = read_tensors(self.chunks, manifest, chosen, commit)
+        return convert_arrays(arrays, framework)
 
-    def get_weight(self, name: str, rev: str | None, framework: str = "numpy") -> Any:
-        from .store.weights import read_tensors
+    def get_weight(self, name: str, rev: str, framework: str = "numpy") -> Any:
+        return self.get_all_weights(rev, framework, names=[name])[name]
 
-        commit, manifest = self._manifest_of(rev)
-        if name not in manifest.tensors:
-            raise TensorNotFound(name, commit)
-        arrays = read_tensors(self.chunks, manifest, [name], commit)
-        return _convert(arrays, framework)[name]
+    def open(self, rev: str, framework: str = "numpy") -> WeightReader:
+        """A read-only mapping of a revision's tensors, decoded on access."""
+        from .store.reader import WeightReader
+
+        commit, manifest = self._read_manifest(rev)
+        return WeightReader(self.chunks, manifest, commit, framework)
 
     def show(self, rev: str | None) -> dict[str, Any]:
         """A commit and the list of its tensors (dtype, shape, size, chunks)."""
@@ -447,14 +453,22 @@ class WeightHistory:
 
     def export(
         self,
-        rev: str | None,
+        rev: str,
         path: str | os.PathLike[str],
         progress: Callable[[int], None] | None = None,
+        *,
+        only: Any = None,
     ) -> dict[str, Any]:
-        """Write a commit's tensors to a safetensors file, streamed chunk by chunk."""
+        """Write a commit's tensors (or those matching the globs ``only``) to a safetensors
+        file, streamed chunk by chunk, under a temporary name renamed when complete."""
+        from .store.manifest import Manifest
+        from .store.reader import select_names
         from .store.weights import write_safetensors
 
-        commit, manifest = self._manifest_of(rev)
+        commit, manifest = self._read_manifest(rev)
+        if only is not None:
+            chosen = select_names(manifest, commit, patterns=list(only))
+            manifest = Manifest({n: manifest.tensors[n] for n in chosen})
         info = graph.read_commit(self.git, commit)
         metadata = {
             "coralx_commit": info.commit_hash,
@@ -693,7 +707,6 @@ class WeightHistory:
         """Delete chunks nothing reaches (no ref, tag, HEAD, experiment record or stage), and
         that are older than ``prune_age`` seconds, so a chunk another process has just
         written or reused for a commit in progress is never taken."""
-        self.wait_for_compaction()
         with self._lock(GC_LOCK):
             commits = self.reachable_commits()
             keep = set(self._reachable_chunks(commits)) | self._pinned_chunks()
@@ -710,24 +723,13 @@ class WeightHistory:
                 if dry_run or self.chunks.delete(cid):
                     removed += 1
                     freed += size
-            temps = 0
-            import time
-
-            for tmp in list(self.chunks.iter_temp_files()):
-                try:
-                    if time.time() - tmp.stat().st_mtime >= max(prune_age, 3600.0):
-                        if not dry_run:
-                            tmp.unlink()
-                        temps += 1
-                except FileNotFoundError:
-                    continue
+            temps = self.chunks.prune_temp_files(max(prune_age, 3600.0), dry_run)
         return GcReport(len(commits), len(keep), removed, freed, temps, dry_run)
 
     def fsck(self) -> FsckReport:
         """Decode every reachable chunk against its id; name each damaged tensor and commit."""
         from .store.weights import verify_chunk
 
-        self.wait_for_compaction()
         damaged: list[dict[str, Any]] = []
         unreadable = _unreadable_object_errors()
         bad_manifest: tuple[type[BaseException], ...] = (StoreCorrupted, *unreadable)
@@ -753,7 +755,6 @@ class WeightHistory:
         return FsckReport(len(commits), len(users), damaged, check_store_files(self.repo.path))
 
     def du(self) -> DuReport:
-        self.wait_for_compaction()
         commits = self.reachable_commits()
         logical = 0
         sizes: dict[str, int] = {}
@@ -835,7 +836,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _convert(arrays: dict[str, np.ndarray[Any, Any]], framework: str) -> dict[str, Any]:
+def convert_arrays(arrays: dict[str, np.ndarray[Any, Any]], framework: str) -> dict[str, Any]:
+    """numpy arrays as the framework asked for (``numpy`` or ``torch``)."""
     if framework == "numpy":
         return dict(arrays)
     if framework in ("torch", "pt"):

@@ -39,7 +39,6 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tracker.end(commit_hash=first)
         repo.stage_weights({"w": base + np.float32(1e-3)})
         repo.commit("two")
-        repo.wait_for_compaction()
         tracker.list()
         sweeps = repo.path / "sweeps"
         sweeps.mkdir(exist_ok=True)

@@ -23,6 +23,7 @@ from coralx.errors import (
     TensorNotFound,
 )
 from coralx.store import weights as engine
+from coralx.store.base import base_cache
 from coralx.store.codecs import CODEC_DELTA
 from coralx.store.tensors import DTYPES
 
@@ -140,7 +141,7 @@ def test_same_weights_twice_add_no_chunk(repo: Repository) -> None:
     assert du.dedup_ratio == pytest.approx(2.0, rel=0.01)
 
 
-def test_small_noise_step_stores_the_old_version_as_a_delta(repo: Repository) -> None:
+def test_small_noise_step_stores_the_new_version_as_a_delta(repo: Repository) -> None:
     old = _weights(n=20000)
     first = _commit(repo, old)
     rng = np.random.default_rng(5)
@@ -150,32 +151,33 @@ def test_small_noise_step_stores_the_old_version_as_a_delta(repo: Repository) ->
     )
     size_before = repo.du().stored_bytes
     second = _commit(repo, new)
-    repo.wait_for_compaction()
     store = repo.weights.chunks
     old_chunk = repo.weights.manifest(first).tensors["encoder.weight"].chunks[0]
     new_chunk = repo.weights.manifest(second).tensors["encoder.weight"].chunks[0]
-    head = store.read_header(old_chunk)
-    assert head.codec == CODEC_DELTA and head.base == new_chunk
-    assert store.read_header(new_chunk).codec != CODEC_DELTA  # the newest stays whole
+    head = store.read_header(new_chunk)
+    assert head.codec == CODEC_DELTA and head.base == old_chunk and head.chain == 1
+    assert store.read_header(old_chunk).codec != CODEC_DELTA  # the group's base stays whole
     assert repo.du().stored_bytes < 1.6 * size_before  # the step cost far less than a copy
     assert _same(repo.get_all_weights(first), old)
     assert _same(repo.get_all_weights(second), new)
 
 
-def test_delta_chains_stay_bounded(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "CHAIN_LIMIT", 2)
+def test_delta_groups_stay_bounded(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "GROUP_LIMIT", 3)
     rng = np.random.default_rng(0)
     w = rng.normal(0, 0.02, 5000).astype(np.float32)
     commits = []
     for _ in range(7):
         w = w + rng.normal(0, 2e-6, w.size).astype(np.float32)
         commits.append((_commit(repo, {"w": w}), w.copy()))
-    repo.wait_for_compaction()
     store = repo.weights.chunks
+    wholes = 0
     for commit, expected in commits:
         chunk = repo.weights.manifest(commit).tensors["w"].chunks[0]
-        assert len(store.base_chain(chunk)) <= 2
+        assert len(store.base_chain(chunk)) <= 1
+        wholes += not store.base_chain(chunk)
         assert repo.get_weight("w", commit).tobytes() == expected.tobytes()
+    assert wholes == 3  # versions 1, 4 and 7 start the groups of three
 
 
 def test_reopen_in_a_new_process(repo: Repository) -> None:
@@ -293,6 +295,8 @@ def test_fsck_finds_one_flipped_byte(repo: Repository) -> None:
     (bad,) = report.damaged
     assert bad["chunk"] == chunk
     assert [commit, "encoder.weight"] in bad["uses"]
+    # as in a new process: this one holds the chunk, verified, among its decoded delta bases
+    base_cache.clear()
     fresh = Repository(repo.root)
     with pytest.raises(ChecksumMismatch) as info:
         fresh.get_all_weights(commit)

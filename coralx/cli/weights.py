@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -49,10 +51,18 @@ def add(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
       coralx add model.safetensors
       coralx commit -m "fine-tuned on set B"
     """
+    import os
+
     repo = open_repo(ctx)
     names: list[str] = []
-    for path in files:
-        names += repo.add_file(path)
+    total = sum(os.path.getsize(p) for p in files if os.path.isfile(p))
+    if total < PROGRESS_BYTES or as_json:
+        for path in files:
+            names += repo.add_file(path)
+    else:
+        with _progress_bar("add", total) as advance:
+            for path in files:
+                names += repo.weights.add_file(path, progress=advance)
     repo.weights.save_stage()
     staged = repo.weights.staged_names()
     if as_json:
@@ -297,17 +307,41 @@ def show(ctx: click.Context, rev: str | None, as_json: bool) -> None:
     out.print(f"{len(info['tensors'])} tensors, {_size(info['nbytes'])}")
 
 
-def _export(repo: Any, rev: str, output: str, as_json: bool) -> None:
-    total = int(repo.weights.show(rev)["nbytes"])
-    if total < PROGRESS_BYTES or as_json:
-        result = repo.export(rev, output)
-    else:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+@contextlib.contextmanager
+def _progress_bar(what: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr, in bytes; yields the function that advances it (safe
+    to call from the worker threads)."""
+    import threading
 
-        columns = (BarColumn(), DownloadColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console(stderr=True), transient=True) as bar:
-            task = bar.add_task("export", total=total)
-            result = repo.export(rev, output, progress=lambda n: bar.advance(task, n))
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    columns = (BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    lock = threading.Lock()
+    with Progress(*columns, console=console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=total)
+
+        def advance(n: int) -> None:
+            with lock:
+                bar.advance(task, n)
+
+        yield advance
+
+
+def _export(repo: Any, rev: str, output: str, as_json: bool, only: tuple[str, ...] = ()) -> None:
+    patterns = list(only) or None
+    info = repo.weights.show(rev)
+    if patterns:
+        import fnmatch
+
+        sizes = info["tensors"].items()
+        total = sum(t["nbytes"] for n, t in sizes if any(fnmatch.fnmatchcase(n, p) for p in only))
+    else:
+        total = int(info["nbytes"])
+    if total < PROGRESS_BYTES or as_json:
+        result = repo.export(rev, output, only=patterns)
+    else:
+        with _progress_bar("export", total) as advance:
+            result = repo.export(rev, output, progress=advance, only=patterns)
     if as_json:
         echo_json(result)
         return
@@ -322,17 +356,25 @@ def _export(repo: Any, rev: str, output: str, as_json: bool) -> None:
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False), help="File to write."
 )
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="GLOB",
+    help="Only the tensors whose names match GLOB (repeatable), e.g. 'encoder.*'.",
+)
 @json_option
 @click.pass_context
-def export(ctx: click.Context, rev: str, output: str, as_json: bool) -> None:
-    """Write the weights of REV to a safetensors file, streamed, with the commit's id,
-    message and links in its metadata.
+def export(ctx: click.Context, rev: str, output: str, only: tuple[str, ...], as_json: bool) -> None:
+    """Write the weights of REV (or only some tensors) to a safetensors file, streamed,
+    with the commit's id, message and links in its metadata. The file appears when it is
+    complete: an interrupted export leaves nothing under its name.
 
     \b
     Example:
       coralx export best -o model.safetensors
+      coralx export best --only 'encoder.*' -o part.safetensors
     """
-    _export(open_repo(ctx), rev, output, as_json)
+    _export(open_repo(ctx), rev, output, as_json, only)
 
 
 @click.command()

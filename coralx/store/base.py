@@ -34,11 +34,94 @@ from .codecs import (
 )
 from .tensors import DType
 
-__all__ = ["MAX_CHAIN", "ChunkStore", "chunk_id_of"]
+__all__ = ["MAX_CHAIN", "ChunkStore", "DecodedCache", "base_cache", "chunk_id_of"]
 
 MAX_CHAIN = 64
-"""Decoding refuses chains longer than this: a writer keeps chains far shorter (see
-``weights.CHAIN_LIMIT``), so a longer one means a damaged or cyclic store."""
+"""Decoding refuses chains longer than this: the writer makes deltas on whole chunks only
+(older coralx versions made chains of at most 16), so a longer one means a damaged or cyclic
+store."""
+
+
+class DecodedCache:
+    """Decoded chunks by id, bounded in bytes, least recently used first out; thread-safe.
+
+    Ids are hashes of the content, so an entry is valid for every store, and entries are
+    verified against their id before they are cached. Only delta bases go in: a run of
+    versions on one base (a checkout of several versions, or the commits of a training run)
+    decodes the base once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.limit = limit
+        self._items: OrderedDict[str, np.ndarray[Any, Any]] = OrderedDict()
+        self._seen: set[str] = set()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def seen_before(self, chunk_id: str) -> bool:
+        """True if this id was asked for before (and note that it was): a base is cached
+        the second time it is needed, so a single checkout caches nothing."""
+        with self._lock:
+            if chunk_id in self._seen:
+                return True
+            if len(self._seen) > 100_000:
+                self._seen.clear()
+            self._seen.add(chunk_id)
+            return False
+
+    def get(self, chunk_id: str) -> np.ndarray[Any, Any] | None:
+        with self._lock:
+            item = self._items.get(chunk_id)
+            if item is not None:
+                self._items.move_to_end(chunk_id)
+            return item
+
+    def put(self, chunk_id: str, raw: np.ndarray[Any, Any]) -> None:
+        if raw.size > self.limit:
+            return
+        with self._lock:
+            if chunk_id in self._items:
+                return
+            self._items[chunk_id] = raw
+            self._bytes += raw.size
+            while self._bytes > self.limit:
+                _cid, old = self._items.popitem(last=False)
+                self._bytes -= old.size
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._seen.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
+def _cache_limit() -> int:
+    import os
+
+    try:
+        return int(float(os.environ.get("CORALX_BASE_CACHE_MB", "160")) * 2**20)
+    except ValueError:
+        return 160 << 20
+
+
+base_cache = DecodedCache(_cache_limit())
+"""The process's cache of decoded delta bases (``CORALX_BASE_CACHE_MB``, default 160)."""
+
+
+def _reset_cache_in_child() -> None:
+    import threading
+
+    base_cache._lock = threading.Lock()  # the parent's may have been held at the fork
+
+
+__import__("os").register_at_fork(after_in_child=_reset_cache_in_child)
 
 
 def chunk_id_of(raw: Any) -> ChunkId:
@@ -106,6 +189,17 @@ class ChunkStore(abc.ABC):
         """Seconds since the chunk was written or touched (infinite where not tracked)."""
         return float("inf")
 
+    def another_handle(self) -> ChunkStore:
+        """A second handle on the same stored chunks whose :meth:`batch` blocks do not mix
+        with this one's (a background thread writes through its own). A store without
+        batches may return itself."""
+        return self
+
+    def prune_temp_files(self, older_than: float, dry_run: bool = False) -> int:
+        """Remove what writers that died left behind (temporary files) older than
+        ``older_than`` seconds; return how many. Nothing to do for a store without them."""
+        return 0
+
     # -- helpers written once ---------------------------------------------------------------
 
     def __contains__(self, chunk_id: object) -> bool:
@@ -149,24 +243,75 @@ class ChunkStore(abc.ABC):
         self.get_into(chunk_id, out, what)
         return out
 
-    def get_into(self, chunk_id: str, out: np.ndarray[Any, Any], what: str = "") -> None:
+    def get_into(
+        self, chunk_id: str, out: np.ndarray[Any, Any], what: str = "", cached: bool = True
+    ) -> None:
         """Decode a chunk into ``out`` (uint8, its raw length), following delta bases, and
         verify it. :class:`ChecksumMismatch` (with ``what`` in its message) if it is damaged.
 
-        A chain is decoded from its whole end towards the chunk asked for, in ``out``.
+        A delta on a whole base (what the writer makes) takes the base from the process's
+        cache of decoded bases (:data:`base_cache`) or decodes, verifies and caches it: a
+        run of versions sharing one base decodes the base once. A longer chain (written by
+        older versions of coralx) is decoded from its whole end towards the chunk, in ``out``.
         """
         try:
-            blobs = self._chain_blobs(chunk_id)
-            if len(blobs) == 1:
-                _cid, blob, head = blobs[0]
+            hit = base_cache.get(chunk_id) if cached else None
+            if hit is not None and hit.size == out.size:
+                np.copyto(out, hit)  # verified when it was cached
+                return
+            blob = self.get_raw_encoded(check_chunk_id(chunk_id))
+            head = parse_header(blob)
+            if head.codec != CODEC_DELTA:
                 decode_into(blob, out, None, head)
             else:
-                decode_chain([(blob, head) for _cid, blob, head in reversed(blobs)], out)
+                assert head.base is not None
+                base_blob = self.get_raw_encoded(head.base)
+                base_head = parse_header(base_blob)
+                if base_head.codec == CODEC_DELTA:
+                    blobs = self._chain_blobs(chunk_id)
+                    decode_chain([(b, h) for _cid, b, h in reversed(blobs)], out)
+                elif cached and (hit := self._cached_base(head.base, what)) is not None:
+                    decode_into(blob, out, hit, head)
+                else:
+                    # The base decoded straight into ``out`` and the delta added in place: no
+                    # second buffer. The base is not verified apart: the result's id covers it
+                    # (a wrong base cannot give the right bytes); on a mismatch it is checked,
+                    # so the error names the chunk that is damaged.
+                    try:
+                        decode_chain([(base_blob, base_head), (blob, head)], out)
+                        self._verify(chunk_id, out, what)
+                    except (ChecksumMismatch, StoreCorrupted):
+                        self.verify(head.base, what)
+                        raise
+                    return
         except StoreCorrupted as exc:
             # A damaged header (or a missing base) is named like damaged payload: the chunk,
             # and the tensor and commit that use it.
             raise _named(exc, chunk_id, what) from None
         self._verify(chunk_id, out, what)
+
+    def _cached_base(self, base_id: str, what: str) -> np.ndarray[Any, Any] | None:
+        """A delta base from the cache; decoded into it the second time it is needed (one
+        version's checkout decodes its bases in place, a run of versions caches them)."""
+        hit = base_cache.get(base_id)
+        if hit is None and base_cache.seen_before(base_id):
+            hit = self.base_raw(base_id, what)
+        return hit
+
+    def base_raw(self, chunk_id: str, what: str = "", cached: bool = True) -> np.ndarray[Any, Any]:
+        """The raw bytes of a whole chunk that deltas are based on, from the process's
+        cache of decoded bases, else decoded, verified and cached (read-only). With
+        ``cached=False`` the cache is neither read nor filled (fsck checks the files)."""
+        hit = base_cache.get(chunk_id) if cached else None
+        if hit is not None:
+            return hit
+        head = self.read_header(chunk_id)
+        raw = np.empty(head.raw_len, dtype=np.uint8)
+        self.get_into(chunk_id, raw, what, cached)
+        if cached:
+            raw.flags.writeable = False
+            base_cache.put(chunk_id, raw)
+        return raw
 
     def _chain_blobs(self, chunk_id: str) -> list[tuple[str, bytes, Header]]:
         """The encoded chunk and its bases, nearest first, ending with a whole chunk."""
@@ -184,8 +329,10 @@ class ChunkStore(abc.ABC):
             cid = head.base
 
     def verify(self, chunk_id: str, what: str = "") -> None:
-        """Decode and check one chunk (and its bases); raise if anything is damaged."""
-        self.get(chunk_id, what)
+        """Decode and check one chunk (and its bases) from storage, not from the cache of
+        decoded bases; raise if anything is damaged."""
+        head = self.read_header(chunk_id)
+        self.get_into(chunk_id, np.empty(head.raw_len, dtype=np.uint8), what, cached=False)
 
     def base_chain(self, chunk_id: str) -> list[str]:
         """The ids of the bases a chunk's decoding goes through, nearest first."""

@@ -161,6 +161,16 @@ def to_planes(raw: np.ndarray[Any, Any], width: int) -> np.ndarray[Any, Any]:
         np.right_shift(wide, np.uint16(8), out=high)
         np.copyto(planes[1], high, casting="unsafe")
         return planes
+    if width == 4:
+        # As 32-bit integers, each plane a shift and a truncating copy: contiguous passes,
+        # about 45% faster than the transposing copy (measured in docs/architecture.md).
+        wide = raw.view("<u4")
+        shifted = scratch("high", raw.size).view("<u4")
+        np.copyto(planes[0], wide, casting="unsafe")
+        for i in (1, 2, 3):
+            np.right_shift(wide, np.uint32(8 * i), out=shifted)
+            np.copyto(planes[i], shifted, casting="unsafe")
+        return planes
     np.copyto(planes, raw.reshape(-1, width).T)
     return planes
 
@@ -178,6 +188,21 @@ def from_planes(planes: np.ndarray[Any, Any], width: int, out: np.ndarray[Any, A
         np.copyto(wide, rows[1])
         np.left_shift(wide, np.uint16(8), out=wide)
         np.bitwise_or(wide, rows[0], out=wide)
+        return
+    if width == 4:
+        # Two 16-bit halves joined as above, then the halves joined as 32-bit integers:
+        # contiguous passes, about 40% faster than four byte columns with a stride of 4.
+        n = rows.shape[1]
+        halves = scratch("halves", 4 * n).view("<u2")
+        low, high = halves[:n], halves[n:]
+        for half, (a, b) in ((low, (0, 1)), (high, (2, 3))):
+            np.copyto(half, rows[b])
+            np.left_shift(half, np.uint16(8), out=half)
+            np.bitwise_or(half, rows[a], out=half)
+        wide32 = out.view("<u4")
+        np.copyto(wide32, high)
+        np.left_shift(wide32, np.uint32(16), out=wide32)
+        np.bitwise_or(wide32, low, out=wide32)
         return
     grid = out.reshape(-1, width)
     # Column by column measured several times faster than one transposed copy.
@@ -263,12 +288,15 @@ def encode_delta(raw: Any, base_raw: Any, dtype: DType, base_id: str) -> bytes:
     return b"".join(encode_delta_parts(raw, base_raw, dtype, base_id))
 
 
-def encode_delta_parts(raw: Any, base_raw: Any, dtype: DType, base_id: str) -> list[Any]:
-    """:func:`encode_delta` as (header, payload) pieces."""
+def encode_delta_parts(
+    raw: Any, base_raw: Any, dtype: DType, base_id: str, chain: int = 0
+) -> list[Any]:
+    """:func:`encode_delta` as (header, payload) pieces. ``chain`` on a delta is its place
+    among the versions on the same base (1 for the first), which the writer bounds."""
     if len(_as_bytes(raw)) != len(_as_bytes(base_raw)):
         raise ValueError("a delta needs a base of the same length")
     packed = _cctx().compress(delta_planes(raw, base_raw, dtype))
-    return [_pack_header(CODEC_DELTA, dtype, len(_as_bytes(raw)), 0, base_id), packed]
+    return [_pack_header(CODEC_DELTA, dtype, len(_as_bytes(raw)), chain, base_id), packed]
 
 
 def _decompress_into(payload: memoryview, planes: np.ndarray[Any, Any]) -> None:

@@ -171,6 +171,21 @@ class DiskChunkStore(ChunkStore):
         except FileNotFoundError:
             return float("inf")
 
+    def another_handle(self) -> DiskChunkStore:
+        return DiskChunkStore(self.root)
+
+    def prune_temp_files(self, older_than: float, dry_run: bool = False) -> int:
+        removed = 0
+        for tmp in list(self.iter_temp_files()):
+            try:
+                if time.time() - tmp.stat().st_mtime >= older_than:
+                    if not dry_run:
+                        tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
     def iter_temp_files(self) -> Iterator[Path]:
         """Temporary files of writes in progress (or of writers that crashed)."""
         if not self.root.is_dir():

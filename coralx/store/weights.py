@@ -1,13 +1,12 @@
 """Writing tensors into chunks and reading them back: the weight engine.
 
 Writing: a tensor's bytes are cut into fixed, element-aligned chunks; each is hashed (BLAKE3),
-and if the store lacks it, encoded standalone and written. Delta chains point *backwards*:
-the newest version of a chunk is stored whole, and the version it replaced (the same chunk of
-the same tensor in the parent commit) is re-encoded as a delta against it once the new one is
-durable (:func:`rewrite_as_delta`, run behind the commit by :mod:`.compaction`). Checking
-out the newest weights, the common case, decodes one chunk per chunk; an older version
-follows a chain of at most :data:`CHAIN_LIMIT` deltas, because a version whose chain would
-grow longer is left whole.
+and if the store lacks it, encoded once and written. The versions of a chunk (the same chunk
+of the same tensor, commit after commit) form groups: the first version of a group is stored
+whole, and each later one as a delta on that whole chunk, until the group has
+:data:`GROUP_LIMIT` versions. So any version decodes in at most two steps (the group's base,
+cached between reads, and its delta), and a commit encodes each new chunk exactly once; no
+work runs behind it. Why this layout: the measurements in docs/architecture.md.
 
 Work is done in blocks (one chunk at a time per worker) on a small thread pool: numpy, zstd
 and BLAKE3 release the GIL.
@@ -25,25 +24,23 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import ChecksumMismatch, ChunkNotFound, InvalidName, InvalidValue
-from .base import ChunkStore, chunk_id_of
-from .codecs import CODEC_DELTA, encode_standalone_parts, scratch
+from .base import ChunkStore, base_cache, chunk_id_of
+from .codecs import CODEC_DELTA, encode_delta_parts, encode_standalone_parts
 from .manifest import Manifest, TensorEntry
 from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, to_numpy
 
 __all__ = [
-    "CHAIN_LIMIT",
-    "DeltaJob",
+    "GROUP_LIMIT",
     "StagedTensor",
     "check_tensor_name",
     "iter_tensor_chunks",
     "read_tensors",
-    "rewrite_as_delta",
     "stage_tensors",
 ]
 
-CHAIN_LIMIT = 16
-"""At most this many deltas are decoded to reach any version of a chunk (see the
-benchmark numbers in docs/architecture.md for why 16)."""
+GROUP_LIMIT = 16
+"""Versions of a chunk stored as deltas on one whole chunk, at most (see the measurements
+in docs/architecture.md)."""
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -120,15 +117,17 @@ def stage_tensors(
     store: ChunkStore,
     arrays: Mapping[str, np.ndarray[Any, Any]],
     parents: Mapping[str, TensorEntry | None],
-) -> tuple[dict[str, StagedTensor], list[DeltaJob]]:
-    """Write the chunks of many tensors (new ones only, each whole); return the staged
-    tensors and the parents' chunks they replace, to re-encode as deltas (:func:`rewrite_as_delta`)
-    once the new chunks are durable.
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, StagedTensor]:
+    """Write the chunks of many tensors (new ones only, each encoded once, as a delta on
+    its group's whole chunk where that pays: :func:`_write_chunk`); return the staged
+    tensors. ``parents``: each tensor's entry in the parent commit, whose chunks the new
+    ones replace.
 
     Every chunk of every tensor goes through one bounded pipeline on the pool: a model's
     tensors are mostly one chunk each, so a pipeline per tensor would keep one worker busy.
     """
-    tasks: list[Callable[[], tuple[str, DeltaJob | None]]] = []
+    tasks: list[Callable[[], str]] = []
     layout: list[tuple[str, DType, np.ndarray[Any, Any], int]] = []
     for name, array in arrays.items():
         dtype = dtype_of(array)
@@ -139,76 +138,94 @@ def stage_tensors(
         if parent is not None and parent.dtype == dtype.name and parent.chunk_bytes == CHUNK_BYTES:
             for i, old in enumerate(parent.chunks[: len(spans)]):
                 bases[i] = old
-        tasks += [_task(store, flat[span], dtype, base) for span, base in zip(spans, bases)]
+        tasks += [
+            _task(store, flat[span], dtype, base, progress) for span, base in zip(spans, bases)
+        ]
         layout.append((name, dtype, array, len(spans)))
     results = list(_bounded(tasks, window=8))
-    ids = iter([cid for cid, _job in results])
+    ids = iter(results)
     staged: dict[str, StagedTensor] = {}
     for name, _dtype, array, count in layout:
         chunks = [next(ids) for _ in range(count)]
         entry = TensorEntry(_dtype.name, tuple(array.shape), array.nbytes, CHUNK_BYTES, chunks)
         staged[name] = StagedTensor(entry)
-    return staged, [job for _cid, job in results if job is not None]
+    return staged
 
 
 def _task(
-    store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
-) -> Callable[[], tuple[str, DeltaJob | None]]:
-    return lambda: _write_chunk(store, raw, dtype, base)
+    store: ChunkStore,
+    raw: np.ndarray[Any, Any],
+    dtype: DType,
+    base: str | None,
+    progress: Callable[[int], None] | None,
+) -> Callable[[], str]:
+    def run() -> str:
+        cid = _write_chunk(store, raw, dtype, base)
+        if progress is not None:
+            progress(raw.size)
+        return cid
+
+    return run
 
 
 def _write_chunk(
     store: ChunkStore, raw: np.ndarray[Any, Any], dtype: DType, base: str | None
-) -> tuple[str, DeltaJob | None]:
-    """Store one chunk whole. If it replaces ``base`` (the same chunk of the same tensor in
-    the parent commit), also return the job of re-encoding ``base`` as a delta against it,
-    to run (:func:`rewrite_as_delta`) once the new chunk is durable."""
+) -> str:
+    """Store one chunk, encoded once: as a delta on the whole chunk that ``base`` (the same
+    chunk of the same tensor in the parent commit) is or is based on, while that group of
+    versions is short and its deltas small (:func:`_group_base`); else whole, starting a
+    new group. So every version decodes in at most two steps, its base and its delta."""
     cid = chunk_id_of(raw)
     if store.has(cid):
         store.touch(cid)  # an age-based gc must not take it before the commit names it
-        return cid, None
-    job = None
-    chain = 0
-    if base is not None and base != cid and store.has(base):
-        head = store.read_header(base)
-        if head.codec != CODEC_DELTA and head.raw_len == raw.size and head.chain < CHAIN_LIMIT:
-            job, chain = DeltaJob(base, cid), head.chain + 1
-    store.put_parts(cid, encode_standalone_parts(raw, dtype, chain))
-    return cid, job
+        return cid
+    group = _group_base(store, base, raw.size, dtype) if base is not None and base != cid else None
+    if group is not None:
+        key, place, key_size = group
+        parts = encode_delta_parts(raw, store.base_raw(key), dtype, key, place)
+        # A delta larger than its base's whole encoding (the tensor was replaced, not
+        # trained) is not worth a group: this chunk starts one (the one case encoded twice).
+        if sum(len(p) for p in parts) < key_size:
+            store.put_parts(cid, parts)
+            return cid
+    parts = encode_standalone_parts(raw, dtype)
+    store.put_parts(cid, parts)
+    if len(parts[1]) < raw.size:  # a compressible whole chunk is worth caching as a base
+        view = raw.view()
+        view.flags.writeable = False
+        base_cache.put(cid, np.array(view))
+    return cid
 
 
-@dataclass(frozen=True)
-class DeltaJob:
-    """A replaced chunk (``old``) to store as a delta against its replacement (``new``)."""
+def _group_base(
+    store: ChunkStore, base: str, size: int, dtype: DType
+) -> tuple[str, int, int] | None:
+    """For a chunk replacing ``base``: (the whole chunk of its group, the new version's place
+    in the group, that chunk's stored size), or None to start a new group.
 
-    old: str
-    new: str
-
-
-def rewrite_as_delta(store: ChunkStore, job: DeltaJob) -> int:
-    """Store ``job.old`` as a delta against ``job.new`` when that is smaller; return the
-    bytes saved. Both are decoded from the store and verified against their ids; the swap
-    is one atomic rename of a new encoding of the same id, so readers and a crash see either
-    encoding, both valid. ``job.new`` must be durable already.
-
-    Nothing is done when the old chunk is gone (gc), is a delta already (the same content
-    replaced twice) or when ``job.new`` decodes through ``job.old`` (a delta would make a
-    cycle)."""
+    A group ends after :data:`GROUP_LIMIT` versions (deltas on one base grow as the weights
+    drift away from it); :func:`_write_chunk` also starts a new group when a delta would be
+    larger than the base's whole encoding. A base from an older store that is itself a
+    delta (a backward chain) starts a new group too, so no chain is ever longer than one."""
     try:
-        head = store.read_header(job.old)
-        new_head = store.read_header(job.new)
-        if head.codec == CODEC_DELTA or head.raw_len != new_head.raw_len:
-            return 0
-        if job.old in store.base_chain(job.new):
-            return 0
+        head = store.read_header(base)
+        # The same bytes may be stored under another dtype's header (ids are content):
+        # a group keeps one dtype, so its deltas decode with the integer map they were made with.
+        if head.raw_len != size or head.dtype != dtype.name:
+            return None
+        if head.codec != CODEC_DELTA:
+            return base, 1, store.encoded_size(base)
+        assert head.base is not None
+        key = head.base
+        key_head = store.read_header(key)
+        place = head.chain + 1
+        if key_head.codec == CODEC_DELTA or key_head.dtype != dtype.name:
+            return None
+        if not 1 < place < GROUP_LIMIT:
+            return None
+        return key, place, store.encoded_size(key)
     except ChunkNotFound:
-        return 0
-    dtype = dtype_by_name(head.dtype)
-    old_raw = scratch("old", head.raw_len)  # reused: fresh memory is slow
-    new_raw = scratch("new", head.raw_len)
-    store.get_into(job.old, old_raw)
-    store.get_into(job.new, new_raw)
-    return store.put_delta(job.old, old_raw, job.new, new_raw, dtype)
+        return None
 
 
 # -- reading -----------------------------------------------------------------------------------
