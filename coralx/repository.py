@@ -159,11 +159,14 @@ class Repository:
         code_commit: str | None = None,
         code_branch: str | None = None,
     ) -> WeightCommit:
-        """Commit the staged tensors to ``branch`` (default: HEAD's branch, or detached HEAD).
+        """Commit the staged tensors.
 
-        Links left None come from :attr:`commit_context`. A branch that does not exist yet
-        starts at HEAD's commit. Concurrent commits to one branch are serialised by
-        compare-and-swap: each lands on top of the other, none is lost.
+        Where it goes: to ``branch`` when given; else, for a commit linked to a run (inside
+        a tracked run, or with ``experiment_id``), to the run's own line
+        ``refs/runs/<experiment id>`` (branches do not move); else to HEAD's branch (or a
+        detached HEAD). Links left None come from :attr:`commit_context`. A branch that
+        does not exist yet starts at HEAD's commit. Concurrent commits to one ref are
+        serialised by compare-and-swap: each lands on top of the other, none is lost.
 
         >>> commit = repo.commit("epoch 3: val_loss 0.41")
         >>> commit.commit_hash
@@ -231,12 +234,16 @@ class Repository:
         """Every tag with the commit it names."""
         return self.weights.tags()
 
-    def log(self, rev: str | None = None, limit: int | None = None) -> list[WeightCommit]:
-        """Commits reachable from ``rev`` (default HEAD), newest first.
+    def log(
+        self, rev: str | None = None, limit: int | None = None, run: str | None = None
+    ) -> list[WeightCommit]:
+        """Commits reachable from ``rev`` (default HEAD), newest first; with ``run`` (an
+        experiment id), that run's own line of commits.
 
         >>> [c.message for c in repo.log(limit=5)]
+        >>> repo.log(run=exp.experiment_id)
         """
-        return self.weights.log(rev, limit)
+        return self.weights.log(rev, limit, run)
 
     def diff(self, rev_a: str, rev_b: str) -> WeightDiff:
         """Tensors added, removed and changed (max |change|, L2 of the change, fraction of
@@ -405,7 +412,9 @@ def _write_root_commit(repo: Any) -> None:
     commit.encoding = b"UTF-8"
     commit.message = b"Initialise coralx store\n"
     repo.object_store.add_object(commit)
-    repo.refs[f"refs/heads/{DEFAULT_BRANCH}".encode()] = commit.id
+    from .graph import LocalRefs, swap
+
+    swap(LocalRefs(repo), f"refs/heads/{DEFAULT_BRANCH}".encode(), None, commit.id)
 
 
 def _config_text() -> str:
