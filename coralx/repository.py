@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from dulwich.repo import Repo as DulwichRepo
 
     from .graph import BranchInfo, TagInfo, WeightCommit
+    from .remote.sync import PullReport, PushReport
     from .store.compaction import CompactionStats
     from .versioning import DuReport, FsckReport, GcReport, WeightDiff, WeightHistory
 
@@ -295,6 +296,79 @@ class Repository:
         >>> repo.wait_for_compaction().busy_seconds
         """
         return self.weights.wait_for_compaction()
+
+    # -- remotes ------------------------------------------------------------------------------
+
+    def add_remote(self, name: str, url: str, endpoint_url: str | None = None) -> dict[str, Any]:
+        """Remember a remote: a folder (a bare git repository plus coralx's folders) or
+        ``s3://bucket/prefix`` (``endpoint_url`` for any S3-compatible service). No secret
+        is ever stored: S3 credentials come from the standard AWS chain.
+
+        >>> repo.add_remote("origin", "/mnt/shared/bert.coralx")
+        """
+        from .remote import add_remote
+
+        return add_remote(self, name, url, endpoint_url)
+
+    def remotes(self) -> list[dict[str, Any]]:
+        """The configured remotes (name, url, kind, endpoint_url)."""
+        from .remote import list_remotes
+
+        return list_remotes(self)
+
+    def push(
+        self, remote: str = "origin", branches: list[str] | None = None, force: bool = False
+    ) -> PushReport:
+        """Send the current branch (or ``branches``), tags, run lines, records, journals,
+        blobs and sweeps: only what the remote lacks. A branch that would not fast-forward
+        is refused (fetch first, or ``force=True``).
+
+        >>> repo.push("origin").chunks_sent
+        """
+        from .remote import push
+
+        return push(self, remote, branches, force)
+
+    def fetch(self, remote: str = "origin") -> PullReport:
+        """Bring the remote's runs and weights here (verified); its branches appear as
+        ``origin/NAME`` in every revision argument. Local branches do not move."""
+        from .remote import fetch
+
+        return fetch(self, remote)
+
+    def pull(self, remote: str = "origin") -> PullReport:
+        """:meth:`fetch`, then fast-forward the current branch to the remote's.
+
+        >>> repo.pull("origin"); tracker.list()   # runs from every machine
+        """
+        from .remote import pull
+
+        return pull(self, remote)
+
+    @classmethod
+    def clone(
+        cls, url: str, path: str | os.PathLike[str], endpoint_url: str | None = None
+    ) -> Repository:
+        """A new store in ``path`` holding everything on the remote at ``url`` (as ``origin``).
+
+        >>> repo = Repository.clone("s3://team-bucket/projects/bert", "bert")
+        """
+        from .remote import open_remote
+
+        dest = Path(path).expanduser().resolve()
+        if (dest / STORE_DIR).exists():
+            raise NotACoralxStore(
+                str(dest / STORE_DIR), "it exists already; clone into a new folder"
+            )
+        repo = cls(dest, init=True)
+        try:
+            repo.add_remote("origin", url, endpoint_url)
+            open_remote(repo, "origin").check_format(create=False)
+        except BaseException:
+            shutil.rmtree(dest / STORE_DIR, ignore_errors=True)
+            raise
+        repo.pull("origin")
+        return repo
 
     # -- status -------------------------------------------------------------------------------
 

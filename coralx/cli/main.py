@@ -37,6 +37,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "exp": ("coralx.cli.exp", "exp"),
     "reindex": ("coralx.cli.exp", "reindex_command"),
     "ui": ("coralx.cli.ui", "ui"),
+    "remote": ("coralx.cli.remote", "remote"),
+    "push": ("coralx.cli.remote", "push"),
+    "pull": ("coralx.cli.remote", "pull"),
+    "fetch": ("coralx.cli.remote", "fetch"),
+    "clone": ("coralx.cli.remote", "clone"),
 }
 
 EXIT_INTERRUPTED = 130
