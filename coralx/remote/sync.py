@@ -505,8 +505,9 @@ def _changed_records(repo: Repository, state: _State) -> list[tuple[Path, dict[s
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         if not _ID20.match(path.stem):
             continue
-        if state.doc["sent"].get(f"experiments/{path.name}") == _fingerprint(path):
-            continue
+        rel = f"experiments/{path.name}"
+        if state.doc["sent"].get(rel) == _fingerprint(path) or rel in state.doc["received"]:
+            continue  # sent as it is, or another store's run (its owner pushes it)
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError):
@@ -599,7 +600,7 @@ def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
     remote_refs = remote.refs.names(b"refs/")
     seen = set(state.doc["packs"])
     wants = list(set(remote_refs.values()))
-    records = _new_records(remote, state)
+    records = _new_records(repo, remote, state)
     wants += [t for t in (_snapshot_of(r) for _k, r, _t in records) if t]
     objects = remote.fetch_objects(git, [w for w in wants if w not in git.object_store], seen)
     chunk_ids = _chunks_in(objects)
@@ -619,7 +620,8 @@ def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
     report.objects_received = len(objects)
     state.doc["packs"] = sorted(seen)
     for rel, record, tag in records:
-        _land_record(repo, rel, record)
+        if not _land_record(repo, rel, record, rel in state.doc["received"]):
+            continue
         state.doc["received"][rel] = tag
         report.files_received += 1
     state.save()
@@ -764,7 +766,9 @@ def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
             store.put_encoded(cid, path.read_bytes())
 
 
-def _new_records(remote: RemoteStore, state: _State) -> list[tuple[str, dict[str, Any], str]]:
+def _new_records(
+    repo: Repository, remote: RemoteStore, state: _State
+) -> list[tuple[str, dict[str, Any], str]]:
     got = state.doc["received"]
     listed = [
         i
@@ -772,6 +776,8 @@ def _new_records(remote: RemoteStore, state: _State) -> list[tuple[str, dict[str
         if i.key.endswith(".json") and _ID20.match(i.key.rsplit("/", 1)[-1][:-5])
     ]
     listed = [i for i in listed if got.get(i.key) != i.tag]
+    # A record this store wrote itself (not received from a remote) is never replaced.
+    listed = [i for i in listed if i.key in got or not (repo.path / key(i.key)).exists()]
 
     def read(item: Any) -> tuple[str, dict[str, Any], str]:
         data = remote.transport.get(item.key)
@@ -787,16 +793,16 @@ def _new_records(remote: RemoteStore, state: _State) -> list[tuple[str, dict[str
         return list(pool.map(read, listed))
 
 
-def _land_record(repo: Repository, rel: str, record: dict[str, Any]) -> None:
+def _land_record(repo: Repository, rel: str, record: dict[str, Any], theirs: bool) -> bool:
+    """Write a pulled record. Each run has one owner, the store it ran in, and records only
+    grow there: another store's record is taken as the remote has it; a record this store
+    wrote (pushed earlier) is never replaced by the remote's copy."""
     path = repo.path / key(rel)
-    try:
-        mine = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        mine = None
-    if mine is not None and int(mine.get("revision") or 0) > int(record.get("revision") or 0):
-        return  # ours is newer (a run of this machine): records are never overwritten back
+    if path.exists() and not theirs:
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     _fs.atomic_write(path, json.dumps(record, indent=1))
+    return True
 
 
 def _receive_files(
