@@ -341,6 +341,27 @@ def test_wrong_credentials_are_one_clear_line_and_change_nothing(
     assert not (repo.path / "remotes").exists()
 
 
+def test_an_s3_url_without_the_s3_extra_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "obstore" else real(n, *a)
+    )
+    repo = Repository.init(tmp_path / "p")
+    result = CliRunner().invoke(cli, ["-C", str(repo.root), "remote", "add", "o", "s3://bkt/p"])
+    assert result.exit_code != 0
+    assert "pip install 'coralx[s3]'" in result.output and repo.remotes() == []
+    monkeypatch.setitem(sys.modules, "obstore.store", None)  # installed once, then removed
+    from coralx.errors import MissingDependency
+    from coralx.remote.transport import open_transport
+
+    with pytest.raises(MissingDependency, match=r"coralx\[s3\]"):
+        open_transport("s3://bkt/p")
+
+
 def test_cli_remote_push_fetch_log_and_clone(tmp_path: Path) -> None:
     runner = CliRunner()
     a = Repository.init(tmp_path / "a")

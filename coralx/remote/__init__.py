@@ -66,6 +66,13 @@ def add_remote(
 
     check_remote_name(name)
     kind, _where, _prefix = parse_url(url)
+    if kind == "s3":
+        import importlib.util
+
+        from ..errors import MissingDependency
+
+        if importlib.util.find_spec("obstore") is None:
+            raise MissingDependency("obstore", "an s3:// remote", "s3")
     with _fs.FileLock(repo.path / "remotes.lock", timeout=30):
         remotes = _read(repo)
         if name in remotes:

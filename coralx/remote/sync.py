@@ -817,6 +817,12 @@ def _receive_files(
     items = [i for i in remote.transport.list("blobs/") if got.get(i.key) != i.tag]
     items += [i for i in remote.transport.list("sweeps/") if got.get(i.key) != i.tag]
     items = [i for i in items if all(_SEG.match(s) for s in i.key.split("/"))]
+    # A sweep file this store wrote itself (not received) is never replaced by a copy.
+    items = [
+        i
+        for i in items
+        if i.key.startswith("blobs/") or i.key in got or not (repo.path / key(i.key)).exists()
+    ]
     (tmp / "files").mkdir(parents=True, exist_ok=True)
 
     def download(item: Any) -> tuple[Any, bytes]:
