@@ -122,7 +122,7 @@ def test_one_more_checkpoint_sends_only_its_new_chunks_and_journal_bytes(
     )
     journal_sent = second.bytes_sent - second.chunk_bytes
     record = (a.path / "experiments" / f"{exp.experiment_id}.json").stat().st_size
-    assert grown > 0 and journal_sent <= grown + record + 64
+    assert grown > 0 and journal_sent <= grown + record + 4096, (second, grown, record)
     tracker.end()
     b = Repository.clone(url, tmp_path / "b", endpoint_url=endpoint)
     got = ExperimentTracker(b).get(exp.experiment_id)

@@ -334,6 +334,7 @@ def push(
     remote.check_format(create=True)
     state = _State(repo, remote.name)
     report = PushReport(remote.name)
+    start_bytes = remote.transport.sent
     git: Any = repo.git
     local = graph.LocalRefs(git)
     updates = _refs_to_push(repo, local, branches)
@@ -355,20 +356,23 @@ def push(
     wants = [n for _o, n in plan.values()]
     records = _changed_records(repo, state)
     snapshots = [t for t in (_snapshot_of(r) for _p, r in records) if t]
-    snapshots = [t for t in snapshots if t in git.object_store]
+    sent_trees = set(state.doc.setdefault("snapshots", []))
+    snapshots = [
+        t for t in set(snapshots) if t in git.object_store and t.decode() not in sent_trees
+    ]
+    haves += [t.encode() for t in sent_trees]
     objects = _missing_objects(git, haves, wants + snapshots, state)
     chunk_ids = _chunks_of(repo, objects)
     _send_chunks(repo, remote, state, chunk_ids, report)
     _send_files(repo, remote, state, report)
     report.objects_sent = remote.send_objects(objects)
-    state.doc.setdefault("objects", [])
+    state.doc["snapshots"] = sorted(sent_trees | {t.decode() for t in snapshots})
     state.save()
     for path, _rec in records:
         data = path.read_bytes()
         remote.transport.put(key("experiments", path.name), data)
         state.doc["sent"][f"experiments/{path.name}"] = _fingerprint(path)
         report.files_sent += 1
-        report.bytes_sent += len(data)
     state.save()
     for ref, (old, new) in sorted(plan.items()):
         try:
@@ -379,6 +383,7 @@ def push(
                 f"pushing; run `coralx fetch {remote.name}` first, or push with --force"
             ) from None
         report.refs[ref.decode()] = new.decode()
+    report.bytes_sent = remote.transport.sent - start_bytes  # everything: packs and refs too
     return report
 
 
@@ -470,7 +475,6 @@ def _send_chunks(
             state.add_known(batch)  # confirmed: each PUT returned success
             report.chunks_sent += len(batch)
             report.chunk_bytes += sum(sizes)
-            report.bytes_sent += sum(sizes)
 
 
 def missing_on_remote(store: ObjectChunkStore, ids: list[str]) -> set[str]:
@@ -575,7 +579,7 @@ def _send_files(repo: Repository, remote: RemoteStore, state: _State, report: Pu
         return len(data)
 
     with ThreadPoolExecutor(WORKERS) as pool:
-        for job, size in zip(jobs, pool.map(send, jobs)):
+        for job, _size in zip(jobs, pool.map(send, jobs)):
             rel, _read, mark = job
             if mark.startswith("journal/"):
                 name, _, end = mark.partition("=")
@@ -583,7 +587,6 @@ def _send_files(repo: Repository, remote: RemoteStore, state: _State, report: Pu
             else:
                 sent[rel] = mark
             report.files_sent += 1
-            report.bytes_sent += size
     state.save()
 
 
@@ -596,6 +599,7 @@ def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
     remote.check_format(create=False)
     state = _State(repo, remote.name)
     report = PullReport(remote.name)
+    start_bytes = remote.transport.received
     git: Any = repo.git
     remote_refs = remote.refs.names(b"refs/")
     seen = set(state.doc["packs"])
@@ -639,6 +643,7 @@ def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
         graph.swap(local, target, old, value)
         report.refs[target.decode()] = value.decode()
     _reindex(repo)
+    report.bytes_received = remote.transport.received - start_bytes
     return report
 
 
@@ -722,7 +727,6 @@ def _receive_chunks(
                 path = tmp / "chunks" / cid
                 path.write_bytes(data)
                 fresh[cid] = path
-                report.bytes_received += len(data)
                 try:
                     head = parse_header(data)
                 except (StoreCorrupted, ValueError) as exc:
@@ -846,7 +850,6 @@ def _receive_files(
             land.append((dest, src))
             got[item.key] = item.tag
             report.files_received += 1
-            report.bytes_received += len(data)
     _receive_journals(repo, remote, report)
     return land
 
@@ -872,7 +875,6 @@ def _receive_journals(repo: Repository, remote: RemoteStore, report: PullReport)
                 f.flush()
                 os.fsync(f.fileno())
             have = offset + len(data)
-            report.bytes_received += len(data)
 
 
 def _reindex(repo: Repository) -> None:

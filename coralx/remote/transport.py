@@ -48,9 +48,12 @@ class Listed:
 
 
 class Transport(abc.ABC):
-    """A flat key -> bytes store (see the module docstring)."""
+    """A flat key -> bytes store (see the module docstring). ``sent`` and ``received``
+    count the payload bytes moved (what a push or pull reports)."""
 
     url: str
+    sent: int = 0
+    received: int = 0
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes | None:
@@ -100,14 +103,17 @@ class FolderTransport(Transport):
 
     def get(self, key: str) -> bytes | None:
         try:
-            return self._path(key).read_bytes()
+            data = self._path(key).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             return None
+        self.received += len(data)
+        return data
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         _fs.atomic_write(path, data)
+        self.sent += len(data)
 
     def head(self, key: str) -> int | None:
         try:
@@ -159,6 +165,7 @@ class FolderTransport(Transport):
             if (now[1] if now else None) != tag:
                 return False
             _fs.atomic_write(path, data)
+            self.sent += len(data)
             return True
 
 
@@ -230,14 +237,17 @@ class S3Transport(Transport):
         import obstore.exceptions as ox
 
         try:
-            return bytes(self._call("read an object", obstore.get, key).bytes())
+            data = bytes(self._call("read an object", obstore.get, key).bytes())
         except (ox.NotFoundError, FileNotFoundError):
             return None
+        self.received += len(data)
+        return data
 
     def put(self, key: str, data: bytes) -> None:
         import obstore
 
         self._call("write an object", obstore.put, key, data)
+        self.sent += len(data)
 
     def head(self, key: str) -> int | None:
         import obstore
@@ -283,6 +293,7 @@ class S3Transport(Transport):
             self._call("move a ref", obstore.put, key, data, mode=mode)
         except (ox.AlreadyExistsError, ox.PreconditionError):
             return False
+        self.sent += len(data)
         return True
 
 
