@@ -142,6 +142,7 @@ def bench_finetune_rows(server: S3Server, work: Path, steps: int) -> None:
     tracker = ExperimentTracker(repo)
     raw = obstore_for(server, bucket, "raw")
     direct = obstore_for(server, bucket, "direct")
+    team = obstore_for(server, bucket, "team")
     exp = tracker.start("minilm-finetune")
     pushes = []
     for step, weights in enumerate(finetune_checkpoints(steps)):
@@ -157,7 +158,9 @@ def bench_finetune_rows(server: S3Server, work: Path, steps: int) -> None:
         blob = save(weights)
         with timed() as t_plain:
             obstore.put(raw, f"step{step}.safetensors", blob)
-        files = chunk_files(repo, set(new_ids))
+        # The same bytes coralx sent (the objects as they are on the remote), uploaded
+        # directly with the same parallelism.
+        files = [(k, bytes(obstore.get(team, k).bytes())) for k, _ in chunk_files(repo, new_ids)]
         with timed() as t_direct:
             parallel(lambda kv, s=step: obstore.put(direct, f"s{s}/{kv[0]}", kv[1]), files)
         pushes.append((step, report, new_stored, len(blob), t_push, t_plain, t_direct))
@@ -189,13 +192,20 @@ def bench_finetune_rows(server: S3Server, work: Path, steps: int) -> None:
     sent = sum(p[1].bytes_sent for p in later)
     t_c = sum(p[4]["wall"] for p in later)
     t_d = sum(p[6]["wall"] for p in later)
-    direct_bytes = sum(p[2] for p in later)
+    t_plain_all = sum(p[5]["wall"] for p in later)
     ROWS.append(
         (
-            "push throughput vs obstore direct upload of the same chunks",
-            f"{sent / t_c / 1e6:.1f} MB/s vs {direct_bytes / t_d / 1e6:.1f} MB/s "
-            f"= {(sent / t_c) / (direct_bytes / t_d):.0%}",
+            "push time vs obstore uploading the same bytes directly",
+            f"{t_c:.2f} s vs {t_d:.2f} s: {t_d / t_c:.0%} of direct throughput "
+            f"({mb(sent)} in {len(later)} pushes)",
             "target >= 80%",
+        )
+    )
+    ROWS.append(
+        (
+            "push time vs uploading the same checkpoints as safetensors files",
+            f"{t_c:.2f} s vs {t_plain_all:.2f} s",
+            "(time to share a checkpoint)",
         )
     )
     # Pull: a fresh clone, against downloading the same chunk objects directly.

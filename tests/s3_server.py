@@ -58,6 +58,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_with_grpc() -> int:
+    """A free port P whose P + 10000 is free too: SeaweedFS serves gRPC there."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        if _port_free(port) and _port_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for SeaweedFS")
+
+
 def _wait(url: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -104,7 +124,7 @@ def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def start_seaweed(folder: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     exe = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
-    port = free_port()
+    port = free_port_with_grpc()
     config = folder / "s3.json"
     identity = {
         "name": "t",
@@ -112,7 +132,7 @@ def start_seaweed(folder: Path, log: Path) -> tuple[subprocess.Popen[bytes], str
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
     config.write_text(json.dumps({"identities": [identity]}))
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port_with_grpc() for _ in range(3)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
