@@ -662,6 +662,14 @@ class Graph:
             return out
         return list(iter_history(self.git, self.resolve(rev or "HEAD"), limit))
 
+    def run_lines(self) -> dict[str, str]:
+        """experiment id -> the head commit of that run's line (``refs/runs/<id>``)."""
+        space = b"refs/runs/"
+        return {
+            ref[len(space) :].decode(): value.decode()
+            for ref, value in self.refs.names(space).items()
+        }
+
     def root_refs(self) -> list[str]:
         """The commits refs hold (branches, tags, run lines, fetched branches) and HEAD."""
         roots: set[str] = set()

@@ -224,6 +224,13 @@ class Repository:
         """Every branch with its head commit, the current one marked."""
         return self.weights.branches()
 
+    def run_lines(self) -> dict[str, str]:
+        """Each run with weight commits, and the head of its own line of commits.
+
+        >>> repo.run_lines()   # {"0190a3c1...": "<commit id>"}
+        """
+        return self.weights.commit_graph.run_lines()
+
     def tag(self, name: str, rev: str | None = None, message: str | None = None) -> TagInfo:
         """Tag a revision (annotated when a message is given). Tags never move.
 
