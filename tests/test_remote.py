@@ -290,6 +290,47 @@ def test_kill_9_during_push_leaves_both_sides_consistent_and_a_rerun_sends_the_r
     assert b.fsck().ok
 
 
+_PULL_KILLER = """
+import os, signal, sys
+from coralx import Repository
+from coralx.remote import transport
+count = [0]
+real = transport.FolderTransport.get
+def get(self, key):
+    if key.startswith("chunks/"):
+        count[0] += 1
+        if count[0] > 20:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, key)
+transport.FolderTransport.get = get
+Repository(sys.argv[1]).pull("origin")
+"""
+
+
+def test_kill_9_during_pull_lands_nothing_half_made_and_a_rerun_completes(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "shared")
+    a = _store(tmp_path, "a", url, None)
+    tracker = ExperimentTracker(a)
+    with tracker.start("big") as exp:
+        for step in range(2):
+            a.stage_weights({f"t{i}": np.full(20_000, step * 100 + i, "f4") for i in range(40)})
+            a.commit(f"step {step}")
+    a.push("origin")
+    b = _store(tmp_path, "b", url, None)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", _PULL_KILLER, str(b.root)], env=env, timeout=300)
+    assert done.returncode == -9
+    b = Repository(b.root)
+    assert ExperimentTracker(b).list() == []  # no record, no run line, no chunk landed
+    assert not graph.LocalRefs(b.git).names(b"refs/runs/")
+    assert not any((b.path / "chunks").rglob("*"))
+    assert b.fsck().ok
+    b.pull("origin")
+    assert b.get_all_weights(exp.experiment_id)["t39"][0] == 139 and b.fsck().ok
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
