@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .graph import BranchInfo, TagInfo, WeightCommit
     from .remote.sync import PullReport, PushReport
     from .store.compaction import CompactionStats
-    from .versioning import DuReport, FsckReport, GcReport, WeightDiff, WeightHistory
+    from .weight_history import DuReport, FsckReport, GcReport, WeightDiff, WeightHistory
 
 __all__ = ["FORMAT_VERSION", "STORE_DIR", "Repository", "RepositoryStatus"]
 
@@ -127,7 +127,7 @@ class Repository:
     @cached_property
     def weights(self) -> WeightHistory:
         """The weight history: chunk store, staging area and commit graph."""
-        from .versioning import WeightHistory
+        from .weight_history import WeightHistory
 
         return WeightHistory(self)
 
