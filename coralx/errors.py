@@ -36,7 +36,11 @@ __all__ = [
     "NotACoralxStore",
     "NotFound",
     "OutputInsideStore",
+    "PushRejected",
     "RecordDamaged",
+    "RemoteCorrupted",
+    "RemoteError",
+    "RemoteNotFound",
     "RepositoryNotFound",
     "RevisionNotFound",
     "StoreCorrupted",
@@ -402,3 +406,36 @@ class ImportSourceError(CoralxError, ValueError):
         super().__init__(f"cannot import from {source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+class RemoteError(CoralxError):
+    """A remote (a folder or an object store shared with others) cannot be used as asked.
+
+    Raised before anything local changes: the message names the remote and what to do."""
+
+    exit_code = 6
+
+
+class RemoteNotFound(RemoteError, KeyError):
+    """No remote of that name is configured."""
+
+    exit_code = 2
+
+    def __init__(self, name: str, known: Sequence[str] = ()) -> None:
+        listed = ", ".join(known) if known else "none"
+        super().__init__(
+            f"no remote named {name!r} (configured: {listed}); add one with "
+            f"`coralx remote add {name} URL`"
+        )
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class PushRejected(RemoteError):
+    """A push that would not fast-forward a remote ref (someone else pushed first)."""
+
+
+class RemoteCorrupted(RemoteError):
+    """An object on the remote is damaged or truncated; it was refused and nothing landed."""

@@ -906,8 +906,29 @@ class ExperimentTracker:
             context["code_commit"] = record.code.commit
         if record.code.branch:
             context["code_branch"] = record.code.branch
+        if record.code.root:
+            context["work_tree"] = record.code.root  # its git identity signs the commits
+        base = self._run_base(record)
+        if base:
+            context["run_base"] = base  # where the run's line of weight commits starts
         if self._on_commit not in self.repo.commit_listeners:
             self.repo.commit_listeners.append(self._on_commit)
+
+    def _run_base(self, record: ExperimentRecord) -> str | None:
+        """The parent of a run's first weight commit: a resumed run continues its parent
+        run's line; a new run starts from the head of the branch it started on."""
+        from .graph import peek_ref
+
+        parent = record.parent_experiment
+        if parent:
+            line = peek_ref(self.repo.path, f"refs/runs/{parent}")
+            if line:
+                return line
+            with contextlib.suppress(CoralxError):
+                old = self._store.read(parent)
+                if old.commit_hash or old.weight_commits:
+                    return old.commit_hash or old.weight_commits[-1]
+        return peek_ref(self.repo.path)
 
     def _unlink_commits(self) -> None:
         self.repo.commit_context.clear()

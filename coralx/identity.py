@@ -25,14 +25,21 @@ def host_tag() -> str:
     return hashlib.blake2s(hostname().encode("utf-8"), digest_size=4).hexdigest()
 
 
-@lru_cache(maxsize=1)
-def author_identity() -> str:
-    """``Name <email>`` from ``CORALX_AUTHOR_NAME``/``_EMAIL``, git's environment or global
-    config, else the login name at this host. Reads files only: no ``git`` program needed."""
+@lru_cache(maxsize=64)
+def author_identity(work_tree: str | None = None) -> str:
+    """``Name <email>`` from ``CORALX_AUTHOR_NAME``/``_EMAIL``, git's environment, the git
+    config of ``work_tree`` (the work tree a run came from: its local config, then the
+    global one, as ``git commit`` there would), else the login name at this host. Reads
+    files only: no ``git`` program needed.
+
+    >>> author_identity("/home/me/project")
+    'Me <me@example.org>'
+    """
     name = os.environ.get("CORALX_AUTHOR_NAME") or os.environ.get("GIT_AUTHOR_NAME")
     email = os.environ.get("CORALX_AUTHOR_EMAIL") or os.environ.get("GIT_AUTHOR_EMAIL")
-    if not (name and email):
-        cfg_name, cfg_email = _git_global_user()
+    for cfg_name, cfg_email in (_git_local_user(work_tree), _git_global_user()):
+        if name and email:
+            break
         name = name or cfg_name
         email = email or cfg_email
     if not name:
@@ -46,15 +53,29 @@ def author_identity() -> str:
     return clean
 
 
-def _git_global_user() -> tuple[str | None, str | None]:
-    candidates = []
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    if xdg:
-        candidates.append(Path(xdg) / "git" / "config")
-    candidates.append(Path.home() / ".config" / "git" / "config")
-    candidates.append(Path.home() / ".gitconfig")
+def _git_local_user(work_tree: str | None) -> tuple[str | None, str | None]:
+    """``user.name``/``user.email`` from a work tree's own git config (a linked worktree's
+    ``config.worktree`` first, then the repository's ``config``)."""
+    if not work_tree:
+        return None, None
+    dot_git = Path(work_tree) / ".git"
+    files: list[Path] = []
+    if dot_git.is_dir():
+        files = [dot_git / "config.worktree", dot_git / "config"]
+    elif dot_git.is_file():
+        text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+        if text.startswith("gitdir:"):
+            gitdir = (Path(work_tree) / text[len("gitdir:") :].strip()).resolve()
+            common = gitdir
+            if (gitdir / "commondir").is_file():
+                common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+            files = [gitdir / "config.worktree", common / "config"]
+    return _read_user(files)
+
+
+def _read_user(paths: list[Path]) -> tuple[str | None, str | None]:
     name = email = None
-    for path in candidates:
+    for path in paths:
         if not path.is_file():
             continue
         parser = configparser.RawConfigParser(strict=False)
@@ -66,6 +87,16 @@ def _git_global_user() -> tuple[str | None, str | None]:
             name = name or parser.get("user", "name", fallback=None)
             email = email or parser.get("user", "email", fallback=None)
     return (name.strip('"') if name else None, email.strip('"') if email else None)
+
+
+def _git_global_user() -> tuple[str | None, str | None]:
+    candidates = []
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    if xdg:
+        candidates.append(Path(xdg) / "git" / "config")
+    candidates.append(Path.home() / ".config" / "git" / "config")
+    candidates.append(Path.home() / ".gitconfig")
+    return _read_user(candidates)
 
 
 def process_start_time(pid: int) -> int | None:

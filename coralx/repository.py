@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from dulwich.repo import Repo as DulwichRepo
 
     from .graph import BranchInfo, TagInfo, WeightCommit
+    from .remote.sync import PullReport, PushReport
     from .store.reader import WeightReader
-    from .versioning import DuReport, FsckReport, GcReport, WeightDiff, WeightHistory
+    from .weight_history import DuReport, FsckReport, GcReport, WeightDiff, WeightHistory
 
 __all__ = ["FORMAT_VERSION", "STORE_DIR", "Repository", "RepositoryStatus"]
 
@@ -158,7 +159,7 @@ class Repository:
     @cached_property
     def weights(self) -> WeightHistory:
         """The weight history: chunk store, staging area and commit graph."""
-        from .versioning import WeightHistory
+        from .weight_history import WeightHistory
 
         return WeightHistory(self)
 
@@ -258,11 +259,14 @@ class Repository:
         code_commit: str | None = None,
         code_branch: str | None = None,
     ) -> WeightCommit:
-        """Commit the staged tensors to ``branch`` (default: HEAD's branch, or detached HEAD).
+        """Commit the staged tensors.
 
-        Links left None come from :attr:`commit_context`. A branch that does not exist yet
-        starts at HEAD's commit. Concurrent commits to one branch are serialised by
-        compare-and-swap: each lands on top of the other, none is lost.
+        Where it goes: to ``branch`` when given; else, for a commit linked to a run (inside
+        a tracked run, or with ``experiment_id``), to the run's own line
+        ``refs/runs/<experiment id>`` (branches do not move); else to HEAD's branch (or a
+        detached HEAD). Links left None come from :attr:`commit_context`. A branch that
+        does not exist yet starts at HEAD's commit. Concurrent commits to one ref are
+        serialised by compare-and-swap: each lands on top of the other, none is lost.
 
         >>> commit = repo.commit("epoch 3: val_loss 0.41")
         >>> commit.commit_hash
@@ -341,6 +345,13 @@ class Repository:
         """Every branch with its head commit, the current one marked."""
         return self.weights.branches()
 
+    def run_lines(self) -> dict[str, str]:
+        """Each run with weight commits, and the head of its own line of commits.
+
+        >>> repo.run_lines()   # {"0190a3c1...": "<commit id>"}
+        """
+        return self.weights.commit_graph.run_lines()
+
     def tag(self, name: str, rev: str | None = None, message: str | None = None) -> TagInfo:
         """Tag a revision (annotated when a message is given). Tags never move.
 
@@ -352,12 +363,16 @@ class Repository:
         """Every tag with the commit it names."""
         return self.weights.tags()
 
-    def log(self, rev: str | None = None, limit: int | None = None) -> list[WeightCommit]:
-        """Commits reachable from ``rev`` (default HEAD), newest first.
+    def log(
+        self, rev: str | None = None, limit: int | None = None, run: str | None = None
+    ) -> list[WeightCommit]:
+        """Commits reachable from ``rev`` (default HEAD), newest first; with ``run`` (an
+        experiment id), that run's own line of commits.
 
         >>> [c.message for c in repo.log(limit=5)]
+        >>> repo.log(run=exp.experiment_id)
         """
-        return self.weights.log(rev, limit)
+        return self.weights.log(rev, limit, run)
 
     def diff(self, rev_a: str, rev_b: str) -> WeightDiff:
         """Tensors added, removed and changed (max |change|, L2 of the change, fraction of
@@ -422,6 +437,79 @@ class Repository:
     def du(self) -> DuReport:
         """Stored, unique raw and logical bytes of the weights, and their ratios."""
         return self.weights.du()
+
+    # -- remotes ------------------------------------------------------------------------------
+
+    def add_remote(self, name: str, url: str, endpoint_url: str | None = None) -> dict[str, Any]:
+        """Remember a remote: a folder (a bare git repository plus coralx's folders) or
+        ``s3://bucket/prefix`` (``endpoint_url`` for any S3-compatible service). No secret
+        is ever stored: S3 credentials come from the standard AWS chain.
+
+        >>> repo.add_remote("origin", "/mnt/shared/bert.coralx")
+        """
+        from .remote import add_remote
+
+        return add_remote(self, name, url, endpoint_url)
+
+    def remotes(self) -> list[dict[str, Any]]:
+        """The configured remotes (name, url, kind, endpoint_url)."""
+        from .remote import list_remotes
+
+        return list_remotes(self)
+
+    def push(
+        self, remote: str = "origin", branches: list[str] | None = None, force: bool = False
+    ) -> PushReport:
+        """Send the current branch (or ``branches``), tags, run lines, records, journals,
+        blobs and sweeps: only what the remote lacks. A branch that would not fast-forward
+        is refused (fetch first, or ``force=True``).
+
+        >>> repo.push("origin").chunks_sent
+        """
+        from .remote import push
+
+        return push(self, remote, branches, force)
+
+    def fetch(self, remote: str = "origin") -> PullReport:
+        """Bring the remote's runs and weights here (verified); its branches appear as
+        ``origin/NAME`` in every revision argument. Local branches do not move."""
+        from .remote import fetch
+
+        return fetch(self, remote)
+
+    def pull(self, remote: str = "origin") -> PullReport:
+        """:meth:`fetch`, then fast-forward the current branch to the remote's.
+
+        >>> repo.pull("origin"); tracker.list()   # runs from every machine
+        """
+        from .remote import pull
+
+        return pull(self, remote)
+
+    @classmethod
+    def clone(
+        cls, url: str, path: str | os.PathLike[str], endpoint_url: str | None = None
+    ) -> Repository:
+        """A new store in ``path`` holding everything on the remote at ``url`` (as ``origin``).
+
+        >>> repo = Repository.clone("s3://team-bucket/projects/bert", "bert")
+        """
+        from .remote import open_remote
+
+        dest = Path(path).expanduser().resolve()
+        if (dest / STORE_DIR).exists():
+            raise NotACoralxStore(
+                str(dest / STORE_DIR), "it exists already; clone into a new folder"
+            )
+        repo = cls(dest, init=True)
+        try:
+            repo.add_remote("origin", url, endpoint_url)
+            open_remote(repo, "origin").check_format(create=False)
+        except BaseException:
+            shutil.rmtree(dest / STORE_DIR, ignore_errors=True)
+            raise
+        repo.pull("origin")
+        return repo
 
     # -- status -------------------------------------------------------------------------------
 
@@ -552,7 +640,9 @@ def _write_root_commit(repo: Any) -> None:
     commit.encoding = b"UTF-8"
     commit.message = b"Initialise coralx store\n"
     repo.object_store.add_object(commit)
-    repo.refs[f"refs/heads/{DEFAULT_BRANCH}".encode()] = commit.id
+    from .graph import LocalRefs, swap
+
+    swap(LocalRefs(repo), f"refs/heads/{DEFAULT_BRANCH}".encode(), None, commit.id)
 
 
 def _config_text() -> str:

@@ -15,6 +15,8 @@ from coralx import Repository
 
 HAS_GIT = shutil.which("git") is not None
 
+pytest_plugins = ["tests.s3_server"]  # the s3_server / s3 fixtures (a real local S3 server)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_identity(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):

@@ -397,8 +397,10 @@ def test_commit_links_context_and_listeners(repo: Repository) -> None:
     assert seen == [commit]
     assert commit.experiment_id == "0123456789abcdef0123"
     assert commit.code_branch == "main" and commit.code_commit == "a" * 40
-    again = repo.log(limit=1)[0]
+    # A commit linked to a run goes on the run's own line; the branch does not move.
+    again = repo.log(run="0123456789abcdef0123", limit=1)[0]
     assert again == commit
+    assert repo.log(limit=1)[0] != commit
     assert again.message == "linked"
     with pytest.raises(InvalidValue):
         repo.stage_weights(_weights())

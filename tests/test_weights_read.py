@@ -310,7 +310,7 @@ def test_a_damaged_base_is_named_when_a_version_on_it_is_read(repo: Repository) 
 def test_history_works_through_any_chunk_store(repo: Repository) -> None:
     """The weight history reaches chunks only through the ChunkStore interface."""
     from coralx.store.memory import MemoryChunkStore
-    from coralx.versioning import WeightHistory
+    from coralx.weight_history import WeightHistory
 
     store = MemoryChunkStore()
     history = WeightHistory(repo, chunks=store)

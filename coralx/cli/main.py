@@ -38,6 +38,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reindex": ("coralx.cli.exp", "reindex_command"),
     "ui": ("coralx.cli.ui", "ui"),
     "import": ("coralx.cli.importer", "import_group"),
+    "remote": ("coralx.cli.remote", "remote"),
+    "push": ("coralx.cli.remote", "push"),
+    "pull": ("coralx.cli.remote", "pull"),
+    "fetch": ("coralx.cli.remote", "fetch"),
+    "clone": ("coralx.cli.remote", "clone"),
 }
 
 from ._common import EXIT_INTERRUPTED  # noqa: E402,F401 - re-exported for older imports

@@ -99,18 +99,25 @@ def commit(
 @click.command()
 @click.argument("rev", required=False)
 @click.option("-n", "--limit", type=int, default=None, help="Show at most N commits.")
+@click.option("--run", "run", default=None, help="Show the weight commits of this run only.")
 @json_option
 @click.pass_context
-def log(ctx: click.Context, rev: str | None, limit: int | None, as_json: bool) -> None:
+def log(
+    ctx: click.Context, rev: str | None, limit: int | None, run: str | None, as_json: bool
+) -> None:
     """Show the weight commits reachable from REV (default HEAD), newest first.
 
     \b
     Example:
       coralx log -n 5
       coralx log main --json
+      coralx log --run 0190a3c1
+      coralx log origin/main
     """
     repo = open_repo(ctx)
-    commits = repo.log(rev, limit)
+    if run is not None and rev is not None:
+        raise click.UsageError("give a REV or --run, not both")
+    commits = repo.log(rev, limit, run=run)
     if as_json:
         echo_json([c.to_dict() for c in commits])
         return
@@ -237,6 +244,8 @@ def diff(ctx: click.Context, rev_a: str | None, rev_b: str | None, as_json: bool
     Example:
       coralx diff
       coralx diff best main --json
+      coralx diff RUN_A RUN_B          # two runs' last commits (experiment ids)
+      coralx diff RUN~1 RUN            # a run's last checkpoint against its previous one
     """
     repo = open_repo(ctx)
     a = rev_a or "HEAD~1"

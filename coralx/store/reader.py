@@ -78,7 +78,7 @@ class WeightReader(Mapping[str, Any]):
 
     def get_tensors(self, names: Iterable[str]) -> dict[str, Any]:
         """Decode several tensors at once (their chunks share the worker pool)."""
-        from ..versioning import convert_arrays
+        from ..weight_history import convert_arrays
         from .weights import read_tensors
 
         chosen = select_names(self._manifest, self.commit, names=list(names))

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
-from ..errors import InvalidValue, MissingDependency
+from ..errors import CoralxError, InvalidValue, MissingDependency
 from .task import FunctionRef, Outcome, Task, crash_outcome, read_tail
 
 __all__ = [
@@ -761,9 +761,11 @@ def _err_log(task: Task, worker_pid: int) -> str | None:
 
 class RayExecutor(Executor):
     """Ray tasks: a local Ray instance (``address=None``), an existing cluster (``"auto"``), or
-    a remote one (``"ray://host:10001"``). Needs ``pip install 'coralx[ray]'``; the store must
-    be reachable from the workers (a shared file system). ``runtime_env``, ``num_cpus`` and
-    ``num_gpus`` pass through to Ray."""
+    a remote one (``"ray://host:10001"``). Needs ``pip install 'coralx[ray]'``. The store
+    must be reachable from the workers (a shared file system), unless ``remote`` names a
+    remote (``s3://bucket/prefix`` or a folder all reach, with ``endpoint_url`` for S3): then
+    each worker runs into a store of its own and pushes each run there, and the driver
+    fetches it. ``runtime_env``, ``num_cpus`` and ``num_gpus`` pass through to Ray."""
 
     name = "ray"
 
@@ -775,12 +777,17 @@ class RayExecutor(Executor):
         num_cpus: float = 1,
         num_gpus: float = 0,
         init_kwargs: dict[str, Any] | None = None,
+        remote: str | None = None,
+        endpoint_url: str | None = None,
     ) -> None:
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
             raise MissingDependency("Ray", "the ray executor", "ray")
         self.address = address
+        self.remote = remote
+        self.endpoint_url = endpoint_url
+        self._fetch_lock = threading.Lock()
         self.runtime_env = runtime_env
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
@@ -806,9 +813,13 @@ class RayExecutor(Executor):
             kwargs.update(self.init_kwargs)
             ray.init(**kwargs)
             self._owns_ray = True
-        self._remote = ray.remote(max_retries=0)(execute_task_dict).options(
-            num_cpus=self.num_cpus, num_gpus=self.num_gpus
-        )
+        if self.remote is not None:
+            from ._remote_worker import execute_and_push
+
+            fn: Any = ray.remote(max_retries=0)(execute_and_push)
+        else:
+            fn = ray.remote(max_retries=0)(execute_task_dict)
+        self._remote = fn.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
 
     def run(self, task: Task) -> Outcome:
         import ray
@@ -816,11 +827,21 @@ class RayExecutor(Executor):
         if self._remote is None:
             self.start(1)
         start = time.monotonic()
-        ref = self._remote.remote(task.to_dict())
+        if self.remote is not None:
+            ref = self._remote.remote(task.to_dict(), self.remote, self.endpoint_url)
+        else:
+            ref = self._remote.remote(task.to_dict())
         with self._lock:
             self._refs.add(ref)
         try:
-            return Outcome.from_dict(ray.get(ref))
+            outcome = Outcome.from_dict(ray.get(ref))
+            if self.remote is not None and task.repo is not None and not outcome.crashed:
+                try:
+                    self._fetch(task.repo)
+                except CoralxError as exc:
+                    outcome.status = "failed"
+                    outcome.error = {"type": type(exc).__name__, "message": str(exc)}
+            return outcome
         except ray.exceptions.TaskCancelledError:
             return Outcome("cancelled", error={"type": "Cancelled", "message": "cancelled"})
         except ray.exceptions.RayError as exc:
@@ -831,6 +852,18 @@ class RayExecutor(Executor):
         finally:
             with self._lock:
                 self._refs.discard(ref)
+
+    def _fetch(self, store: str) -> None:
+        """Bring the run a worker pushed into the driver's store (one fetch at a time)."""
+        from ..remote import add_remote, list_remotes
+        from ..repository import Repository
+
+        with self._fetch_lock:
+            repo = Repository(store)
+            name = _remote_name(self.remote or "")
+            if not any(r["name"] == name for r in list_remotes(repo)):
+                add_remote(repo, name, self.remote or "", self.endpoint_url)
+            repo.fetch(name)
 
     def cancel(self) -> None:
         import ray
@@ -847,6 +880,13 @@ class RayExecutor(Executor):
 
             ray.shutdown()
             self._owns_ray = False
+
+
+def _remote_name(url: str) -> str:
+    """The driver's name for a sweep's remote: ``sweep-`` and a short hash of its URL."""
+    import hashlib
+
+    return "sweep-" + hashlib.blake2b(url.encode(), digest_size=4).hexdigest()
 
 
 EXECUTORS: dict[str, type[Executor]] = {

@@ -28,13 +28,14 @@ def _commit_dict(commit: Any) -> dict[str, Any]:
 
 
 def overview(repo: Repository) -> dict[str, Any]:
-    """Branches and tags with the commits they point to, and the history of all branches,
-    newest first."""
+    """Branches and tags with the commits they point to, and the history of all branches
+    and run lines, newest first."""
     branches = [b.to_dict() for b in repo.branches()]
     tags = [t.to_dict() for t in repo.tags()]
     commits: dict[str, dict[str, Any]] = {}
-    for branch in branches:
-        for commit in repo.log(branch["commit"], limit=MAX_LOG):
+    heads = [b["commit"] for b in branches] + list(repo.run_lines().values())
+    for head in heads:  # branches and each run's own line of commits
+        for commit in repo.log(head, limit=MAX_LOG):
             commits.setdefault(commit.commit_hash, _commit_dict(commit))
     history = sorted(commits.values(), key=lambda c: str(c.get("timestamp")), reverse=True)
     labels: dict[str, list[str]] = {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _fs, graph
 from .errors import (
-    AmbiguousRevision,
     ChunkNotFound,
-    InvalidName,
     InvalidValue,
-    RevisionNotFound,
     StoreCorrupted,
 )
 from .ids import check_ref_name, is_hex
@@ -45,7 +41,6 @@ PINS_DIR = "pins"
 GC_LOCK = "gc.lock"
 REFS_LOCK = "refs.lock"
 DEFAULT_PRUNE_AGE = 3600.0
-_SUFFIX = re.compile(r"(~\d*|\^)+$")
 
 
 @dataclass
@@ -186,6 +181,7 @@ class WeightHistory:
         self.staged: dict[str, StagedTensor] = {}
         self.staged_torch: dict[str, Any] = {}
         self._manifests: dict[str, Manifest | None] = {}
+        self._graph: graph.Graph | None = None
         repo.git.object_store.fsync_object_files = True
 
     @property
@@ -224,7 +220,7 @@ class WeightHistory:
         from .store.weights import prepare, stage_tensors
 
         arrays = prepare(weights)  # every value checked before anything is written
-        head = self._head_commit()
+        head = self._line_head()
         parent = self.manifest(head) if head else None
         with self._lock(GC_LOCK, shared=True):
             try:
@@ -295,19 +291,18 @@ class WeightHistory:
         manifest = Manifest(
             {name: t.entry for name, t in staged.items()}, self._torch_layout(staged)
         )
-        ref = self._target_ref(branch)
-        head = self._head_commit()
-        author = _author()
+        ref, start = self._target(branch, links.get("experiment_id"))
+        author = _author(self._work_tree(self.repo.commit_context))
         with self._lock(GC_LOCK, shared=True):
             self._check_chunks(manifest)
             self.chunks.remove_dead_temp_files()  # what a killed writer left, now, not in an hour
 
             def build(old: bytes | None) -> bytes:
-                parents = [old] if old else ([head.encode()] if head else [])
+                parents = [old] if old else ([start.encode()] if start else [])
                 cid, _tree = graph.make_commit(self.git, manifest, text, author, parents)
                 return bytes(cid)
 
-            new = graph.update_ref(self.git, self.repo.path / REFS_LOCK, ref, build)
+            new = self.commit_graph.commit_to(ref, build)
             self.staged = {}
             self.staged_torch = {}
             self._write_pin()
@@ -347,11 +342,44 @@ class WeightHistory:
                 )
             self.chunks.touch(cid)
 
-    def _target_ref(self, branch: str | None) -> bytes:
+    def _target(self, branch: str | None, run: str | None) -> tuple[bytes, str | None]:
+        """Where a commit goes, and the parent it starts from if that ref is new.
+
+        The rule: an explicit ``branch`` puts it on that branch; else a commit linked to a run
+        goes on the run's own line ``refs/runs/<id>`` (its first commit's parent is the
+        run's base: the head when the run started, or the resumed run's last commit); else
+        it moves the branch HEAD is on (or a detached HEAD), as ``git commit`` does.
+        """
         if branch is not None:
-            return f"refs/heads/{check_ref_name(branch)}".encode()
-        current = self.repo.current_branch()
-        return f"refs/heads/{current}".encode() if current else b"HEAD"
+            return f"refs/heads/{check_ref_name(branch)}".encode(), self._head_commit()
+        if run:
+            return graph.run_ref(run), self._run_base(run)
+        return b"HEAD", self._head_commit()
+
+    def _run_base(self, run: str) -> str | None:
+        ctx = self.repo.commit_context
+        if ctx.get("experiment_id") == run and ctx.get("run_base"):
+            return ctx["run_base"]
+        return self._head_commit()
+
+    def _line_head(self) -> str | None:
+        """The commit the next commit will sit on: its run line's head inside a run, else
+        HEAD. Delta bases are this commit's tensors, so a run's checkpoints are encoded
+        against the same run's previous ones."""
+        run = self.repo.commit_context.get("experiment_id")
+        if run:
+            line = self.commit_graph.refs.resolve_ref(graph.run_ref(run))
+            return line.decode("ascii") if line else self._run_base(run)
+        return self._head_commit()
+
+    def _work_tree(self, ctx: Mapping[str, str]) -> str | None:
+        """The git work tree whose identity signs commits: the run's, else the store's."""
+        if ctx.get("work_tree"):
+            return ctx["work_tree"]
+        from .workspace import find_work_tree
+
+        found = find_work_tree(self.repo.root)
+        return str(found) if found else None
 
     def _head_commit(self) -> str | None:
         return self.repo.head_commit()
@@ -487,159 +515,41 @@ class WeightHistory:
             size = write_safetensors(f, self.chunks, manifest, metadata, commit, progress)
         return {"path": str(dest), "commit": commit, "bytes": size, "tensors": len(manifest)}
 
-    # -- revisions -----------------------------------------------------------------------------
+    # -- revisions, HEAD, branches, tags: the commit graph (graph.py) -------------------------
+
+    @property
+    def commit_graph(self) -> graph.Graph:
+        """The store's refs and history (every ref move goes through its compare-and-swap)."""
+        if self._graph is None:
+            self._graph = graph.Graph(self.git, self.repo.path / REFS_LOCK, _RunRecords(self))
+        return self._graph
 
     def resolve(self, rev: str) -> str:
         """A commit id for a revision (see ``Repository.resolve``)."""
-        if not isinstance(rev, str) or not rev.strip():
-            raise RevisionNotFound(str(rev), "give a commit id, branch, tag or experiment id")
-        rev = rev.strip()
-        match = _SUFFIX.search(rev)
-        base, steps = (rev[: match.start()], _count_steps(match.group(0))) if match else (rev, 0)
-        commit = self._resolve_base(base, rev)
-        for i in range(steps):
-            parents = graph.read_commit(self.git, commit).parents
-            if not parents:
-                raise RevisionNotFound(rev, f"the history has only {i + 1} commit(s) there")
-            commit = parents[0]
-        return commit
-
-    def _resolve_base(self, base: str, rev: str) -> str:
-        if base in ("HEAD", "@"):
-            head = self._head_commit()
-            if head is None:
-                raise RevisionNotFound(rev, "HEAD has no commit yet")
-            return head
-        if _valid_ref_name(base):
-            refs = self.git.refs
-            for name in (f"refs/heads/{base}", f"refs/tags/{base}", base):
-                key = name.encode("utf-8")
-                if name.startswith("refs/") and key in refs:
-                    return self._peel(refs[key])
-        if is_hex(base.lower()) and len(base) >= 4:
-            return self._resolve_hex(base.lower(), rev)
-        raise RevisionNotFound(rev)
-
-    def _peel(self, sha: bytes) -> str:
-        from dulwich.objects import Commit, Tag
-
-        obj = self.git.object_store[sha]
-        while isinstance(obj, Tag):
-            obj = self.git.object_store[obj.object[1]]
-        if not isinstance(obj, Commit):
-            raise RevisionNotFound(sha.decode(), "it does not name a commit")
-        return str(obj.id.decode("ascii"))
-
-    def _resolve_hex(self, prefix: str, rev: str) -> str:
-        from dulwich.objects import Commit
-
-        commits: list[str] = []
-        if len(prefix) <= 40:
-            for sha in self.git.object_store.iter_prefix(prefix.encode("ascii")):
-                try:
-                    if isinstance(self.git.object_store[sha], Commit):
-                        commits.append(sha.decode("ascii"))
-                except KeyError:
-                    continue
-        experiments = self._experiments_with_prefix(prefix) if len(prefix) <= 20 else []
-        candidates = commits + [f"experiment {e}" for e in experiments]
-        if len(candidates) > 1:
-            raise AmbiguousRevision(rev, candidates)
-        if commits:
-            return commits[0]
-        if experiments:
-            return self._experiment_commit(experiments[0], rev)
-        raise RevisionNotFound(rev)
-
-    def _experiments_with_prefix(self, prefix: str) -> list[str]:
-        folder = self.repo.path / "experiments"
-        if not folder.is_dir():
-            return []
-        return sorted(
-            p.stem for p in folder.glob(f"{prefix}*.json") if len(p.stem) == 20 and is_hex(p.stem)
-        )
-
-    def _experiment_commit(self, experiment_id: str, rev: str) -> str:
-        record = _read_json(self.repo.path / "experiments" / f"{experiment_id}.json") or {}
-        commit = record.get("commit_hash")
-        if not commit:
-            history = record.get("weight_commits") or []
-            commit = history[-1] if history else None
-        if not isinstance(commit, str) or not commit:
-            raise RevisionNotFound(rev, f"experiment {experiment_id} has no weight commit")
-        return self._resolve_hex(commit.lower(), rev) if is_hex(commit.lower()) else commit
-
-    # -- branches, tags, HEAD ----------------------------------------------------------------
+        return self.commit_graph.resolve(rev)
 
     def checkout(self, rev: str) -> graph.WeightCommit:
         """Point HEAD at a branch (attached) or at any other revision (detached)."""
-        ref = b"refs/heads/" + rev.encode("utf-8")
-        with _fs.FileLock(self.repo.path / REFS_LOCK, timeout=120):
-            if rev not in ("HEAD", "@") and ref in self.git.refs:
-                self.git.refs.set_symbolic_ref(b"HEAD", ref)
-                commit = self.resolve(rev)
-            else:
-                commit = self.resolve(rev)
-                _fs.atomic_write(self.repo.path / "HEAD", commit + "\n")
-        return graph.read_commit(self.git, commit)
+        return self.commit_graph.checkout(rev)
 
     def create_branch(
         self, name: str, rev: str | None = None, force: bool = False
     ) -> graph.BranchInfo:
-        check_ref_name(name, "branch")
-        commit = self.resolve(rev or "HEAD").encode()
-        ref = f"refs/heads/{name}".encode()
-        with _fs.FileLock(self.repo.path / REFS_LOCK, timeout=120):
-            if force:
-                self.git.refs[ref] = commit
-            elif not self.git.refs.add_if_new(ref, commit):
-                raise InvalidName("branch", name, "it exists already; pick another name or force")
-        return graph.BranchInfo(name, commit.decode(), self.repo.current_branch() == name)
+        return self.commit_graph.create_branch(name, rev, force)
 
     def branches(self) -> list[graph.BranchInfo]:
-        current = self.repo.current_branch()
-        refs = self.git.refs.as_dict(b"refs/heads")
-        return [
-            graph.BranchInfo(n.decode("utf-8"), v.decode("ascii"), n.decode("utf-8") == current)
-            for n, v in sorted(refs.items())
-        ]
+        return self.commit_graph.branches()
 
     def tag(self, name: str, rev: str | None = None, message: str | None = None) -> graph.TagInfo:
-        from dulwich.objects import Tag
-
-        check_ref_name(name, "tag")
-        commit = self.resolve(rev or "HEAD")
-        ref = f"refs/tags/{name}".encode()
-        target = commit.encode()
-        if message:
-            tag = Tag()
-            tag.tagger = _author().encode("utf-8")
-            tag.message = message.encode("utf-8") + b"\n"
-            tag.name = name.encode("utf-8")
-            tag.object = (self.git.object_store[target].__class__, target)
-            import time
-
-            tag.tag_time = int(time.time())
-            tag.tag_timezone = 0
-            self.git.object_store.add_object(tag)
-            target = tag.id
-        with _fs.FileLock(self.repo.path / REFS_LOCK, timeout=120):
-            if not self.git.refs.add_if_new(ref, target):
-                raise InvalidName("tag", name, "it exists already; tags do not move")
-        return graph.TagInfo(name, commit, message)
+        return self.commit_graph.tag(name, rev, message, _author(self._work_tree({})))
 
     def tags(self) -> list[graph.TagInfo]:
-        from dulwich.objects import Tag
+        return self.commit_graph.tags()
 
-        out = []
-        for name, sha in sorted(self.git.refs.as_dict(b"refs/tags").items()):
-            obj = self.git.object_store[sha]
-            message = obj.message.decode("utf-8").strip() if isinstance(obj, Tag) else None
-            out.append(graph.TagInfo(name.decode("utf-8"), self._peel(sha), message))
-        return out
-
-    def log(self, rev: str | None, limit: int | None) -> list[graph.WeightCommit]:
-        return list(graph.iter_history(self.git, self.resolve(rev or "HEAD"), limit))
+    def log(
+        self, rev: str | None, limit: int | None, run: str | None = None
+    ) -> list[graph.WeightCommit]:
+        return self.commit_graph.log(rev, limit, run)
 
     # -- comparing ---------------------------------------------------------------------------
 
@@ -661,17 +571,9 @@ class WeightHistory:
     # -- maintenance --------------------------------------------------------------------------
 
     def root_commits(self) -> list[str]:
-        """Commits gc keeps with their ancestors: refs, tags, HEAD and experiment records."""
-        roots: set[str] = set()
-        for name, sha in self.git.refs.as_dict().items():
-            if name.startswith((b"refs/heads/", b"refs/tags/")):
-                try:
-                    roots.add(self._peel(sha))
-                except (KeyError, RevisionNotFound):
-                    continue
-        head = self._head_commit()
-        if head:
-            roots.add(head)
+        """Commits gc keeps with their ancestors: branches, tags, run lines, fetched branches,
+        HEAD and experiment records."""
+        roots: set[str] = set(self.commit_graph.root_refs())
         folder = self.repo.path / "experiments"
         for path in folder.glob("*.json") if folder.is_dir() else []:
             record = _read_json(path) or {}
@@ -805,27 +707,34 @@ def _unreadable_object_errors() -> tuple[type[BaseException], ...]:
     return (KeyError, ValueError, zlib.error, ObjectFormatException)
 
 
-def _valid_ref_name(name: str) -> bool:
-    """True if ``name`` may be looked up as a ref: a user's string never reaches a path
-    outside ``refs/`` (no ``..``, no leading ``/``, no control characters)."""
-    try:
-        check_ref_name(name.removeprefix("refs/"))
-    except InvalidName:
-        return False
-    return True
-
-
-def _count_steps(suffix: str) -> int:
-    steps = 0
-    for part in re.findall(r"~\d*|\^", suffix):
-        steps += int(part[1:] or 1) if part.startswith("~") else 1
-    return steps
-
-
-def _author() -> str:
+def _author(work_tree: str | None = None) -> str:
     from .identity import author_identity
 
-    return author_identity()
+    return author_identity(work_tree)
+
+
+class _RunRecords:
+    """The graph's view of the store's experiment records: ids by prefix, a run's commit."""
+
+    def __init__(self, weights: WeightHistory) -> None:
+        self.folder = weights.repo.path / "experiments"
+
+    def with_prefix(self, prefix: str) -> list[str]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(
+            p.stem
+            for p in self.folder.glob(f"{prefix}*.json")
+            if len(p.stem) == 20 and is_hex(p.stem)
+        )
+
+    def commit_of(self, experiment_id: str) -> str | None:
+        record = _read_json(self.folder / f"{experiment_id}.json") or {}
+        commit = record.get("commit_hash")
+        if not commit:
+            history = record.get("weight_commits") or []
+            commit = history[-1] if history else None
+        return commit if isinstance(commit, str) and commit else None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -1,0 +1,1009 @@
+"""Push, fetch and pull between a store and a remote (a folder or an S3 bucket).
+
+What travels, in this order, so that an interrupted transfer (kill -9, a dropped connection)
+leaves both sides consistent and a rerun sends only what is still missing:
+
+1. chunks the remote lacks (known-on-remote record, then HEAD per object for a few or a
+   prefix listing for many), in parallel;
+2. blobs, sweep files and the new bytes of each metric journal (append-only, unique ids);
+3. git objects: commits, manifests, code-snapshot trees (a folder remote is a bare git
+   repository and gets ordinary loose objects; S3 gets one pack per push);
+4. experiment records (after everything they name);
+5. refs, last, each by compare-and-swap: a push that would not fast-forward is refused.
+
+A pull downloads into a temporary folder, verifies every chunk against its id (decoding its
+delta chain), every blob against its hash, and every git object against its id, and only
+then lands them; refs move last. Then the index is rebuilt from the pulled records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import _fs, graph
+from ..errors import (
+    ChecksumMismatch,
+    ConcurrentUpdate,
+    CoralxError,
+    InvalidValue,
+    PushRejected,
+    RemoteCorrupted,
+    RemoteError,
+    StoreCorrupted,
+)
+from ..ids import is_hex
+from ..store.base import ChunkStore
+from .chunks import ObjectChunkStore, chunk_key
+from .transport import FolderTransport, Transport, key
+
+if TYPE_CHECKING:
+    from ..repository import Repository
+
+__all__ = ["REMOTE_FORMAT", "PullReport", "PushReport", "RemoteStore", "fetch", "push"]
+
+REMOTE_FORMAT = 1
+FORMAT_KEY = "coralx-remote.json"
+WORKERS = 8
+FEW = 256  # below this many unknown chunks, one HEAD each; above, list prefixes
+_ID20 = re.compile(r"^[0-9a-f]{20}$")
+_SEG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+@dataclass
+class PushReport:
+    remote: str
+    chunks_sent: int = 0
+    chunk_bytes: int = 0
+    chunks_checked: int = 0
+    objects_sent: int = 0
+    files_sent: int = 0
+    bytes_sent: int = 0
+    refs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PullReport:
+    remote: str
+    chunks_received: int = 0
+    objects_received: int = 0
+    files_received: int = 0
+    bytes_received: int = 0
+    refs: dict[str, str] = field(default_factory=dict)
+    updated_branch: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- the remote side ------------------------------------------------------------------------------
+
+
+class _TransportRefs(graph.RefStore):
+    """Refs as objects (``refs/heads/main`` holds the id): the primitive is a conditional
+    write, ``If-None-Match: *`` to create and ``If-Match: <ETag>`` to replace."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.t = transport
+
+    def read(self, ref: bytes) -> bytes | None:
+        got = self.t.get(key(graph.check_ref(ref).decode()))
+        return got.strip() if got is not None else None
+
+    def _swap(self, ref: bytes, old: bytes | None, new: bytes | None) -> bool:
+        k = key(ref.decode())
+        now = self.t.read_tagged(k)
+        if (now[0].strip() if now else None) != old or new is None:
+            return False
+        return self.t.put_if(k, new + b"\n", now[1] if now else None)
+
+    def names(self, prefix: bytes = b"refs/") -> dict[bytes, bytes]:
+        out = {}
+        for item in self.t.list(prefix.decode()):
+            value = self.t.get(item.key)
+            if value is not None and re.fullmatch(rb"[0-9a-f]{40}", value.strip()):
+                out[item.key.encode()] = value.strip()
+        return out
+
+
+class RemoteStore:
+    """One remote, opened: its transport, chunks, refs and git objects.
+
+    A folder remote is a bare git repository (``git clone`` and ``git log`` work on it)
+    plus coralx's folders; an S3 remote holds the same keys as objects, with git objects
+    in packs under ``git/packs/``.
+    """
+
+    def __init__(self, name: str, transport: Transport) -> None:
+        self.name = name
+        self.transport = transport
+        self.chunks = ObjectChunkStore(transport)
+        self.is_folder = isinstance(transport, FolderTransport)
+        self._git: Any = None
+        self.refs: graph.RefStore = (
+            graph.LocalRefs(self.git)
+            if self.is_folder and self.exists()
+            else _TransportRefs(transport)
+        )
+
+    # -- format -----------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.transport.head(FORMAT_KEY) is not None
+
+    def check_format(self, create: bool) -> None:
+        """Refuse a remote written by a newer coralx; create the marker on a first push."""
+        self.transport.check()
+        raw = self.transport.get(FORMAT_KEY)
+        if raw is None:
+            if not create:
+                raise RemoteError(
+                    f"{self.transport.url} is not a coralx remote yet (nothing was pushed); "
+                    "push to it first"
+                )
+            if self.is_folder:
+                self._init_folder()
+            doc = json.dumps({"format": REMOTE_FORMAT, "kind": "coralx-remote"}).encode()
+            self.transport.put_if(FORMAT_KEY, doc, None)
+            return
+        try:
+            version = json.loads(raw)["format"]
+        except (ValueError, KeyError, TypeError):
+            raise RemoteCorrupted(f"{self.transport.url}: {FORMAT_KEY} is unreadable") from None
+        if not isinstance(version, int) or version > REMOTE_FORMAT:
+            raise RemoteError(
+                f"{self.transport.url} was written by a newer coralx (remote format "
+                f"{version}; this coralx reads up to {REMOTE_FORMAT}): upgrade coralx"
+            )
+
+    def _init_folder(self) -> None:
+        from dulwich.repo import Repo
+
+        root = Path(self.transport.url)
+        if not (root / "HEAD").exists():
+            root.mkdir(parents=True, exist_ok=True)
+            Repo.init_bare(str(root), mkdir=False, default_branch=b"main")
+        self._git = None
+        self.refs = graph.LocalRefs(self.git)
+
+    @property
+    def git(self) -> Any:
+        if self._git is None:
+            from dulwich.repo import Repo
+
+            self._git = Repo(str(self.transport.url))
+            self._git.object_store.fsync_object_files = True
+        return self._git
+
+    # -- git objects ----------------------------------------------------------------------------
+
+    def send_objects(self, objects: list[Any]) -> int:
+        if not objects:
+            return 0
+        if self.is_folder:
+            store = self.git.object_store
+            sent = 0
+            for obj in objects:
+                if obj.id not in store:
+                    store.add_object(obj)
+                    sent += 1
+            return sent
+        import hashlib
+        import io
+
+        from dulwich.object_format import DEFAULT_OBJECT_FORMAT
+        from dulwich.pack import write_pack_objects
+
+        buf = io.BytesIO()
+        write_pack_objects(buf, [(o, None) for o in objects], DEFAULT_OBJECT_FORMAT)
+        data = buf.getvalue()
+        name = hashlib.sha1(data).hexdigest()
+        self.transport.put(key("git", "packs", f"{name}.pack"), data)
+        return len(objects)
+
+    def fetch_objects(self, local_git: Any, wants: list[bytes], seen_packs: set[str]) -> list[Any]:
+        """The git objects the local store lacks (verified), not yet added."""
+        if self.is_folder:
+            remote = self.git.object_store
+            haves = [s for s in _local_ref_values(local_git) if s in remote]
+            wants = [w for w in wants if w in remote]
+            if not wants:
+                return []
+            found = _find_missing(remote, haves, wants)
+            out = []
+            for sha, _path in found:
+                if sha in local_git.object_store:
+                    continue
+                out.append(_verified(remote[sha], sha))
+            return out
+        out = []
+        for item in self.transport.list("git/packs/"):
+            name = item.key.rsplit("/", 1)[-1]
+            if name in seen_packs or not name.endswith(".pack"):
+                continue
+            data = self.transport.get(item.key)
+            if data is None:
+                continue
+            out.extend(_unpack(data, item.key))
+            seen_packs.add(name)
+        return [o for o in out if o.id not in local_git.object_store]
+
+
+def _verified(obj: Any, sha: bytes) -> Any:
+    from dulwich.objects import ShaFile
+
+    copy = ShaFile.from_raw_string(obj.type_num, obj.as_raw_string())
+    if copy.id != sha:
+        raise RemoteCorrupted(f"git object {sha.decode()} on the remote is damaged")
+    return copy
+
+
+def _unpack(data: bytes, where: str) -> list[Any]:
+    import io
+
+    from dulwich.object_format import DEFAULT_OBJECT_FORMAT
+    from dulwich.objects import ShaFile
+    from dulwich.pack import PackData
+
+    pack = None
+    try:
+        pack = PackData.from_file(io.BytesIO(data), DEFAULT_OBJECT_FORMAT, len(data))
+        pack.check()
+        return [
+            ShaFile.from_raw_chunks(u.obj_type_num, u.obj_chunks)  # type: ignore[arg-type]
+            for u in pack.iter_unpacked()
+        ]
+    except Exception as exc:  # a truncated or damaged pack: refuse it, name it
+        raise RemoteCorrupted(f"{where} on the remote is damaged or truncated ({exc})") from None
+    finally:
+        if pack is not None:
+            pack.close()
+
+
+def _local_ref_values(git: Any) -> list[bytes]:
+    return list({v for v in git.refs.as_dict(b"refs").values()})
+
+
+# -- local state: what is known to be on the remote ----------------------------------------------
+
+
+class _State:
+    """``.coralx/remotes/<name>/``: chunk ids known on the remote (an append-only list), and
+    what was last sent or received of each file (journal offsets, record tags, packs)."""
+
+    def __init__(self, repo: Repository, name: str) -> None:
+        self.folder = repo.path / "remotes" / key(name)
+        self.known_path = self.folder / "chunks.known"
+        self.doc_path = self.folder / "state.json"
+        self._known: set[str] | None = None
+        try:
+            self.doc: dict[str, Any] = json.loads(self.doc_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            self.doc = {}
+        for k in ("sent", "received", "packs"):
+            self.doc.setdefault(k, {} if k != "packs" else [])
+
+    @property
+    def known(self) -> set[str]:
+        if self._known is None:
+            try:
+                lines = self.known_path.read_text(encoding="ascii").split()
+            except (FileNotFoundError, UnicodeDecodeError):
+                lines = []
+            self._known = {c for c in lines if len(c) == 64 and is_hex(c)}
+        return self._known
+
+    def add_known(self, ids: Iterable[str]) -> None:
+        new = [c for c in ids if c not in self.known]
+        if not new:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.known_path, "a", encoding="ascii") as f:
+            f.write("".join(c + "\n" for c in new))
+            f.flush()
+            os.fsync(f.fileno())
+        self.known.update(new)
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _fs.atomic_write(self.doc_path, json.dumps(self.doc))
+
+
+# -- push -----------------------------------------------------------------------------------------
+
+
+def push(
+    repo: Repository,
+    remote: RemoteStore,
+    branches: list[str] | None = None,
+    force: bool = False,
+) -> PushReport:
+    """Send what the remote lacks; move its refs last, by compare-and-swap."""
+    remote.check_format(create=True)
+    state = _State(repo, remote.name)
+    report = PushReport(remote.name)
+    start_bytes = remote.transport.sent
+    git: Any = repo.git
+    local = graph.LocalRefs(git)
+    updates = _refs_to_push(repo, local, branches)
+    plan: dict[bytes, tuple[bytes | None, bytes]] = {}
+    for ref, new in updates.items():
+        old = remote.refs.resolve_ref(ref)
+        if old == new:
+            continue
+        if old is not None and not force and not _is_ancestor(git, old, new):
+            kind = "tag" if ref.startswith(b"refs/tags/") else "branch"
+            raise PushRejected(
+                f"push to {remote.name} rejected: {kind} {ref.decode()} on the remote has "
+                "commits you do not have (not a fast-forward); run `coralx fetch "
+                f"{remote.name}` (or `coralx pull`) first, or push with --force to replace it"
+            )
+        plan[ref] = (old, new)
+    haves = [o for o, _n in plan.values() if o is not None and o in git.object_store]
+    haves += [v for v in remote.refs.names(b"refs/").values() if v in git.object_store]
+    wants = [n for _o, n in plan.values()]
+    records = _changed_records(repo, state)
+    snapshots = [t for t in (_snapshot_of(r) for _p, r in records) if t]
+    sent_trees = set(state.doc.setdefault("snapshots", []))
+    snapshots = [
+        t for t in set(snapshots) if t in git.object_store and t.decode() not in sent_trees
+    ]
+    haves += [t.encode() for t in sent_trees]
+    objects = _missing_objects(git, haves, wants + snapshots, state)
+    chunk_ids = _chunks_of(repo, objects)
+    _send_chunks(repo, remote, state, chunk_ids, report, _previous_versions(repo, objects))
+    _send_files(repo, remote, state, report)
+    report.objects_sent = remote.send_objects(objects)
+    state.doc["snapshots"] = sorted(sent_trees | {t.decode() for t in snapshots})
+    state.save()
+    for path, _rec in records:
+        data = path.read_bytes()
+        remote.transport.put(key("experiments", path.name), data)
+        state.doc["sent"][f"experiments/{path.name}"] = _fingerprint(path)
+        report.files_sent += 1
+    state.save()
+    for ref, (old, new) in sorted(plan.items()):
+        try:
+            graph.swap(remote.refs, ref, old, new)
+        except ConcurrentUpdate:
+            raise PushRejected(
+                f"push to {remote.name} rejected: {ref.decode()} moved on the remote while "
+                f"pushing; run `coralx fetch {remote.name}` first, or push with --force"
+            ) from None
+        report.refs[ref.decode()] = new.decode()
+    report.bytes_sent = remote.transport.sent - start_bytes  # everything: packs and refs too
+    return report
+
+
+def _refs_to_push(
+    repo: Repository, local: graph.LocalRefs, branches: list[str] | None
+) -> dict[bytes, bytes]:
+    names = branches if branches else [b for b in [repo.current_branch()] if b]
+    out: dict[bytes, bytes] = {}
+    for name in names:
+        ref = f"refs/heads/{name}".encode()
+        value = local.resolve_ref(graph.check_ref(ref))
+        if value is None:
+            raise InvalidValue(f"there is no branch {name!r} to push; see `coralx branch`")
+        from . import is_empty_root
+
+        if not is_empty_root(repo.git, value):  # a store's bare first commit is not shared
+            out[ref] = value
+    for space in (b"refs/tags/", b"refs/runs/"):
+        out.update(local.names(space))
+    return out
+
+
+def _is_ancestor(git: Any, old: bytes, new: bytes) -> bool:
+    if old not in git.object_store:
+        return False
+    return any(entry.commit.id == old for entry in git.get_walker(include=[new]))
+
+
+def _missing_objects(git: Any, haves: list[bytes], wants: list[bytes], state: _State) -> list[Any]:
+    if not wants:
+        return []
+    found = _find_missing(git.object_store, haves, wants)
+    return [git.object_store[sha] for sha, _path in found]
+
+
+def _find_missing(store: Any, haves: list[bytes], wants: list[bytes]) -> Any:
+    """git's negotiation: the objects reachable from ``wants`` and not from ``haves``."""
+    from dulwich.object_store import MissingObjectFinder
+
+    haves = [h for h in set(haves) if h in store]
+    return iter(MissingObjectFinder(store, haves, list(set(wants))))  # type: ignore[arg-type]
+
+
+def _chunks_of(repo: Repository, objects: list[Any]) -> set[str]:
+    """Every chunk the manifests among ``objects`` name, with the bases their encoding
+    goes through (a delta travels with its base)."""
+    from dulwich.objects import Blob, Tree
+
+    from ..store.manifest import Manifest
+
+    store = repo.weights.chunks
+    ids: set[str] = set()
+    blobs = {o.id: o for o in objects if isinstance(o, Blob)}
+    for tree in (o for o in objects if isinstance(o, Tree)):
+        if graph.MANIFEST_NAME not in tree:
+            continue
+        _mode, blob_id = tree[graph.MANIFEST_NAME]
+        blob = blobs.get(blob_id)
+        if blob is None:
+            continue
+        try:
+            ids.update(Manifest.from_json(blob.as_raw_string()).chunk_ids())
+        except (ValueError, KeyError, TypeError, StoreCorrupted):
+            continue  # not a coralx manifest (a code snapshot's own manifest.json)
+    for cid in list(ids):
+        ids.update(store.base_chain(cid))
+    return ids
+
+
+REMOTE_CHAIN = 4
+"""Deltas a chunk sent to a remote may decode through: a new checkpoint travels as a delta
+against the same run's previous one (about half the bytes of a whole chunk on a fine-tune),
+and every fifth version goes whole, so a clone's newest checkout decodes at most this many."""
+
+
+def _previous_versions(repo: Repository, objects: list[Any]) -> dict[str, str]:
+    """chunk id -> the same chunk of the same tensor in the parent commit, for the commits
+    being sent: the natural delta base on the wire (the run line's previous checkpoint)."""
+    from dulwich.objects import Commit
+
+    out: dict[str, str] = {}
+    weights = repo.weights
+    for commit in (o for o in objects if isinstance(o, Commit)):
+        if not commit.parents:
+            continue
+        try:
+            mine = weights.manifest(commit.id.decode())
+            parent = weights.manifest(commit.parents[0].decode())
+        except (StoreCorrupted, KeyError):
+            continue
+        if mine is None or parent is None:
+            continue
+        for name, entry in mine.tensors.items():
+            old = parent.tensors.get(name)
+            if old is None or old.dtype != entry.dtype or old.chunk_bytes != entry.chunk_bytes:
+                continue
+            for new_id, old_id in zip(entry.chunks, old.chunks):
+                if new_id != old_id:
+                    out.setdefault(new_id, old_id)
+    return out
+
+
+def _base_raw(store: ChunkStore, base: str, cid: str, raw: Any) -> Any:
+    """The raw bytes of ``base``. Usually it is stored here as a delta towards ``cid`` (the
+    compactor re-encodes a replaced chunk against its successor): then one delta applied
+    to ``raw``, which is decoded already, gives it (verified against its id)."""
+    import numpy as np
+
+    from ..store.codecs import CODEC_DELTA, decode_into, parse_header
+
+    blob = store.get_raw_encoded(base)
+    head = parse_header(blob)
+    if head.codec != CODEC_DELTA or head.base != cid:
+        return store.get(base)
+    out = np.empty(head.raw_len, dtype=np.uint8)
+    decode_into(blob, out, raw, head)
+    ChunkStore._verify(base, out, "the base of a delta sent to a remote")
+    return out
+
+
+def _send_chunks(
+    repo: Repository,
+    remote: RemoteStore,
+    state: _State,
+    ids: set[str],
+    report: PushReport,
+    bases: dict[str, str],
+) -> None:
+    from ..store.codecs import CODEC_DELTA, encode_delta_parts, parse_header
+    from ..store.tensors import dtype_by_name
+
+    store = repo.weights.chunks
+    unknown = sorted(ids - state.known)
+    report.chunks_checked = len(unknown)
+    present = missing_on_remote(remote.chunks, unknown)
+    state.add_known(present)
+    todo = [c for c in unknown if c not in present]
+    # Bases only among chunks on the remote before this push: their encoding there cannot
+    # name a chunk sent now, so no delta cycle can form.
+    prior = set(state.known)
+    # How many deltas each chunk this store sent decodes through on the remote (0: whole).
+    depth: dict[str, int] = state.doc.setdefault("depth", {})
+
+    def encoded(cid: str) -> tuple[bytes, int]:
+        data = store.get_raw_encoded(cid)
+        head = parse_header(data)
+        if head.codec == CODEC_DELTA:  # an older version, stored as a delta: sent as it is
+            return data, len(store.base_chain(cid))
+        base = bases.get(cid)
+        if base is None or base not in prior or depth.get(base, REMOTE_CHAIN) >= REMOTE_CHAIN:
+            return data, 0
+        raw = store.get(cid)
+        parts = encode_delta_parts(
+            raw, _base_raw(store, base, cid, raw), dtype_by_name(head.dtype), base
+        )
+        delta = b"".join(bytes(p) for p in parts)
+        return (delta, depth[base] + 1) if len(delta) < len(data) else (data, 0)
+
+    def send(cid: str) -> tuple[int, int]:
+        data, chain = encoded(cid)
+        remote.transport.put(chunk_key(cid), data)
+        return len(data), chain
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for start in range(0, len(todo), 64):
+            batch = todo[start : start + 64]
+            results = list(pool.map(send, batch))
+            state.add_known(batch)  # confirmed: each PUT returned success
+            for cid, (_size, chain) in zip(batch, results):
+                depth[cid] = chain
+            report.chunks_sent += len(batch)
+            report.chunk_bytes += sum(size for size, _chain in results)
+    state.save()
+
+
+def missing_on_remote(store: ObjectChunkStore, ids: list[str]) -> set[str]:
+    """Which of ``ids`` the remote has: one HEAD each for a few, prefix listings for many."""
+    if not ids:
+        return set()
+    if len(ids) <= FEW:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            flags = list(pool.map(store.has, ids))
+        return {c for c, ok in zip(ids, flags) if ok}
+    prefixes = {c[:2] for c in ids}
+    if len(prefixes) > 64:
+        listed = store.listed(None)
+    else:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            parts = list(pool.map(lambda p: store.listed({p}), sorted(prefixes)))
+        listed = {k: v for part in parts for k, v in part.items()}
+    return {c for c in ids if c in listed}
+
+
+# -- files: records, journals, blobs, sweeps ------------------------------------------------------
+
+
+def _fingerprint(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_mtime_ns}-{st.st_size}"
+
+
+def _changed_records(repo: Repository, state: _State) -> list[tuple[Path, dict[str, Any]]]:
+    folder = repo.path / "experiments"
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if not _ID20.match(path.stem):
+            continue
+        rel = f"experiments/{path.name}"
+        if state.doc["sent"].get(rel) == _fingerprint(path) or rel in state.doc["received"]:
+            continue  # sent as it is, or another store's run (its owner pushes it)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        out.append((path, record))
+    return out
+
+
+def _snapshot_of(record: dict[str, Any]) -> bytes | None:
+    snap = (record.get("code") or {}).get("snapshot")
+    if isinstance(snap, str) and len(snap) == 40 and is_hex(snap):
+        return snap.encode()
+    return None
+
+
+def _journal_files(repo: Repository) -> Iterator[Path]:
+    folder = repo.path / "experiments"
+    for path in sorted(folder.glob("*.metrics")) if folder.is_dir() else []:
+        if _ID20.match(path.stem):
+            yield path
+
+
+def _tree_files(root: Path, sub: str) -> Iterator[tuple[str, Path]]:
+    """Files under ``root/sub`` whose every path segment is a safe key segment."""
+    base = root / sub
+    if not base.is_dir():
+        return
+    for dirpath, _dirs, files in os.walk(base):
+        for name in files:
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if name.startswith(_fs.TEMP_PREFIX) or name.endswith(".lock"):
+                continue
+            if all(_SEG.match(s) and ".." not in s for s in rel.split("/")):
+                yield rel, path
+
+
+def _send_files(repo: Repository, remote: RemoteStore, state: _State, report: PushReport) -> None:
+    sent = state.doc["sent"]
+    jobs: list[tuple[str, Callable[[], bytes], str]] = []
+    for rel, path in _tree_files(repo.path, "blobs"):
+        if rel not in sent:
+            jobs.append((rel, path.read_bytes, "done"))
+    for rel, path in _tree_files(repo.path, "sweeps"):
+        fp = _fingerprint(path)
+        if sent.get(rel) != fp:
+            jobs.append((rel, path.read_bytes, fp))
+    for path in _journal_files(repo):
+        offset = int(sent.get(f"journal/{path.stem}", 0))
+        size = path.stat().st_size
+        if size > offset:
+            rel = key("journals", path.stem, f"{offset:016d}")
+
+            def read(p: Path = path, at: int = offset, end: int = size) -> bytes:
+                with open(p, "rb") as f:
+                    f.seek(at)
+                    return f.read(end - at)
+
+            jobs.append((rel, read, f"journal/{path.stem}={size}"))
+
+    def send(job: tuple[str, Callable[[], bytes], str]) -> int:
+        rel, read, _mark = job
+        data = read()
+        remote.transport.put(key(rel), data)
+        return len(data)
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for job, _size in zip(jobs, pool.map(send, jobs)):
+            rel, _read, mark = job
+            if mark.startswith("journal/"):
+                name, _, end = mark.partition("=")
+                sent[name] = int(end)
+            else:
+                sent[rel] = mark
+            report.files_sent += 1
+    state.save()
+
+
+# -- fetch and pull -------------------------------------------------------------------------------
+
+
+def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
+    """Bring the remote's objects, chunks, records and files here, verified; then update
+    ``refs/remotes/<name>/*``, run lines and tags. Local branches do not move."""
+    remote.check_format(create=False)
+    state = _State(repo, remote.name)
+    report = PullReport(remote.name)
+    start_bytes = remote.transport.received
+    git: Any = repo.git
+    remote_refs = remote.refs.names(b"refs/")
+    seen = set(state.doc["packs"])
+    wants = list(set(remote_refs.values()))
+    records = _new_records(repo, remote, state)
+    wants += [t for t in (_snapshot_of(r) for _k, r, _t in records) if t]
+    objects = remote.fetch_objects(git, [w for w in wants if w not in git.object_store], seen)
+    chunk_ids = _chunks_in(objects)
+    _remove_stale_pulls(repo)
+    tmp = repo.path / f"{_fs.TEMP_PREFIX}pull-{secrets.token_hex(4)}"
+    try:
+        landed = _receive_chunks(repo, remote, chunk_ids, tmp, report)
+        blob_files = _receive_files(repo, remote, state, tmp, report)
+        # Everything verified: land chunks, files, objects, records; refs last.
+        _land_chunks(repo, landed)
+        for dest, src in blob_files:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for obj in objects:
+        git.object_store.add_object(obj)
+    report.objects_received = len(objects)
+    state.doc["packs"] = sorted(seen)
+    for rel, record, tag in records:
+        if not _land_record(repo, rel, record, rel in state.doc["received"]):
+            continue
+        state.doc["received"][rel] = tag
+        report.files_received += 1
+    state.save()
+    local = graph.LocalRefs(git)
+    for ref, value in sorted(remote_refs.items()):
+        target = _local_name(ref, remote.name)
+        if target is None or value not in git.object_store:
+            continue
+        old = local.resolve_ref(target)
+        if old == value:
+            continue
+        keep = target.startswith((b"refs/tags/", b"refs/runs/")) and old is not None
+        if keep and old is not None and not _is_ancestor(git, old, value):
+            continue  # a tag never moves; a run line here is ahead: keep ours
+        graph.swap(local, target, old, value)
+        report.refs[target.decode()] = value.decode()
+    _reindex(repo)
+    report.bytes_received = remote.transport.received - start_bytes
+    return report
+
+
+def _remove_stale_pulls(repo: Repository) -> None:
+    """Download folders left by a pull killed more than an hour ago (nothing in them landed)."""
+    import time
+
+    for old in repo.path.glob(f"{_fs.TEMP_PREFIX}pull-*"):
+        try:
+            if time.time() - old.stat().st_mtime > 3600:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:
+            continue
+
+
+def _local_name(ref: bytes, remote: str) -> bytes | None:
+    if ref.startswith(b"refs/heads/"):
+        return b"refs/remotes/" + remote.encode() + b"/" + ref[len(b"refs/heads/") :]
+    if ref.startswith((b"refs/tags/", b"refs/runs/")):
+        return ref
+    return None
+
+
+def _chunks_in(objects: list[Any]) -> set[str]:
+    from dulwich.objects import Blob, Tree
+
+    from ..store.manifest import Manifest
+
+    blobs = {o.id: o for o in objects if isinstance(o, Blob)}
+    ids: set[str] = set()
+    for tree in (o for o in objects if isinstance(o, Tree)):
+        if graph.MANIFEST_NAME in tree:
+            blob = blobs.get(tree[graph.MANIFEST_NAME][1])
+            if blob is None:
+                continue
+            try:
+                ids.update(Manifest.from_json(blob.as_raw_string()).chunk_ids())
+            except (ValueError, KeyError, TypeError, StoreCorrupted):
+                continue
+    return ids
+
+
+class _Overlay(ChunkStore):
+    """Downloaded chunks (a temporary folder) in front of the local store, for verifying."""
+
+    def __init__(self, fresh: dict[str, Path], local: ChunkStore) -> None:
+        self.fresh = fresh
+        self.local = local
+
+    def has(self, chunk_id: str) -> bool:
+        return chunk_id in self.fresh or self.local.has(chunk_id)
+
+    def get_raw_encoded(self, chunk_id: str) -> bytes:
+        if chunk_id in self.fresh:
+            return self.fresh[chunk_id].read_bytes()
+        return self.local.get_raw_encoded(chunk_id)
+
+    def put_encoded(self, chunk_id: str, data: bytes, *, replace: bool = False) -> bool:
+        raise NotImplementedError
+
+    def delete(self, chunk_id: str) -> bool:
+        raise NotImplementedError
+
+    def iter_ids(self) -> Iterator[Any]:
+        return iter(self.fresh)
+
+    def encoded_size(self, chunk_id: str) -> int:
+        return len(self.get_raw_encoded(chunk_id))
+
+
+def _receive_chunks(
+    repo: Repository, remote: RemoteStore, ids: set[str], tmp: Path, report: PullReport
+) -> dict[str, Path]:
+    from ..store.codecs import CODEC_DELTA, parse_header
+
+    local = repo.weights.chunks
+    fresh: dict[str, Path] = {}
+    todo = sorted(c for c in ids if not local.has(c))
+    (tmp / "chunks").mkdir(parents=True, exist_ok=True)
+
+    def download(cid: str) -> tuple[str, bytes]:
+        data = remote.transport.get(chunk_key(cid))
+        if data is None:
+            raise RemoteCorrupted(
+                f"chunk {cid} is named by a commit on {remote.name} but missing there"
+            )
+        return cid, data
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        while todo:
+            bases: set[str] = set()
+            for cid, data in pool.map(download, todo):
+                path = tmp / "chunks" / cid
+                path.write_bytes(data)
+                fresh[cid] = path
+                try:
+                    head = parse_header(data)
+                except (StoreCorrupted, ValueError) as exc:
+                    raise RemoteCorrupted(
+                        f"chunk {cid} on {remote.name} is damaged: {exc}"
+                    ) from None
+                base = head.base if head.codec == CODEC_DELTA else None
+                if base and base not in fresh and not local.has(base):
+                    bases.add(base)
+            todo = sorted(bases - set(fresh))
+        overlay = _Overlay(fresh, local)
+
+        def verify(cid: str) -> None:
+            try:
+                overlay.verify(cid, f"the remote {remote.name}")
+            except (ChecksumMismatch, StoreCorrupted, CoralxError) as exc:
+                raise RemoteCorrupted(
+                    f"chunk {cid} on {remote.name} is damaged or truncated ({exc}); "
+                    "nothing was pulled"
+                ) from None
+
+        # Bases first, so a damaged chunk is named itself, not through a delta built on it.
+        depth = {c: _depth(overlay, c, remote.name) for c in fresh}
+        for level in sorted(set(depth.values())):
+            list(pool.map(verify, sorted(c for c, d in depth.items() if d == level)))
+    report.chunks_received = len(fresh)
+    return fresh
+
+
+def _depth(store: ChunkStore, cid: str, remote: str) -> int:
+    try:
+        return len(store.base_chain(cid))
+    except (StoreCorrupted, CoralxError) as exc:
+        raise RemoteCorrupted(f"chunk {cid} on {remote} is damaged ({exc})") from None
+
+
+def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
+    """Move verified chunks into the store. On disk, the downloaded files themselves are
+    fsync'd, made read-only and renamed into ``chunks/`` (written once, never copied), then
+    their folders fsync'd; another store gets their bytes through its ``put_encoded``."""
+    from ..store.disk import DiskChunkStore
+
+    store = repo.weights.chunks
+    if not isinstance(store, DiskChunkStore):
+        with store.batch():
+            for cid, path in fresh.items():
+                store.put_encoded(cid, path.read_bytes())
+        return
+
+    def durable(item: tuple[str, Path]) -> None:
+        _cid, path = item
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fchmod(fd, 0o444)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def place(item: tuple[str, Path]) -> None:
+        cid, path = item
+        dest = store.path(cid)
+        if dest.exists():
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+
+    items = sorted(fresh.items())
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(durable, items))
+        list(pool.map(place, items))
+        folders = sorted({store.path(cid).parent for cid, _p in items})
+        list(pool.map(_fs.fsync_dir, folders))
+
+
+def _new_records(
+    repo: Repository, remote: RemoteStore, state: _State
+) -> list[tuple[str, dict[str, Any], str]]:
+    got = state.doc["received"]
+    listed = [
+        i
+        for i in remote.transport.list("experiments/")
+        if i.key.endswith(".json") and _ID20.match(i.key.rsplit("/", 1)[-1][:-5])
+    ]
+    listed = [i for i in listed if got.get(i.key) != i.tag]
+    # A record this store wrote itself (not received from a remote) is never replaced.
+    listed = [i for i in listed if i.key in got or not (repo.path / key(i.key)).exists()]
+
+    def read(item: Any) -> tuple[str, dict[str, Any], str]:
+        data = remote.transport.get(item.key)
+        eid = item.key.rsplit("/", 1)[-1][:-5]
+        try:
+            record = json.loads(data or b"")
+            assert isinstance(record, dict) and record.get("experiment_id") == eid
+        except (ValueError, AssertionError):
+            raise RemoteCorrupted(f"{item.key} on {remote.name} is damaged") from None
+        return item.key, record, item.tag
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        return list(pool.map(read, listed))
+
+
+def _land_record(repo: Repository, rel: str, record: dict[str, Any], theirs: bool) -> bool:
+    """Write a pulled record. Each run has one owner, the store it ran in, and records only
+    grow there: another store's record is taken as the remote has it; a record this store
+    wrote (pushed earlier) is never replaced by the remote's copy."""
+    path = repo.path / key(rel)
+    if path.exists() and not theirs:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _fs.atomic_write(path, json.dumps(record, indent=1))
+    return True
+
+
+def _receive_files(
+    repo: Repository, remote: RemoteStore, state: _State, tmp: Path, report: PullReport
+) -> list[tuple[Path, Path]]:
+    """Blobs (verified against their hash) and sweep files to land; journals are appended
+    here at once (append-only: only the bytes past what is here are added)."""
+    from blake3 import blake3
+
+    got = state.doc["received"]
+    land: list[tuple[Path, Path]] = []
+    items = [i for i in remote.transport.list("blobs/") if got.get(i.key) != i.tag]
+    items += [i for i in remote.transport.list("sweeps/") if got.get(i.key) != i.tag]
+    items = [i for i in items if all(_SEG.match(s) for s in i.key.split("/"))]
+    # A sweep file this store wrote itself (not received) is never replaced by a copy.
+    items = [
+        i
+        for i in items
+        if i.key.startswith("blobs/") or i.key in got or not (repo.path / key(i.key)).exists()
+    ]
+    (tmp / "files").mkdir(parents=True, exist_ok=True)
+
+    def download(item: Any) -> tuple[Any, bytes]:
+        data = remote.transport.get(item.key)
+        if data is None:
+            raise RemoteError(f"{item.key} vanished from {remote.name} while pulling; retry")
+        return item, data
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for item, data in pool.map(download, items):
+            dest = repo.path / key(item.key)
+            if item.key.startswith("blobs/"):
+                expect = "".join(item.key.split("/")[1:3])
+                if blake3(data).hexdigest() != expect:
+                    raise RemoteCorrupted(f"{item.key} on {remote.name} is damaged or truncated")
+                if dest.exists():
+                    got[item.key] = item.tag
+                    continue
+            src = tmp / "files" / secrets.token_hex(8)
+            src.write_bytes(data)
+            land.append((dest, src))
+            got[item.key] = item.tag
+            report.files_received += 1
+    _receive_journals(repo, remote, report)
+    return land
+
+
+def _receive_journals(repo: Repository, remote: RemoteStore, report: PullReport) -> None:
+    segments: dict[str, list[tuple[int, str]]] = {}
+    for item in remote.transport.list("journals/"):
+        parts = item.key.split("/")
+        if len(parts) == 3 and _ID20.match(parts[1]) and parts[2].isdigit():
+            segments.setdefault(parts[1], []).append((int(parts[2]), item.key))
+    for eid, segs in segments.items():
+        path = repo.path / "experiments" / f"{eid}.metrics"
+        have = path.stat().st_size if path.exists() else 0
+        for offset, k in sorted(segs):
+            data = remote.transport.get(k)
+            if data is None or offset + len(data) <= have:
+                continue
+            if offset > have:
+                break  # a gap (a segment still on its way): the rest comes next time
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as f:
+                f.write(data[have - offset :])
+                f.flush()
+                os.fsync(f.fileno())
+            have = offset + len(data)
+
+
+def _reindex(repo: Repository) -> None:
+    from ..records.store import RecordStore
+
+    RecordStore(repo.path).sync(force=True)

@@ -1,0 +1,444 @@
+"""Remotes: two stores on one machine exchange everything through a folder remote and a real
+S3 server (tests/s3_server.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from coralx import Repository, graph
+from coralx.cli.main import cli
+from coralx.errors import ConcurrentUpdate, PushRejected, RemoteCorrupted, RemoteError
+from coralx.experiments import ExperimentTracker
+from coralx.remote.sync import _TransportRefs
+from coralx.remote.transport import S3Transport
+
+from .s3_server import S3Server
+
+
+def _w(seed: int, step: int = 0, n: int = 50_000) -> dict[str, np.ndarray]:
+    base = np.random.default_rng(seed).standard_normal(n).astype(np.float32)
+    return {"layer.weight": base + np.float32(step * 1e-3), "layer.bias": np.full(8, seed, "f4")}
+
+
+def _train(repo: Repository, name: str, seed: int, steps: int = 3) -> str:
+    tracker = ExperimentTracker(repo)
+    with tracker.start(name, params={"seed": seed}) as exp:
+        for step in range(steps):
+            tracker.log("loss", 1.0 / (step + 1 + seed), step=step)
+            repo.stage_weights(_w(seed, step))
+            repo.commit(f"{name} step {step}")
+        tracker.log_artifact("notes.txt", f"notes of {name}")
+    return exp.experiment_id
+
+
+@pytest.fixture(params=["folder", "s3"])
+def remote_url(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+    if request.param == "folder":
+        return str(tmp_path / "shared.coralx"), None
+    server: S3Server = request.getfixturevalue("s3")
+    return f"s3://{server.make_bucket()}/projects/bert", server.endpoint
+
+
+def _store(tmp_path: Path, name: str, url: str, endpoint: str | None) -> Repository:
+    repo = Repository.init(tmp_path / name)
+    repo.add_remote("origin", url, endpoint)
+    return repo
+
+
+def test_two_stores_exchange_runs_weights_and_branches(
+    tmp_path: Path, remote_url: tuple[str, str | None]
+) -> None:
+    url, endpoint = remote_url
+    a = _store(tmp_path, "a", url, endpoint)
+    run_a = _train(a, "run-a", 1)
+    a.stage_weights(_w(9))
+    on_main = a.commit("chosen for main").commit_hash
+    first = a.push("origin")
+    assert first.chunks_sent > 0 and "refs/heads/main" in first.refs
+    again = a.push("origin")  # everything is there: nothing travels
+    assert (again.chunks_sent, again.objects_sent, again.files_sent, again.refs) == (0, 0, 0, {})
+
+    b = Repository.clone(url, tmp_path / "b", endpoint_url=endpoint)
+    run_b = _train(b, "run-b", 2)
+    b.push("origin")
+    a.pull("origin")
+    for repo in (a, b):
+        names = {e.name for e in ExperimentTracker(repo).list()}
+        assert names == {"run-a", "run-b"}  # the index was rebuilt from the pulled records
+        assert repo.resolve("main") == on_main
+        assert repo.resolve("origin/main") == on_main
+    for eid in (run_a, run_b):
+        theirs = b.get_all_weights(eid) if eid == run_a else a.get_all_weights(eid)
+        mine = a.get_all_weights(eid) if eid == run_a else b.get_all_weights(eid)
+        assert all(np.array_equal(theirs[k], mine[k]) for k in mine)
+        assert len(a.log(run=eid)) == len(b.log(run=eid)) == 3
+        assert a.resolve(f"{eid}~1") == b.resolve(f"{eid}~1")
+    got = ExperimentTracker(b).get(run_a)
+    assert [m.value for m in got.metrics] == [0.5, 1 / 3, 0.25]  # the journal travelled
+    blob = got.artifacts[0]["blob"]
+    assert (b.path / "blobs" / blob[:2] / blob[2:]).read_bytes() == b"notes of run-a"
+    assert b.fsck().ok
+    # The remote holds no secret, and neither does the store's configuration.
+    for repo in (a, b):
+        text = (repo.path / "config.toml").read_text() + (repo.path / "remotes.json").read_text()
+        assert "coralx-test-secret" not in text and "AWS_SECRET" not in text
+
+
+def test_one_more_checkpoint_sends_only_its_new_chunks_and_journal_bytes(
+    tmp_path: Path, remote_url: tuple[str, str | None]
+) -> None:
+    url, endpoint = remote_url
+    a = _store(tmp_path, "a", url, endpoint)
+    tracker = ExperimentTracker(a)
+    exp = tracker.start("live")
+    a.stage_weights(_w(1, 0))
+    a.commit("step 0")
+    for step in range(100):
+        tracker.log("loss", 1.0 / (step + 1), step=step)
+    exp.flush() if hasattr(exp, "flush") else None
+    tracker.current._live.flush() if tracker.current and tracker.current._live else None
+    a.push("origin")
+    journal = a.path / "experiments" / f"{exp.experiment_id}.metrics"
+    size_before = journal.stat().st_size
+    a.stage_weights(_w(1, 1))
+    a.commit("step 1")  # layer.weight changes, layer.bias is the same chunk
+    tracker.log("loss", 0.001, step=100)
+    tracker.current._live.flush() if tracker.current and tracker.current._live else None
+    grown = journal.stat().st_size - size_before
+    second = a.push("origin")
+    assert second.chunks_sent == 1
+    # The new chunk travels as a delta against the run's earlier checkpoint, which the remote
+    # has: fewer bytes than the chunk stored whole.
+    new_chunk = a.weights.manifest(a.resolve(exp.experiment_id)).tensors["layer.weight"].chunks[0]
+    (base,) = a.weights.chunks.base_chain(new_chunk)
+    assert second.chunk_bytes < 0.7 * a.weights.chunks.encoded_size(base)
+    journal_sent = second.bytes_sent - second.chunk_bytes
+    record = (a.path / "experiments" / f"{exp.experiment_id}.json").stat().st_size
+    assert grown > 0 and journal_sent <= grown + record + 4096, (second, grown, record)
+    tracker.end()
+    b = Repository.clone(url, tmp_path / "b", endpoint_url=endpoint)
+    got = ExperimentTracker(b).get(exp.experiment_id)
+    assert len(got.metrics) == 101 and got.metrics[-1].value == 0.001
+    assert np.array_equal(
+        b.get_all_weights(exp.experiment_id)["layer.weight"], _w(1, 1)["layer.weight"]
+    )
+    assert b.weights.chunks.base_chain(new_chunk)  # decoded through its base, verified
+
+
+def test_a_push_that_would_not_fast_forward_is_refused_with_advice(
+    tmp_path: Path, remote_url: tuple[str, str | None]
+) -> None:
+    url, endpoint = remote_url
+    a = _store(tmp_path, "a", url, endpoint)
+    a.stage_weights(_w(1))
+    a.commit("a1")
+    a.push("origin")
+    b = Repository.clone(url, tmp_path / "b", endpoint_url=endpoint)
+    b.stage_weights(_w(2))
+    b.commit("b1")
+    b.push("origin")
+    a.stage_weights(_w(3))
+    mine = a.commit("a2").commit_hash
+    with pytest.raises(PushRejected, match=r"fetch origin.*first, or push with --force"):
+        a.push("origin")
+    assert a.resolve("main") == mine  # nothing local changed
+    report = a.fetch("origin")
+    assert a.resolve("origin/main") == b.resolve("main") and report.refs
+    assert a.pull("origin").note and "diverged" in a.pull("origin").note
+    a.push("origin", force=True)
+    b.fetch("origin")
+    assert b.resolve("origin/main") == mine
+
+
+@pytest.mark.parametrize("server", ["s3", "seaweed"])
+def test_remote_refs_move_only_by_compare_and_swap_and_the_server_honours_it(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """Conditional writes (If-None-Match: *, If-Match: ETag) are honoured by the server (moto
+    and SeaweedFS): of two writers racing from the same old value, exactly one wins."""
+    s3: S3Server = request.getfixturevalue(server)
+    refs = _TransportRefs(S3Transport(s3.make_bucket(), "p", s3.endpoint))
+    ref = b"refs/heads/main"
+    one, two, three = (bytes([c]) * 40 for c in b"123")
+    graph.swap(refs, ref, None, one)
+    with pytest.raises(ConcurrentUpdate):
+        graph.swap(refs, ref, None, two)  # create-only: it exists
+    with pytest.raises(ConcurrentUpdate):
+        graph.swap(refs, ref, two, three)  # stale old value
+    # The server itself refuses a write whose If-Match ETag is stale, even if the client
+    # compared a value that was current when it read it.
+    _data, tag = refs.t.read_tagged("refs/heads/main") or (b"", "")
+    assert refs.t.put_if("refs/heads/main", two + b"\n", tag)
+    assert not refs.t.put_if("refs/heads/main", three + b"\n", tag)
+    assert not refs.t.put_if("refs/heads/main", three + b"\n", None)
+    assert refs.read(ref) == two
+    barrier = threading.Barrier(2)
+    wins: list[bool] = []
+
+    def writer(new: bytes) -> None:
+        barrier.wait()
+        try:
+            graph.swap(refs, ref, two, new)
+            wins.append(True)
+        except ConcurrentUpdate:
+            wins.append(False)
+
+    threads = [threading.Thread(target=writer, args=(v,)) for v in (one, three)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == [False, True]
+
+
+def test_a_damaged_remote_chunk_is_refused_and_nothing_local_changes(tmp_path: Path) -> None:
+    url = str(tmp_path / "shared")
+    a = _store(tmp_path, "a", url, None)
+    eid = _train(a, "run", 1)
+    a.push("origin")
+    b = Repository.init(tmp_path / "b")
+    b.add_remote("origin", url)
+    chunk = a.weights.manifest(a.resolve(eid)).tensors["layer.weight"].chunks[0]
+    path = Path(url) / "chunks" / chunk[:2] / chunk[2:]
+    data = path.read_bytes()
+    os.chmod(path, 0o644)
+    path.write_bytes(data[: len(data) // 2])  # truncated on the remote
+    before = sorted(p.relative_to(b.path) for p in b.path.rglob("*") if "index" not in p.name)
+    with pytest.raises(RemoteCorrupted, match=chunk):
+        b.pull("origin")
+    after = sorted(p.relative_to(b.path) for p in b.path.rglob("*") if "index" not in p.name)
+    assert [p for p in after if not str(p).startswith("remotes")] == [
+        p for p in before if not str(p).startswith("remotes")
+    ]
+    path.write_bytes(data)  # repaired: the pull completes
+    b.pull("origin")
+    assert np.array_equal(b.get_all_weights(eid)["layer.weight"], _w(1, 2)["layer.weight"])
+
+
+def test_a_remote_of_a_newer_format_is_refused_with_its_version(tmp_path: Path) -> None:
+    url = tmp_path / "shared"
+    a = _store(tmp_path, "a", str(url), None)
+    _train(a, "run", 1, steps=1)
+    a.push("origin")
+    (url / "coralx-remote.json").write_text(json.dumps({"format": 7}))
+    with pytest.raises(RemoteError, match="remote format 7"):
+        a.push("origin")
+    with pytest.raises(RemoteError, match="remote format 7"):
+        Repository.clone(str(url), tmp_path / "c")
+    assert not (tmp_path / "c" / ".coralx").exists()
+
+
+_KILLER = """
+import os, signal, sys
+from coralx import Repository
+from coralx.remote import transport
+count = [0]
+real = transport.{cls}.put
+def put(self, key, data):
+    if key.startswith("chunks/"):
+        count[0] += 1
+        if count[0] > {after}:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, key, data)
+transport.{cls}.put = put
+Repository(sys.argv[1]).push("origin")
+"""
+
+
+def test_kill_9_during_push_leaves_both_sides_consistent_and_a_rerun_sends_the_rest(
+    tmp_path: Path, remote_url: tuple[str, str | None]
+) -> None:
+    url, endpoint = remote_url
+    a = _store(tmp_path, "a", url, endpoint)
+    tracker = ExperimentTracker(a)
+    with tracker.start("big"):
+        for step in range(4):
+            a.stage_weights({f"t{i}": np.full(20_000, step * 100 + i, "f4") for i in range(40)})
+            a.commit(f"step {step}")
+    cls = "FolderTransport" if endpoint is None else "S3Transport"
+    code = _KILLER.format(cls=cls, after=30)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code, str(a.root)], env=env, timeout=300)
+    assert done.returncode == -9
+    b = Repository.init(tmp_path / "b")
+    b.add_remote("origin", url, endpoint)
+    # The remote has some chunks but no ref or record names them yet: a pull gets nothing
+    # half-made (no run, no run line), and the store stays whole.
+    b.pull("origin")
+    assert ExperimentTracker(b).list() == [] and not graph.LocalRefs(b.git).names(b"refs/runs/")
+    eid = ExperimentTracker(a).list()[0].experiment_id
+    chunks = {
+        c
+        for commit in a.log(run=eid)
+        for t in a.weights.manifest(commit.commit_hash).tensors.values()
+        for c in t.chunks
+    }
+    rerun = a.push("origin")
+    assert len(chunks) == 160 and 0 < rerun.chunks_sent < 160  # only what was still missing
+    b.pull("origin")
+    eid = ExperimentTracker(a).list()[0].experiment_id
+    assert b.get_all_weights(eid)["t3"][0] == 303
+    assert b.fsck().ok
+
+
+_PULL_KILLER = """
+import os, signal, sys
+from coralx import Repository
+from coralx.remote import transport
+count = [0]
+real = transport.FolderTransport.get
+def get(self, key):
+    if key.startswith("chunks/"):
+        count[0] += 1
+        if count[0] > 20:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, key)
+transport.FolderTransport.get = get
+Repository(sys.argv[1]).pull("origin")
+"""
+
+
+def test_kill_9_during_pull_lands_nothing_half_made_and_a_rerun_completes(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "shared")
+    a = _store(tmp_path, "a", url, None)
+    tracker = ExperimentTracker(a)
+    with tracker.start("big") as exp:
+        for step in range(2):
+            a.stage_weights({f"t{i}": np.full(20_000, step * 100 + i, "f4") for i in range(40)})
+            a.commit(f"step {step}")
+    a.push("origin")
+    b = _store(tmp_path, "b", url, None)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", _PULL_KILLER, str(b.root)], env=env, timeout=300)
+    assert done.returncode == -9
+    b = Repository(b.root)
+    assert ExperimentTracker(b).list() == []  # no record, no run line, no chunk landed
+    assert not graph.LocalRefs(b.git).names(b"refs/runs/")
+    assert not any((b.path / "chunks").rglob("*"))
+    assert b.fsck().ok
+    b.pull("origin")
+    assert b.get_all_weights(exp.experiment_id)["t39"][0] == 139 and b.fsck().ok
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["push", "nowhere"], "no remote named 'nowhere'"),
+        (["remote", "add", "x", "ftp://host/path"], "unsupported remote URL"),
+        (["remote", "add", "x", "s3://AB/c"], "malformed s3 URL"),
+        (["remote", "add", "x", "s3://key:secret@bucket/p"], "must not carry credentials"),
+    ],
+)
+def test_bad_remote_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    repo = Repository.init(tmp_path / "p")
+    before = sorted(p.name for p in repo.path.iterdir())
+    result = CliRunner().invoke(cli, ["-C", str(repo.root), *args])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.output
+    assert sorted(p.name for p in repo.path.iterdir()) == before
+
+
+def test_unreachable_endpoint_and_missing_bucket_are_one_clear_line(
+    tmp_path: Path, s3: S3Server
+) -> None:
+    from .s3_server import free_port
+
+    repo = Repository.init(tmp_path / "p")
+    _train(repo, "run", 1, steps=1)
+    bucket = s3.make_bucket()
+    repo.add_remote("dead", f"s3://{bucket}/p", f"http://127.0.0.1:{free_port()}")
+    repo.add_remote("nobucket", "s3://no-such-bucket-here/p", s3.endpoint)
+    repo.add_remote("good", f"s3://{bucket}/p", s3.endpoint)
+    runner = CliRunner()
+    for name, message in (("dead", "cannot reach"), ("nobucket", "does not exist")):
+        result = runner.invoke(cli, ["-C", str(repo.root), "push", name])
+        assert result.exit_code != 0
+        assert len(result.output.strip().splitlines()) == 1 and message in result.output, (
+            result.output
+        )
+
+
+def test_wrong_credentials_are_one_clear_line_and_change_nothing(
+    tmp_path: Path, seaweed: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SeaweedFS checks credentials (moto accepts any)."""
+    repo = Repository.init(tmp_path / "p")
+    _train(repo, "run", 1, steps=1)
+    repo.add_remote("origin", f"s3://{seaweed.make_bucket()}/p", seaweed.endpoint)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    result = CliRunner().invoke(cli, ["-C", str(repo.root), "push"])
+    assert result.exit_code != 0
+    assert result.output.strip().splitlines() == [
+        f"error: {repo.remotes()[0]['url']}: access denied by {seaweed.endpoint}; check the "
+        "AWS credentials (environment, profile or role)"
+    ]
+    assert not (repo.path / "remotes").exists()
+
+
+def test_an_s3_url_without_the_s3_extra_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "obstore" else real(n, *a)
+    )
+    repo = Repository.init(tmp_path / "p")
+    result = CliRunner().invoke(cli, ["-C", str(repo.root), "remote", "add", "o", "s3://bkt/p"])
+    assert result.exit_code != 0
+    assert "pip install 'coralx[s3]'" in result.output and repo.remotes() == []
+    monkeypatch.setitem(sys.modules, "obstore.store", None)  # installed once, then removed
+    from coralx.errors import MissingDependency
+    from coralx.remote.transport import open_transport
+
+    with pytest.raises(MissingDependency, match=r"coralx\[s3\]"):
+        open_transport("s3://bkt/p")
+
+
+def test_cli_remote_push_fetch_log_and_clone(tmp_path: Path) -> None:
+    runner = CliRunner()
+    a = Repository.init(tmp_path / "a")
+    eid = _train(a, "run", 1)
+    a.stage_weights(_w(5))
+    a.commit("main")
+    shared = tmp_path / "shared.coralx"
+
+    def run(*args: str, where: Path) -> str:
+        result = runner.invoke(cli, ["-C", str(where), *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("remote", "add", "origin", str(shared), where=a.root)
+    assert "origin" in run("remote", "list", where=a.root)
+    assert "pushed to origin" in run("push", where=a.root)
+    out = runner.invoke(cli, ["clone", str(shared), str(tmp_path / "b")])
+    assert out.exit_code == 0, out.output
+    b = tmp_path / "b"
+    assert "fetched from origin" in run("fetch", where=b)
+    assert "main" in run("log", "origin/main", where=b)
+    assert "step 2" in run("log", "--run", eid, where=b)
+    assert run("diff", f"{eid}~1", eid, where=b)
+    if shutil.which("git"):
+        log = subprocess.run(
+            ["git", f"--git-dir={shared}", "log", "--oneline", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "main" in log  # the folder remote is an ordinary bare git repository
+    run("remote", "remove", "origin", where=b)
+    assert "origin" not in run("remote", "list", where=b)
