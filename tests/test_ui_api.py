@@ -86,8 +86,15 @@ def test_runs_filters(client: TestClient, store: dict[str, str]) -> None:
     assert [r["id"] for r in failed["rows"]] == [store["child"]]
     glob = client.get("/api/runs", params={"name": "grid-lr0.1-*"}).json()
     assert {r["id"] for r in glob["rows"]} == {store["cell0"], store["cell1"]}
-    text = client.get("/api/runs", params={"name": "CHILD"}).json()
+    # The name box is the tracker's glob (one engine): exact, case-sensitive.
+    assert client.get("/api/runs", params={"name": "CHILD"}).json()["total"] == 0
+    text = client.get("/api/runs", params={"name": "*child"}).json()
     assert [r["id"] for r in text["rows"]] == [store["child"]]
+    where = "params.lr < 0.15 and (tags.bert or metrics.acc.last >= 0.6) and not tags.gpt"
+    both = client.get("/api/runs", params={"where": where}).json()
+    assert {r["id"] for r in both["rows"]} == {store["root"], store["child"]}
+    bad = client.get("/api/runs", params={"where": "params.lr <"})
+    assert bad.status_code == 400 and "column 12" in bad.json()["error"]
     param = client.get("/api/runs", params=[("param", "lr=0.2"), ("param", "batch=16")]).json()
     assert [r["id"] for r in param["rows"]] == [store["cell3"]]
     nested = client.get("/api/runs", params={"param": "opt.name=adam"}).json()

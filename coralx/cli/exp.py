@@ -51,18 +51,9 @@ def exp() -> None:
 
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
-    from ..errors import InvalidValue
+    from ..records.query import parse_param_pairs
 
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise InvalidValue(f"--param takes KEY=VALUE, not {pair!r}")
-        try:
-            params[key] = json.loads(raw)  # numbers, true/false, null, lists, quoted strings
-        except ValueError:
-            params[key] = raw
-    return params
+    return parse_param_pairs(pairs)
 
 
 def _when(value: datetime | None) -> str:

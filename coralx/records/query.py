@@ -59,6 +59,7 @@ __all__ = [
     "guess_mode",
     "order_sql",
     "parse_filter",
+    "parse_param_pairs",
     "parse_sort",
     "parse_time",
     "resolve_prefix",
@@ -921,6 +922,22 @@ def from_keywords(
     if not items:
         return Filter(All())
     return Filter(items[0] if len(items) == 1 else Bool("and", items))
+
+
+def parse_param_pairs(pairs: Iterable[str]) -> dict[str, Any]:
+    """``["lr=0.001", "opt=adam"]`` -> ``{"lr": 0.001, "opt": "adam"}``: the value is read as
+    JSON (numbers, true/false, null, lists, quoted strings), else kept as text."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidValue(f"a param filter takes KEY=VALUE (e.g. lr=0.01), not {pair!r}")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
 
 
 def _param_nodes(key: str, value: Any) -> list[Node]:
