@@ -404,10 +404,12 @@ class Index:
         limit: int | None = None,
         offset: int = 0,
         columns: str = "e.record",
+        now: float | None = None,
     ) -> list[Any]:
         """Rows of ``columns`` for the runs matching ``where``, ordered by ``sort`` (runs
-        without a value last), then newest first."""
-        now = time.time()
+        without a value last), then newest first. ``now`` is the time running runs'
+        durations are measured to."""
+        now = time.time() if now is None else now
         cond, args = where.sql(now)
         order, order_args = order_sql(sort, now)
         sql = f"SELECT {columns} FROM experiments e WHERE {cond} ORDER BY {order}"
