@@ -252,7 +252,6 @@ def print_table() -> None:
         print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
-
 # -- queries at scale (issue 14): `--queries` -----------------------------------------------------
 #
 # What real use this stands for: a team's store after months of sweeps, 100,000 runs (and a
@@ -376,8 +375,8 @@ def bench_queries_100k(root: Path, runs: int) -> None:
     listed = subprocess.run([coralx, "exp", "list", "--where", QUERY_WHERE], cwd=project,
                             capture_output=True, text=True, check=True).stdout  # fmt: skip
     count = listed.strip().splitlines()[-1]
-    row(f"(q) `coralx exp list --where <issue's example>` at {runs:,} runs ({count}), whole process",
-        f"{wall:.3f} s (cpu {cpu:.3f})", f"{bare:.3f} s (python -c pass)", "<= 0.3 s", "-")  # fmt: skip
+    what = f"(q) `coralx exp list --where <example>` at {runs:,} runs ({count}), whole process"
+    row(what, f"{wall:.3f} s (cpu {cpu:.3f})", f"{bare:.3f} s (python -c pass)", "<= 0.3 s", "-")
 
     tracker = ExperimentTracker(Repository(project), capture_code=False)
     best = tracker.find_best("val_loss", where=QUERY_WHERE)
@@ -460,9 +459,9 @@ def bench_queries_1m(root: Path, runs: int) -> None:
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     assert f"indexed {runs} runs" in done.stdout, done.stdout
     assert "indexing runs" in done.stderr  # the progress bar
-    row(f"(q) `coralx reindex` of {runs:,} record files, whole process", f"{wall:.1f} s (cpu {cpu:.1f})",
-        f"{read_all[0]:.1f} s to read and parse the {n:,} files", "<= 120 s, progress bar",
-        f"files written in {written:.0f} s")  # fmt: skip
+    row(f"(q) `coralx reindex` of {runs:,} record files, whole process",
+        f"{wall:.1f} s (cpu {cpu:.1f})", f"{read_all[0]:.1f} s to read and parse the {n:,} files",
+        "<= 120 s, progress bar", f"files written in {written:.0f} s")  # fmt: skip
     shutil.rmtree(project)
 
 

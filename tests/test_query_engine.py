@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,14 +115,9 @@ def _typed(value: Any, want: Any) -> bool:
     return isinstance(value, str)
 
 
-OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
+_SYMBOLS = ["=", "!=", "<", "<=", ">", ">="]
+_FUNCS = [operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge]
+OPS: dict[str, Callable[[Any, Any], bool]] = dict(zip(_SYMBOLS, _FUNCS, strict=True))
 
 
 def _metric(rec: dict[str, Any], name: str, stat: str) -> Any:

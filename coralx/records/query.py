@@ -399,10 +399,7 @@ class Leaf(Node):
         if op == "exists":
             return True
         if op == "in":
-            return any(
-                _kind_of(v) == kind and have == _sql_value(v)
-                for v in self.value
-            )
+            return any(_kind_of(v) == kind and have == _sql_value(v) for v in self.value)
         if op in ("like", "ilike", "glob"):
             return kind == "s" and _regex(self.value).match(have) is not None
         if _kind_of(self.value) != kind:
@@ -634,18 +631,18 @@ class _Parser:
         return node
 
     def or_expr(self) -> Node:
-        items = [self.and_expr()]
-        while self.word("or"):
-            self.take()
-            items.append(self.and_expr())
-        return items[0] if len(items) == 1 else Bool("or", items)
+        return self.chain("or", self.and_expr)
 
     def and_expr(self) -> Node:
-        items = [self.not_expr()]
-        while self.word("and"):
+        return self.chain("and", self.not_expr)
+
+    def chain(self, word: str, operand: Callable[[], Node]) -> Node:
+        """``operand (word operand)*``: one level of the and/or precedence."""
+        items = [operand()]
+        while self.word(word):
             self.take()
-            items.append(self.not_expr())
-        return items[0] if len(items) == 1 else Bool("and", items)
+            items.append(operand())
+        return items[0] if len(items) == 1 else Bool(word, items)
 
     def not_expr(self) -> Node:
         if self.word("not"):
