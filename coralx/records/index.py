@@ -92,6 +92,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE INDEX IF NOT EXISTS metrics_id ON metrics(id);
 CREATE INDEX IF NOT EXISTS metrics_min ON metrics(name, min);
 CREATE INDEX IF NOT EXISTS metrics_max ON metrics(name, max);
+CREATE INDEX IF NOT EXISTS metrics_last ON metrics(name, last_finite);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT
@@ -329,9 +330,10 @@ class Index:
         no revision checks, secondary indexes built once at the end. Returns the count."""
         done = 0
         with self._write() as conn:
+            # Not tags_id or metrics_id: each batch deletes a record's old rows by id.
             for name in ("experiments_status", "experiments_created", "experiments_name",
-                         "experiments_sweep", "experiments_parent", "tags_id", "params_num",
-                         "params_text", "metrics_id", "metrics_min", "metrics_max"):  # fmt: skip
+                         "experiments_sweep", "experiments_parent", "params_num", "params_text",
+                         "metrics_min", "metrics_max", "metrics_last"):  # fmt: skip
                 conn.execute(f"DROP INDEX IF EXISTS {name}")
         chunk: list[tuple[dict[str, Any], str, str]] = []
 
@@ -434,9 +436,12 @@ class Index:
         if by == "last":
             col = "m.last_finite"
         direction = "ASC" if mode == "min" else "DESC"
-        cond, args = where.sql()
+        cond, args = where.sql(style="exists")
         sql = (
-            f"SELECT e.record, {col}, m.count FROM metrics m JOIN experiments e ON e.id = m.id "
+            # CROSS JOIN keeps metrics the outer loop: SQLite walks (name, value) in order and
+            # stops after `limit` matches, instead of sorting every run the filter keeps.
+            f"SELECT e.record, {col}, m.count FROM metrics m CROSS JOIN experiments e "
+            "ON e.id = m.id "
             f"WHERE m.name = ? AND {col} IS NOT NULL AND {cond} ORDER BY {col} {direction}, e.id"
         )
         args = [metric, *args]

@@ -269,6 +269,13 @@ class Field:
 class _Ctx:
     now: float
     args: list[Any] = field(default_factory=list)
+    # "in": params/metrics/tags tests as `e.id IN (SELECT id ...)`, which SQLite can drive from
+    # their (key, value) indexes (listing); "exists": correlated lookups by id, for a query
+    # whose outer loop is already chosen (find_best walks a metric's order).
+    style: str = "in"
+    # With "in" and such a test present, attribute columns are written `+col` so that SQLite
+    # does not pick a weak attribute index (status) over the subquery's.
+    plus: bool = False
 
     def bind(self, value: Any) -> str:
         self.args.append(value)
@@ -446,8 +453,11 @@ class Leaf(Node):
             if self.op == "exists":
                 return f"({null})"
             # "x IS NOT NULL AND x op ?" is 0 or 1, never NULL: NOT stays two-valued.
-            return f"({null} AND {self._cond(ctx, col, None)})"
+            plus = "+" if ctx.plus and fld.name != "duration" else ""
+            return f"({null} AND {self._cond(ctx, plus + col, None)})"
         if fld.kind == "tag":
+            if ctx.style == "in":
+                return f"e.id IN (SELECT id FROM tags t WHERE t.tag = {ctx.bind(fld.name)})"
             return (
                 f"EXISTS (SELECT 1 FROM tags t WHERE t.tag = {ctx.bind(fld.name)} AND t.id = e.id)"
             )
@@ -462,11 +472,18 @@ class Leaf(Node):
             else:
                 col = "p.text" if _kind_of(self.value) == "s" else "p.num"
                 cond = self._cond(ctx, col, "p.kind")
+            if ctx.style == "in":
+                return f"e.id IN (SELECT id FROM params p WHERE p.key = {key} AND {cond})"
             return f"EXISTS (SELECT 1 FROM params p WHERE p.id = e.id AND p.key = {key} AND {cond})"
         name = ctx.bind(fld.name)
         if self.op in ("like", "ilike", "glob"):
             return "0"  # metrics are numbers: no text pattern matches them
         cond = self._cond(ctx, f"mq.{fld.stat}", None)
+        if ctx.style == "in":
+            return (
+                f"e.id IN (SELECT id FROM metrics mq WHERE mq.name = {name} "
+                f"AND mq.{fld.stat} IS NOT NULL AND {cond})"
+            )
         return (
             f"EXISTS (SELECT 1 FROM metrics mq WHERE mq.name = {name} AND mq.id = e.id "
             f"AND mq.{fld.stat} IS NOT NULL AND {cond})"
@@ -823,9 +840,12 @@ class Filter:
     root: Node
     text: str = ""
 
-    def sql(self, now: float | None = None) -> tuple[str, list[Any]]:
-        """``(condition, bound values)`` over ``experiments e`` of the index."""
-        ctx = _Ctx(now=time.time() if now is None else now)
+    def sql(self, now: float | None = None, style: str = "in") -> tuple[str, list[Any]]:
+        """``(condition, bound values)`` over ``experiments e`` of the index. ``style="in"``
+        suits a query that scans runs; ``"exists"`` one whose outer loop is another table.
+        Both give the same rows."""
+        ctx = _Ctx(now=time.time() if now is None else now, style=style)
+        ctx.plus = style == "in" and any(f.kind != "attr" for f in self.root.fields())
         return self.root.sql(ctx), ctx.args
 
     def matches(self, record: Mapping[str, Any] | Facts, now: float | None = None) -> bool:
