@@ -471,6 +471,8 @@ def main_queries(quick: bool) -> None:
         root = Path(tmp)
         os.chdir(root)
         bench_queries_100k(root, small)
+        print_table()  # the 100k rows now: the 1M part takes minutes
+        sys.stdout.flush()
         bench_queries_1m(root, big)
 
 

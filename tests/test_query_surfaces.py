@@ -208,3 +208,71 @@ def test_reindex_reports_progress(tracker: ExperimentTracker, repo: Repository) 
     assert set(_names(tracker.list(where=WHERE))) == {"bert-b", "gpt-a", "gpt-dead"}
     out = CliRunner().invoke(cli, ["-C", str(repo.root), "reindex"])
     assert out.exit_code == 0 and "indexed 5 runs" in out.output
+
+
+def test_viewer_uses_the_index_when_in_step_with_the_same_answers(
+    tracker: ExperimentTracker, repo: Repository
+) -> None:
+    """With an index that saw the records as they are, the viewer asks SQL; without, it
+    matches in memory; the pages are the same."""
+    import os
+    import time
+
+    from coralx.records import query as q
+    from coralx.web.data import ViewerData
+    from coralx.web.records import RunQuery
+
+    folder = repo.path / "experiments"
+    past = time.time() - 10
+    os.utime(folder, (past, past))  # settled: sync records the folder's mtime
+    tracker._store.sync(force=True)
+    data = ViewerData(repo)
+    cache = data.records
+    cache.rows()
+    queries = [
+        RunQuery(where=WHERE, sort="metrics.val_loss.min", descending=False),
+        RunQuery(where="not tags.bert", sort="params.seed"),
+        RunQuery(tags=["gpt"], name="gpt-*", sort="created_at"),
+        RunQuery(params=["opt.lr=0.001"], sort="name", descending=False),
+    ]
+    for query in queries:
+        via_index = cache._from_index(query.filter(), query.sort_keys(), time.time(), 5)
+        assert via_index is not None  # the index path really ran
+        memory = q.sort_facts(
+            [r for r in cache.rows() if query.matches(r)], query.sort_keys(), lambda r: r.facts
+        )
+        assert [r.id for r in via_index] == [r.id for r in memory], query
+        page = data.runs(query)
+        assert [r["id"] for r in page["rows"]] == [r.id for r in memory]
+    # A record written since the index last saw the folder: the viewer does not trust it.
+    tracker.start("late")
+    tracker.end()
+    cache.rows()
+    assert cache._from_index(q.parse_filter(None), [], time.time(), 6) is None
+    assert data.runs(RunQuery(name="late"))["total"] == 1
+
+
+def test_viewer_leaves_the_index_unchanged(tracker: ExperimentTracker, repo: Repository) -> None:
+    import hashlib
+    import os
+    import time
+
+    from starlette.testclient import TestClient
+
+    from coralx.web.app import create_app
+
+    folder = repo.path / "experiments"
+    past = time.time() - 10
+    os.utime(folder, (past, past))
+    tracker._store.sync(force=True)
+    tracker._store.index.close()
+    files = sorted(repo.path.glob("index.sqlite*"))
+
+    def digest() -> list[tuple[str, str]]:
+        return [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+
+    before = digest()
+    with TestClient(create_app(repo)) as client:
+        for where in (WHERE, "tags.gpt", "params.seed = 'x'"):
+            assert client.get("/api/runs", params={"where": where}).status_code == 200
+    assert digest() == before

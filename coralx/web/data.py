@@ -181,11 +181,7 @@ class ViewerData:
         with its depth limit)."""
         from ..records import query
 
-        rows = {row.id: row for row in self.records.rows()}
-        by_parent: dict[str, list[str]] = {}
-        for row in rows.values():
-            if row.parent:
-                by_parent.setdefault(row.parent, []).append(row.id)
+        rows, by_parent = self.records.family()
 
         def parent_of(i: str) -> str | None:
             row = rows.get(i)

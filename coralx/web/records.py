@@ -195,6 +195,7 @@ class RecordCache:
         self._orders: dict[tuple[Any, ...], tuple[int, Any]] = {}
         self._row_list: tuple[int, list[Row]] = (-1, [])
         self._sorted_ids: tuple[int, list[str]] = (-1, [])
+        self._family: tuple[int, Any] = (-1, None)
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -287,6 +288,24 @@ class RecordCache:
     def children(self, run_id: str) -> list[Row]:
         return [row for row in self.rows() if row.parent == run_id]
 
+    def family(self) -> tuple[dict[str, Row], dict[str, list[str]]]:
+        """(every row by id, child ids by parent id), computed once per change of the records,
+        so a run page's lineage costs two dict lookups a generation, not a pass over 100,000
+        runs."""
+        rows = self.rows()
+        with self._lock:
+            if self._family[0] == self._generation:
+                return self._family[1]
+            generation = self._generation
+        by_id = {row.id: row for row in rows}
+        by_parent: dict[str, list[str]] = {}
+        for row in rows:
+            if row.parent:
+                by_parent.setdefault(row.parent, []).append(row.id)
+        with self._lock:
+            self._family = (generation, (by_id, by_parent))
+        return by_id, by_parent
+
     def query(self, query: RunQuery, metrics: Iterable[str] = ()) -> dict[str, Any]:
         """One page of the runs table, with the totals and column names the page needs."""
         rows = self.rows()
@@ -328,15 +347,59 @@ class RecordCache:
         flt = query.filter()
         keys = query.sort_keys()
         now = time.time()
-        test = flt.root.test
-        hits = rows if isinstance(flt.root, q.All) else [r for r in rows if test(r.facts, now)]
-        ordered = q.sort_facts(hits, keys, _facts_of, now)
-        result = (hits, ordered, _status_counts(hits))
+        ordered = self._from_index(flt, keys, now, len(rows))
+        if ordered is None:  # no index in step with the records: the engine's in-memory path
+            test = flt.root.test
+            hits = rows if isinstance(flt.root, q.All) else [r for r in rows if test(r.facts, now)]
+            ordered = q.sort_facts(hits, keys, _facts_of, now)
+        result = (ordered, ordered, _status_counts(ordered))
         with self._lock:
             if len(self._orders) >= 64:
                 self._orders.clear()
             self._orders[key] = (generation, result)
         return result
+
+    def _from_index(
+        self, flt: q.Filter, keys: list[q.SortKey], now: float, count: int
+    ) -> list[Row] | None:
+        """The rows the engine's SQL path selects, in order, when ``index.sqlite`` (opened
+        read-only) is known to hold exactly the records cached here; else None.
+
+        The index is in step when it says it saw the folder at the mtime this cache read it at
+        (the tracker's own rule for skipping a re-scan) and holds as many runs. Both paths give
+        the same answer (``tests/test_query_engine.py``); SQL is faster on 100,000 runs.
+        """
+        import sqlite3
+
+        from ..records.index import INDEX_FILE, SCHEMA, _param_eq
+
+        path = self.folder.parent / INDEX_FILE
+        if self._folder_mtime is None or not path.is_file():
+            return None
+        try:
+            conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1.0)
+            try:
+                conn.create_function("coralx_match", 2, q.sql_match, deterministic=True)
+                conn.create_function("param_eq", 3, _param_eq, deterministic=True)
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                seen = conn.execute("SELECT value FROM meta WHERE key = 'folder_mtime'").fetchone()
+                if version != SCHEMA or seen is None or seen[0] != str(self._folder_mtime):
+                    return None
+                if conn.execute("SELECT count(*) FROM experiments").fetchone()[0] != count:
+                    return None
+                cond, args = flt.sql(now)
+                order, order_args = q.order_sql(keys, now)
+                sql = f"SELECT e.id FROM experiments e WHERE {cond} ORDER BY {order}"
+                ids = [r[0] for r in conn.execute(sql, [*args, *order_args])]
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return None
+        with self._lock:
+            found = [self._rows.get(i) for i in ids]
+        if any(entry is None for entry in found):
+            return None
+        return [entry[1] for entry in found if entry is not None]
 
     def tags(self) -> list[str]:
         """Every tag in the store (computed once per change of the records)."""
