@@ -91,8 +91,9 @@ CREATE TABLE IF NOT EXISTS metrics (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS metrics_id ON metrics(id);
 CREATE INDEX IF NOT EXISTS metrics_min ON metrics(name, min);
-CREATE INDEX IF NOT EXISTS metrics_max ON metrics(name, max);
+CREATE INDEX IF NOT EXISTS metrics_max ON metrics(name, max DESC);
 CREATE INDEX IF NOT EXISTS metrics_last ON metrics(name, last_finite);
+CREATE INDEX IF NOT EXISTS metrics_last_desc ON metrics(name, last_finite DESC);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT
@@ -333,7 +334,8 @@ class Index:
             # Not tags_id or metrics_id: each batch deletes a record's old rows by id.
             for name in ("experiments_status", "experiments_created", "experiments_name",
                          "experiments_sweep", "experiments_parent", "params_num", "params_text",
-                         "metrics_min", "metrics_max", "metrics_last"):  # fmt: skip
+                         "metrics_min", "metrics_max", "metrics_last",
+                         "metrics_last_desc"):  # fmt: skip
                 conn.execute(f"DROP INDEX IF EXISTS {name}")
         chunk: list[tuple[dict[str, Any], str, str]] = []
 
@@ -442,7 +444,9 @@ class Index:
             # stops after `limit` matches, instead of sorting every run the filter keeps.
             f"SELECT e.record, {col}, m.count FROM metrics m CROSS JOIN experiments e "
             "ON e.id = m.id "
-            f"WHERE m.name = ? AND {col} IS NOT NULL AND {cond} ORDER BY {col} {direction}, e.id"
+            # Ties by id (m.id = e.id): the metric indexes end with the id, so the walk needs
+            # no sort (ordering by e.id instead made SQLite sort every tie group).
+            f"WHERE m.name = ? AND {col} IS NOT NULL AND {cond} ORDER BY {col} {direction}, m.id"
         )
         args = [metric, *args]
         if limit is not None:
