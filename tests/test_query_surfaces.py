@@ -276,3 +276,21 @@ def test_viewer_leaves_the_index_unchanged(tracker: ExperimentTracker, repo: Rep
         for where in (WHERE, "tags.gpt", "params.seed = 'x'"):
             assert client.get("/api/runs", params={"where": where}).status_code == 200
     assert digest() == before
+
+
+def test_every_field_of_a_live_write_reaches_the_index(tracker: ExperimentTracker) -> None:
+    """The index rows a running process writes (from the record model, not the file) hold the
+    same fields as a rebuild from the files: duration, created, branch, sweep, parent."""
+    texts = [
+        "duration >= 0",
+        "duration < 3600",
+        "created > '2020-01-01'",
+        "not parent",
+        "not sweep",
+        "id like '0%'",
+    ]
+    live = {t: set(_names(tracker.list(where=t))) for t in texts}
+    tracker.reindex()
+    rebuilt = {t: set(_names(tracker.list(where=t))) for t in texts}
+    assert live == rebuilt
+    assert live["duration >= 0"] == {"bert-a", "bert-b", "gpt-a", "gpt-dead", "other"}
