@@ -467,7 +467,7 @@ def bench_queries_1m(root: Path, runs: int) -> None:
 
 def main_queries(quick: bool) -> None:
     small, big = (10_000, 100_000) if quick else (100_000, 1_000_000)
-    with tempfile.TemporaryDirectory(prefix="coralx-bench-q-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="coralx-query-bench-") as tmp:
         root = Path(tmp)
         os.chdir(root)
         bench_queries_100k(root, small)
