@@ -45,6 +45,7 @@ from .errors import (
 )
 from .identity import hostname
 from .ids import check_experiment_id, new_experiment_id
+from .records import query as q
 from .records.checks import (
     STEP_MAX,
     STEP_MIN,
@@ -54,7 +55,6 @@ from .records.checks import (
     check_metric_name,
     check_tags,
 )
-from .records.index import Filters, parse_time
 from .records.journal import NO_STEP
 from .records.live import LiveRun, flusher, own_start_time
 from .records.store import LEASE_SECONDS, RecordStore
@@ -384,15 +384,7 @@ def _check_mode(mode: str) -> None:
 
 
 def _statuses(status: Any) -> list[str] | None:
-    if status is None:
-        return None
-    items = [status] if isinstance(status, str | ExperimentStatus) else list(status)
-    try:
-        return [ExperimentStatus(str(s).lower()).value for s in items]
-    except ValueError:
-        raise InvalidValue(
-            f"unknown status {status!r}; use one of {', '.join(s.value for s in ExperimentStatus)}"
-        ) from None
+    return q.check_statuses(status)
 
 
 _trackers: weakref.WeakSet[ExperimentTracker] = weakref.WeakSet()
@@ -1029,6 +1021,9 @@ class ExperimentTracker:
         branch: str | None = None,
         limit: int | None = None,
         *,
+        where: str | None = None,
+        sort: str | Sequence[str] | None = None,
+        offset: int = 0,
         name: str | None = None,
         params: Mapping[str, Any] | None = None,
         tags_match: str = "all",
@@ -1039,25 +1034,52 @@ class ExperimentTracker:
         sort_by: str | None = None,
         mode: str = "min",
     ) -> list[Experiment]:
-        """Runs matching every filter given, newest first (or by the best value of the
-        metric ``sort_by``, in ``mode``).
+        """Runs matching ``where`` and every keyword filter given, newest first or in the
+        order of ``sort``.
 
-        ``tags`` keeps runs with all of them (``tags_match="any"``: with any); ``name`` is a
-        glob (``"bert-*"``); ``params`` keeps runs whose params equal these values;
-        ``ancestor_of`` keeps runs whose code commit is that git revision or an ancestor.
+        ``where`` is a filter string (``docs/cli.md``, "Filters"):
+        ``"params.lr < 1e-3 and metrics.val_loss.min <= 0.3 and tags.bert"``. ``sort`` takes
+        one key or several (``["-metrics.acc.max", "params.lr"]``); ``sort_by`` with ``mode``
+        is the older form (the best value of one metric). ``tags`` keeps runs with all of them
+        (``tags_match="any"``: with any); ``name`` is a glob (``"bert-*"``); ``params`` keeps
+        runs whose params equal these values; ``ancestor_of`` keeps runs whose code commit is
+        that git revision or an ancestor.
 
-        >>> tracker.list(tags=["bert"], status="completed", sort_by="val_loss", limit=5)
+        >>> tracker.list(where="tags.bert and status = 'completed'", sort="val_loss", limit=5)
         """
-        filters = self._filters(
-            status, tags, branch, name, params, tags_match, since, sweep_id, parent, ancestor_of
-        )
-        if sort_by is not None:
-            _check_mode(mode)
-        rows = self._store.index.select(filters, sort_metric=sort_by, sort_mode=mode, limit=limit)
+        flt = self.query_filter(
+            where, status, tags, branch, name, params, tags_match, since, sweep_id, parent,
+            ancestor_of,
+        )  # fmt: skip
+        keys = self._sort_keys(sort, sort_by, mode)
+        rows = self._store.index.select(flt, sort=keys, limit=limit, offset=offset)
         return [self._experiment(json.loads(r[0])) for r in rows]
 
-    def _filters(
+    def list_records(
         self,
+        where: str | None = None,
+        *,
+        sort: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        **keywords: Any,
+    ) -> builtins.list[dict[str, Any]]:
+        """:meth:`list` as the stored record dicts (no :class:`Experiment` objects): what the
+        CLI prints and :meth:`to_dataframe` tabulates."""
+        flt = self.query_filter(where, **keywords)
+        rows = self._store.index.select(flt, sort=self._sort_keys(sort, None, "min"), limit=limit)
+        return [json.loads(r[0]) for r in rows]
+
+    @staticmethod
+    def _sort_keys(sort: Any, sort_by: str | None, mode: str) -> builtins.list[q.SortKey]:
+        keys = q.parse_sort(sort)
+        if sort_by is not None:
+            _check_mode(mode)
+            keys.append(q.SortKey(q.Field("metric", sort_by, mode), mode == "max"))
+        return keys
+
+    def query_filter(
+        self,
+        where: str | None = None,
         status: Any = None,
         tags: Sequence[str] | None = None,
         branch: str | None = None,
@@ -1068,29 +1090,31 @@ class ExperimentTracker:
         sweep_id: str | None = None,
         parent: str | None = None,
         ancestor_of: str | None = None,
-    ) -> Filters:
-        if tags_match not in ("all", "any"):
-            raise InvalidValue(f"tags_match must be 'all' or 'any', not {tags_match!r}")
+    ) -> q.Filter:
+        """The :class:`~coralx.records.query.Filter` of a filter string and keyword filters
+        (all must hold); the index is brought up to date first."""
         if params is not None and not isinstance(params, Mapping):
             raise InvalidValue(f"params must be a mapping of name to value, not {params!r}")
+        parsed = q.parse_filter(where)
         self._ready()
         commits = None
         if ancestor_of is not None:
             from .workspace import ancestors
 
             commits = ancestors(ancestor_of, self.repo.root, Path.cwd())
-        return Filters(
-            status=_statuses(status),
+        keywords = q.from_keywords(
+            status=status,
             tags=check_tags(tags) if tags else None,
             tags_match=tags_match,
             branch=branch,
             name=name,
             params=check_json(dict(params), "params") if params else None,
-            since=parse_time(since) if since is not None else None,
+            since=q.parse_time(since) if since is not None else None,
             sweep_id=sweep_id,
             parent=self._store.resolve(parent) if parent else None,
             code_commits=commits,
         )
+        return parsed & keywords
 
     def find_best(
         self,
@@ -1100,6 +1124,7 @@ class ExperimentTracker:
         tags: Sequence[str] | None = None,
         limit: int | None = 10,
         *,
+        where: str | None = None,
         by: str = "best",
         branch: str | None = None,
         name: str | None = None,
@@ -1111,18 +1136,26 @@ class ExperimentTracker:
         """The runs with the best ``metric``, best first, as dicts with ``experiment_id``,
         ``name``, ``best_value``, ``step``, ``commit_hash``, ``params``, ``tags``, ``status``.
 
-        ``by="best"`` ranks by the best value of each run's history (lowest for ``mode="min"``),
-        ``by="last"`` by the last value logged. NaN and infinities never rank.
+        Only COMPLETED runs rank unless ``status`` (a status, several, or ``"any"``) or a
+        ``status`` test in ``where`` says otherwise: a run that crashed or was killed must
+        not be deployed by mistake. ``by="best"`` ranks by the best value of each run's
+        history (lowest for ``mode="min"``), ``by="last"`` by the last value logged. NaN and
+        infinities never rank.
 
-        >>> tracker.find_best("val_loss", mode="min", tags=["bert"], ancestor_of="main")
+        >>> tracker.find_best("val_loss", mode="min", where="tags.bert and params.lr < 0.01")
         """
         _check_mode(mode)
         if by not in ("best", "last"):
             raise InvalidValue(f"by must be 'best' or 'last', not {by!r}")
-        filters = self._filters(
-            status, tags, branch, name, params, tags_match, None, sweep_id, None, ancestor_of
-        )
-        rows = self._store.index.best(metric, filters, mode=mode, by=by, limit=limit)
+        if isinstance(status, str) and status.lower() in ("any", "all"):
+            status = None
+        elif status is None and not q.parse_filter(where).mentions("attr", "status"):
+            status = ExperimentStatus.COMPLETED
+        flt = self.query_filter(
+            where, status, tags, branch, name, params, tags_match, None, sweep_id, None,
+            ancestor_of,
+        )  # fmt: skip
+        rows = self._store.index.best(metric, flt, mode=mode, by=by, limit=limit)
         out = []
         for text, value, count in rows:
             rec = json.loads(text)
@@ -1149,57 +1182,94 @@ class ExperimentTracker:
             )
         return out
 
+    def to_dataframe(
+        self,
+        where: str | None = None,
+        *,
+        metrics: str = "summary",
+        sort: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        **keywords: Any,
+    ) -> Any:
+        """The runs matching ``where`` (and keyword filters, as in :meth:`list`) as a pandas
+        DataFrame with MLflow's column names: ``run_id``, ``name``, ``status``,
+        ``start_time``, ``end_time``, ``tags``, ``params.<name>`` (nested params by dotted
+        path), ``metrics.<name>`` (the last value) and ``metrics.<name>.min``/``.max``/
+        ``.count``. With ``metrics="history"``: one row per logged value (``run_id``,
+        ``name``, ``key``, ``step``, ``value``, ``timestamp``). Needs ``coralx[pandas]``.
+
+        >>> df = tracker.to_dataframe("tags.bert")
+        >>> df.sort_values("metrics.val_loss").head()
+        """
+        if metrics not in ("summary", "history"):
+            raise InvalidValue(f"metrics must be 'summary' or 'history', not {metrics!r}")
+        try:
+            import pandas as pd
+        except ImportError:
+            from .errors import MissingDependency
+
+            raise MissingDependency("pandas", "tracker.to_dataframe", "pandas") from None
+        records = self.list_records(where, sort=sort, limit=limit, **keywords)
+        if metrics == "history":
+            return pd.DataFrame(self._history_rows(records), columns=_HISTORY_COLUMNS)
+        frame = pd.DataFrame([summary_row(r) for r in records])
+        if frame.empty:
+            frame = pd.DataFrame(columns=list(_RUN_COLUMNS))
+        for col in ("start_time", "end_time", "created"):
+            if col in frame:
+                frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
+        return frame
+
+    def _history_rows(self, records: Iterable[dict[str, Any]]) -> builtins.list[tuple[Any, ...]]:
+        from .records.journal import read_journal
+
+        rows: builtins.list[tuple[Any, ...]] = []
+        for rec in records:
+            eid = rec["experiment_id"]
+            cols = read_journal(self._store.journal_path(eid))
+            names = cols.names
+            for i, v, st, t in zip(
+                cols.ids.tolist(), cols.values.tolist(), cols.steps.tolist(), cols.times.tolist()
+            ):
+                step = None if st == NO_STEP else st
+                when = datetime.fromtimestamp(t, UTC)
+                rows.append((eid, rec["name"], names.get(int(i), f"#{i}"), step, v, when))
+        return rows
+
     def compare(
-        self, experiment_ids: Sequence[str], metrics: Sequence[str] | None = None
+        self,
+        experiment_ids: Sequence[str],
+        metrics: Sequence[str] | None = None,
+        modes: Mapping[str, str] | str | None = None,
     ) -> dict[str, Any]:
         """Runs side by side: ``experiments`` (basic info), ``metrics`` (per metric and run:
-        last, min, max, count), ``best`` (per metric, the run with the lowest and highest
-        value), ``params`` (the parameters whose values differ) and ``all_params``."""
+        last, min, max, count), ``modes`` (per metric: ``"min"`` or ``"max"``, from ``modes``
+        or guessed from the name: loss, error... min; acc, f1, auc... max), ``best`` (per
+        metric, ``run``: the best run in that mode, and the runs with the lowest and highest
+        value), ``params`` (the parameters whose values differ) and ``all_params``.
+
+        >>> tracker.compare(["0194c2", "0194c3"], modes={"val_acc": "max"})["best"]
+        """
         exps = [self.get_or_raise(e) for e in experiment_ids]
-        ids = [e.experiment_id for e in exps]
-        names = sorted({m for e in exps for m in e.metrics_summary}) if metrics is None else metrics
-        table: dict[str, dict[str, Any]] = {}
-        best: dict[str, dict[str, str | None]] = {}
-        for metric in names:
-            row = {e.experiment_id: e.metrics_summary.get(metric) for e in exps}
-            table[metric] = {
-                eid: (None if s is None else {k: s.get(k) for k in ("last", "min", "max", "count")})
-                for eid, s in row.items()
+        if isinstance(modes, str):
+            _check_mode(modes)
+            names = metrics or sorted({m for e in exps for m in e.metrics_summary})
+            modes = dict.fromkeys(names, modes)
+        result = q.compare_records([e.to_dict(metrics=False) for e in exps], metrics, modes)
+        result["experiments"] = [
+            {
+                "experiment_id": e.experiment_id,
+                "name": e.name,
+                "status": e.status.value,
+                "created_at": _iso(e.created_at),
+                "duration": e.duration,
+                "commit_hash": e.commit_hash,
+                "branch": e.branch,
+                "tags": e.tags,
             }
-            lows = [(s["min"], eid) for eid, s in row.items() if s and s.get("min") is not None]
-            highs = [(s["max"], eid) for eid, s in row.items() if s and s.get("max") is not None]
-            best[metric] = {
-                "min": min(lows)[1] if lows else None,
-                "max": max(highs, key=lambda x: x[0])[1] if highs else None,
-            }
-        keys = sorted({k for e in exps for k in e.params})
-        all_params = {k: {e.experiment_id: e.params.get(k) for e in exps} for k in keys}
-        differ = {
-            k: v
-            for k, v in all_params.items()
-            if len({json.dumps(x, sort_keys=True) for x in v.values()}) > 1
-            or any(k not in e.params for e in exps)
-        }
-        return {
-            "experiments": [
-                {
-                    "experiment_id": e.experiment_id,
-                    "name": e.name,
-                    "status": e.status.value,
-                    "created_at": _iso(e.created_at),
-                    "duration": e.duration,
-                    "commit_hash": e.commit_hash,
-                    "branch": e.branch,
-                    "tags": e.tags,
-                }
-                for e in exps
-            ],
-            "ids": ids,
-            "metrics": table,
-            "best": best,
-            "params": differ,
-            "all_params": all_params,
-        }
+            for e in exps
+        ]
+        return result
 
     def get_summary(self) -> dict[str, Any]:
         """Counts over the whole store: ``total_experiments``, ``by_status``,
@@ -1212,17 +1282,21 @@ class ExperimentTracker:
 
     def lineage(self, experiment_id: str) -> builtins.list[Experiment]:
         """The chain of runs that led to this one, oldest first, ending with it."""
-        chain = [self.get_or_raise(experiment_id)]
-        seen = {chain[0].experiment_id}
-        while chain[0].parent_experiment:
-            parent = self.get(chain[0].parent_experiment)
-            if parent is None:
-                break  # the parent was deleted
-            if parent.experiment_id in seen:
-                break
-            seen.add(parent.experiment_id)
-            chain.insert(0, parent)
-        return chain
+        run = self.get_or_raise(experiment_id)
+        chain = q.ancestors(run.experiment_id, self._parent_of)
+        return [*(self.get_or_raise(e) for e in chain), run]
+
+    def descendants(self, experiment_id: str) -> dict[str, Any]:
+        """The tree of runs resumed from this one, and from those, ...:
+        ``{"id": ..., "children": [...]}``."""
+        eid = self.get_or_raise(experiment_id).experiment_id
+        return q.descendants(eid, lambda i: [e.experiment_id for e in self.list(parent=i)])
+
+    def _parent_of(self, experiment_id: str) -> str | None:
+        try:
+            return self._store.read_dict(experiment_id).get("parent_experiment")
+        except (ExperimentNotFound, InvalidName):
+            return None  # the parent was deleted (or the record names a malformed id)
 
     def children(self, experiment_id: str) -> builtins.list[Experiment]:
         """The runs resumed from this one (whose ``parent_experiment`` it is), oldest first."""
@@ -1333,9 +1407,10 @@ class ExperimentTracker:
         eid = self._store.resolve(experiment_id)
         return self._store.mark_failed(eid, error_message, error_detail)
 
-    def reindex(self) -> dict[str, Any]:
-        """Rebuild the query index from the records."""
-        return self._store.reindex()
+    def reindex(self, progress: Any = None) -> dict[str, Any]:
+        """Rebuild the query index from the records; ``progress(done, total)`` is called as
+        it goes."""
+        return self._store.reindex(progress)
 
     def restore_code(self, experiment_id: str, into: str | os.PathLike[str]) -> dict[str, Any]:
         """Write the code a run ran (its snapshot, or its clean commit) into a new folder."""
@@ -1349,3 +1424,36 @@ class ExperimentTracker:
 
 def _glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+_RUN_COLUMNS = ("run_id", "name", "status", "created", "start_time", "end_time", "duration",
+                "branch", "commit", "sweep", "parent", "commit_hash", "tags")  # fmt: skip
+_HISTORY_COLUMNS = ["run_id", "name", "key", "step", "value", "timestamp"]
+
+
+def summary_row(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """One run as a flat row with MLflow's column names (``params.lr``, ``metrics.loss``):
+    what ``to_dataframe`` and ``coralx exp list --format csv`` show."""
+    f = q.facts(rec)
+    row: dict[str, Any] = {
+        "run_id": f.id,
+        "name": f.attrs["name"],
+        "status": f.attrs["status"],
+        "created": rec.get("created_at"),
+        "start_time": rec.get("started_at"),
+        "end_time": rec.get("ended_at"),
+        "duration": f.duration(time.time()),
+        "branch": f.attrs["branch"],
+        "commit": f.attrs["commit"],
+        "sweep": f.attrs["sweep"],
+        "parent": f.attrs["parent"],
+        "commit_hash": rec.get("commit_hash"),
+        "tags": sorted(f.tags),
+    }
+    for key, value in sorted(q.flatten_params(f.params_raw).items()):
+        row[f"params.{key}"] = value
+    for name, s in sorted(f.metrics.items()):
+        row[f"metrics.{name}"] = s["last"]
+        for stat in ("min", "max", "count"):
+            row[f"metrics.{name}.{stat}"] = s[stat]
+    return row

@@ -137,8 +137,10 @@ def test_find_best_matches_a_scan_of_the_history(
             )
         ]
         ranked = []
+        # find_best ranks only completed runs unless a status is given (issue 11).
+        ranking = {**f, "status": f["status"] or "completed"}
         for rec in _records(tracker.repo.path):
-            if not _keep(rec, f):
+            if not _keep(rec, ranking):
                 continue
             values = logged[rec["experiment_id"]]
             candidates = values[-1:] if by == "last" else values

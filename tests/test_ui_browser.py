@@ -167,6 +167,22 @@ def test_runs_page_filters_by_tag(page: Any, server: UiServer, browser_store: di
     assert page.locator("#runs-table tbody tr").get_attribute("data-id") == ids["bert2"]
 
 
+def test_runs_page_filter_box(page: Any, server: UiServer, browser_store: dict) -> None:
+    """The filter box takes the language of `coralx exp list --where`, and says where a
+    filter that does not parse goes wrong."""
+    ids = browser_store["ids"]
+    _open(page, server, "/")
+    rows = page.locator("#runs-table tbody tr")
+    page.fill("#where", "params.lr >= 0.2 and not tags.large")
+    page.press("#where", "Enter")
+    expect(rows).to_have_count(1)
+    assert rows.get_attribute("data-id") == ids["gpt"]
+    assert "where=" in page.url
+    page.fill("#where", "params.lr >")
+    page.press("#where", "Enter")
+    expect(page.locator("#where-error")).to_contain_text("column 12")
+
+
 def test_compare_two_runs(page: Any, server: UiServer, browser_store: dict) -> None:
     ids = browser_store["ids"]
     _open(page, server, "/")

@@ -51,18 +51,9 @@ def exp() -> None:
 
 
 def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
-    from ..errors import InvalidValue
+    from ..records.query import parse_param_pairs
 
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise InvalidValue(f"--param takes KEY=VALUE, not {pair!r}")
-        try:
-            params[key] = json.loads(raw)  # numbers, true/false, null, lists, quoted strings
-        except ValueError:
-            params[key] = raw
-    return params
+    return parse_param_pairs(pairs)
 
 
 def _when(value: datetime | None) -> str:
@@ -88,7 +79,14 @@ def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+_WHERE_HELP = (
+    'A filter, e.g. "params.lr < 1e-3 and metrics.val_loss.min <= 0.3 and tags.bert" '
+    "(see docs/cli.md, Filters)."
+)
+
+
 @exp.command("list")
+@click.option("--where", "where", metavar="FILTER", help=_WHERE_HELP)
 @click.option("--tag", "tags", multiple=True, help="Keep runs with this tag (repeatable).")
 @click.option("--any-tag", is_flag=True, help="With several --tag: keep runs with any of them.")
 @click.option("--status", "statuses", multiple=True, help="pending, running, completed, ...")
@@ -100,14 +98,25 @@ def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 @click.option(
     "--sort",
     "sort",
-    metavar="METRIC",
-    help="Sort by METRIC's lowest value; -METRIC: highest first.",
+    multiple=True,
+    metavar="KEY",
+    help="Sort key, repeatable: -metrics.acc.max, params.lr, created, name; a bare metric "
+    "name sorts by its lowest value (-NAME: its highest first).",
 )
 @click.option("--limit", type=int, help="Show at most this many runs.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="csv: one row per run with params.* and metrics.* columns; json: the records.",
+)
 @json_option
 @click.pass_context
 def list_command(
     ctx: click.Context,
+    where: str | None,
     tags: tuple[str, ...],
     any_tag: bool,
     statuses: tuple[str, ...],
@@ -116,67 +125,93 @@ def list_command(
     params: tuple[str, ...],
     sweep_id: str | None,
     ancestor_of: str | None,
-    sort: str | None,
+    sort: tuple[str, ...],
     limit: int | None,
+    fmt: str,
     as_json: bool,
 ) -> None:
     """List runs, newest first, filtered and sorted.
 
     \b
     Example:
-      coralx exp list --tag bert
-      coralx exp list --status completed --param lr=0.001 --sort val_loss --limit 10
-      coralx exp list --name 'resnet-*' --json
+      coralx exp list --where "params.lr < 1e-3 and tags.bert and status = 'completed'"
+      coralx exp list --where "name glob 'bert-*'" --sort -metrics.acc.max --sort params.lr
+      coralx exp list --tag bert --format csv > runs.csv
     """
-    from ..errors import InvalidValue
-    from ..records.index import Filters
-    from ..records.store import STATUSES, RecordStore
+    from ..records.query import parse_sort
 
-    metric, mode = None, "min"
-    if sort:
-        metric, mode = (sort[1:], "max") if sort.startswith("-") else (sort, "min")
-    wrong = [s for s in statuses if s.lower() not in STATUSES]
-    if wrong:
-        raise InvalidValue(f"unknown status {wrong[0]!r}; use one of {', '.join(STATUSES)}")
-    repo = open_repo(ctx)
-    commits = None
-    if ancestor_of is not None:
-        from ..workspace import ancestors
-
-        commits = ancestors(ancestor_of, repo.root, Path.cwd())
-    filters = Filters(
-        status=[s.lower() for s in statuses] or None,
+    keys = parse_sort(sort)
+    runs = _tracker(ctx).list_records(
+        where,
+        sort=list(sort),
+        limit=limit,
+        status=list(statuses) or None,
         tags=list(tags) or None,
         tags_match="any" if any_tag else "all",
         branch=branch,
         name=name,
         params=_parse_params(params) or None,
         sweep_id=sweep_id,
-        code_commits=commits,
+        ancestor_of=ancestor_of,
     )
-    # The index alone answers this: no pydantic, no Experiment objects, no rich.
-    runs = RecordStore(repo.path).query(
-        filters, sort_metric=metric, sort_mode=mode, limit=limit, full=as_json
-    )
-    if as_json:
+    if as_json or fmt == "json":
         echo_json(runs)
+        return
+    if fmt == "csv":
+        _write_csv(runs)
         return
     if not runs:
         click.echo("no runs match")
         return
     headers = ["id", "name", "status", "created", "branch", "tags"]
-    if metric:
-        headers.append(f"{metric} ({mode})")
+    extra = [k.fld for k in keys if k.fld.kind in ("metric", "param")]
+    headers.extend(str(f) for f in extra)
     rows = []
     for r in runs:
-        created = datetime.fromtimestamp(r["created_ts"]).strftime("%Y-%m-%d %H:%M")
-        row = [r["experiment_id"], r["name"], r["status"], created, r["branch"] or "-"]
-        row.append(",".join(r["tags"]) or "-")
-        if metric:
-            row.append(_fmt(r["value"]))
+        created = r.get("created_at") or ""
+        when = (
+            datetime.fromisoformat(created).astimezone().strftime("%Y-%m-%d %H:%M")
+            if created
+            else "-"
+        )
+        row = [r["experiment_id"], r["name"], r["status"], when, r.get("branch") or "-"]
+        row.append(",".join(sorted(r.get("tags") or [])) or "-")
+        row.extend(_fmt(_field_value(r, f)) for f in extra)
         rows.append(row)
     click.echo(_plain_table(headers, rows))
     click.echo(f"{len(runs)} run{'s' if len(runs) != 1 else ''}")
+
+
+def _field_value(record: dict[str, Any], fld: Any) -> Any:
+    from ..records.query import Leaf, facts
+
+    got = Leaf(fld, "exists")._get(facts(record), 0.0)
+    return None if got is None else got[1]
+
+
+def _write_csv(runs: Sequence[dict[str, Any]]) -> None:
+    import csv
+
+    from ..experiments import summary_row
+
+    rows = [summary_row(r) for r in runs]
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(_csv_cell(row.get(c)) for c in columns)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return repr(value)
+    return value
 
 
 # -- show -----------------------------------------------------------------------------------------
@@ -333,20 +368,49 @@ def _code_line(code: dict[str, Any]) -> str | None:
 @exp.command("compare")
 @click.argument("experiment_ids", nargs=-1, required=True)
 @click.option("--metric", "metrics", multiple=True, help="Only these metrics (repeatable).")
+@click.option(
+    "--mode",
+    "modes",
+    multiple=True,
+    metavar="[METRIC=]min|max",
+    help="Which way is better (repeatable): 'max', or 'val_acc=max' for one metric. "
+    "Default: guessed from the name (loss, error, perplexity: min; acc, f1, auc: max).",
+)
 @json_option
 @click.pass_context
 def compare(
-    ctx: click.Context, experiment_ids: tuple[str, ...], metrics: tuple[str, ...], as_json: bool
+    ctx: click.Context,
+    experiment_ids: tuple[str, ...],
+    metrics: tuple[str, ...],
+    modes: tuple[str, ...],
+    as_json: bool,
 ) -> None:
-    """Compare runs side by side: metrics (best values marked) and the params that differ.
+    """Compare runs side by side: metrics (the best run starred, in each metric's direction)
+    and the params that differ.
 
     \b
     Example:
       coralx exp compare 01a2093a 01a2093b 01a2093c
-      coralx exp compare 01a2093a 01a2093b --metric val_loss --json
+      coralx exp compare 01a2093a 01a2093b --metric val_acc --mode val_acc=max --json
     """
+    from ..errors import InvalidValue
+
+    given: dict[str, str] = {}
+    default: str | None = None
+    for item in modes:
+        metric, sep, mode = item.rpartition("=")
+        if mode not in ("min", "max"):
+            raise InvalidValue(f"--mode takes min, max or METRIC=min|max, not {item!r}")
+        if sep:
+            given[metric] = mode
+        else:
+            default = mode
     tracker = _tracker(ctx)
-    result = tracker.compare(list(experiment_ids), list(metrics) or None)
+    if default is not None:
+        runs = [tracker.get_or_raise(e) for e in experiment_ids]
+        names = list(metrics) or sorted({m for r in runs for m in r.metrics_summary})
+        given = {**dict.fromkeys(names, default), **given}
+    result = tracker.compare(list(experiment_ids), list(metrics) or None, given or None)
     result["packages"] = _package_differences(tracker, result["ids"])
     if as_json:
         echo_json(result)
@@ -356,36 +420,39 @@ def compare(
     from ._common import markup_cell as escape
 
     ids = result["ids"]
-    names = {e["experiment_id"]: e["name"] for e in result["experiments"]}
+    labels = {e["experiment_id"]: e["name"] for e in result["experiments"]}
     table = Table(title="metrics (min / max of history, last; * marks the best run)")
-    table.add_column("metric")
+    table.add_column("metric (better)")
     for eid in ids:
-        table.add_column(f"{escape(names[eid])}\n{eid[:14]}", justify="right")
+        table.add_column(f"{escape(labels[eid])}\n{eid[:14]}", justify="right")
     for metric, row in result["metrics"].items():
-        best = result["best"][metric]
+        mode = result["modes"][metric]
+        winner = result["best"][metric]["run"]
         cells = []
         for eid in ids:
             s = row.get(eid)
             if s is None:
                 cells.append("-")
                 continue
-            lo = _fmt(s["min"]) + ("*" if best["min"] == eid else "")
-            hi = _fmt(s["max"]) + ("*" if best["max"] == eid else "")
+            star = "*" if winner == eid else ""
+            lo = _fmt(s["min"]) + (star if mode == "min" else "")
+            hi = _fmt(s["max"]) + (star if mode == "max" else "")
             cells.append(f"{lo} / {hi}, last {_fmt(s['last'])}")
-        table.add_row(escape(metric), *cells)
+        guessed = "" if metric in given else ", guessed"
+        table.add_row(f"{escape(metric)} ({mode}{guessed})", *cells)
     out = console()
     out.print(table)
     if result["params"]:
         params = Table(title="params that differ")
         params.add_column("param")
         for eid in ids:
-            params.add_column(escape(names[eid]), justify="right")
+            params.add_column(escape(labels[eid]), justify="right")
         for key, values in result["params"].items():
             params.add_row(escape(key), *(escape(json.dumps(values.get(eid))) for eid in ids))
         out.print(params)
     else:
         out.print("all params are equal")
-    _print_packages(out, result["packages"], ids, names)
+    _print_packages(out, result["packages"], ids, labels)
 
 
 def _package_differences(tracker: ExperimentTracker, ids: Sequence[str]) -> dict[str, Any]:
@@ -429,8 +496,14 @@ def _print_packages(out: Any, packages: dict[str, Any], ids: Sequence[str], name
     show_default=True,
     help="Rank by the best value of each run's history, or by its last value.",
 )
+@click.option("--where", "where", metavar="FILTER", help=_WHERE_HELP)
 @click.option("--tag", "tags", multiple=True, help="Only runs with this tag (repeatable).")
-@click.option("--status", "statuses", multiple=True, help="Only runs with this status.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    help="Only runs with this status (default: completed; 'any' for every run).",
+)
 @click.option("--ancestor-of", metavar="REV", help="Only runs whose code is REV or before it.")
 @click.option("--limit", type=int, default=5, show_default=True)
 @json_option
@@ -440,25 +513,31 @@ def best(
     metric: str,
     mode: str,
     by: str,
+    where: str | None,
     tags: tuple[str, ...],
     statuses: tuple[str, ...],
     ancestor_of: str | None,
     limit: int,
     as_json: bool,
 ) -> None:
-    """The runs with the best value of a metric, best first.
+    """The runs with the best value of a metric, best first. Only completed runs rank unless
+    --status (or a status test in --where) says otherwise.
 
     \b
     Example:
       coralx exp best --metric val_loss --mode min --tag bert --limit 5
-      coralx exp best --metric accuracy --mode max --ancestor-of main
+      coralx exp best --metric accuracy --mode max --where "params.lr < 0.01"
     """
+    status: Any = list(statuses) or None
+    if status and any(s.lower() in ("any", "all") for s in status):
+        status = "any"
     rows = _tracker(ctx).find_best(
         metric,
         mode=mode,
         by=by,
+        where=where,
         tags=list(tags) or None,
-        status=list(statuses) or None,
+        status=status,
         ancestor_of=ancestor_of,
         limit=limit,
     )
@@ -676,15 +755,14 @@ def lineage(ctx: click.Context, experiment_id: str, as_json: bool) -> None:
         mark = " [bold]<- this run[/bold]" if e.experiment_id == target else ""
         return f"{e.experiment_id}  {escape(e.name)}  ({e.status.value}){mark}"
 
+    tree = tracker.descendants(chain[0].experiment_id)
     root = Tree(label(chain[0]))
 
-    def grow(node: Tree, run: Experiment, depth: int) -> None:
-        if depth > 100:
-            return
-        for child in tracker.children(run.experiment_id):
-            grow(node.add(label(child)), child, depth + 1)
+    def grow(node: Tree, branch: dict[str, Any]) -> None:
+        for kid in branch["children"]:
+            grow(node.add(label(tracker.get_or_raise(kid["id"]))), kid)
 
-    grow(root, chain[0], 0)
+    grow(root, tree)
     console().print(root)
 
 
@@ -770,7 +848,20 @@ def reindex_command(ctx: click.Context, as_json: bool) -> None:
 
 
 def _run_reindex(ctx: click.Context, as_json: bool) -> None:
-    result = _tracker(ctx).reindex()
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="indexing runs", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        result = _tracker(ctx).reindex(None if as_json else progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
     if as_json:
         echo_json(result)
         return

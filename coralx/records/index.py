@@ -13,23 +13,26 @@ start fast.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["INDEX_FILE", "Filters", "Index", "file_stamp", "parse_time"]
+from .query import facts, order_sql, parse_time, sql_match
+
+if TYPE_CHECKING:
+    from .query import Filter, SortKey
+
+__all__ = ["INDEX_FILE", "Index", "file_stamp", "parse_time"]
 
 INDEX_FILE = "index.sqlite"
-SCHEMA = 3
+# 4: typed params (table params) and start/end times, for filters that read no JSON.
+SCHEMA = 4
 BUSY_TIMEOUT_MS = 60_000
 _MISSING = object()
 
@@ -38,7 +41,9 @@ CREATE TABLE IF NOT EXISTS experiments (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     status TEXT NOT NULL,
-    created_ts REAL NOT NULL,
+    created_ts REAL,
+    started_ts REAL,
+    ended_ts REAL,
     branch TEXT,
     code_commit TEXT,
     parent TEXT,
@@ -64,6 +69,16 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (tag, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_id ON tags(id);
+CREATE TABLE IF NOT EXISTS params (
+    id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    num REAL,
+    text TEXT,
+    PRIMARY KEY (id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS params_num ON params(key, num);
+CREATE INDEX IF NOT EXISTS params_text ON params(key, text);
 CREATE TABLE IF NOT EXISTS metrics (
     name TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -76,7 +91,9 @@ CREATE TABLE IF NOT EXISTS metrics (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS metrics_id ON metrics(id);
 CREATE INDEX IF NOT EXISTS metrics_min ON metrics(name, min);
-CREATE INDEX IF NOT EXISTS metrics_max ON metrics(name, max);
+CREATE INDEX IF NOT EXISTS metrics_max ON metrics(name, max DESC);
+CREATE INDEX IF NOT EXISTS metrics_last ON metrics(name, last_finite);
+CREATE INDEX IF NOT EXISTS metrics_last_desc ON metrics(name, last_finite DESC);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT
@@ -84,13 +101,14 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 _EXP_COLUMNS = (
-    "id, name, status, created_ts, branch, code_commit, parent, sweep_id, host, pid, "
-    "pid_start, lease_until, commit_hash, params, revision, stamp, record"
+    "id, name, status, created_ts, started_ts, ended_ts, branch, code_commit, parent, "
+    "sweep_id, host, pid, pid_start, lease_until, commit_hash, params, revision, stamp, record"
 )
+_TABLES = ("experiments", "tags", "params", "metrics", "meta")
 
 
 _UPSERT_SQL = (
-    f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 17)}) "
+    f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 19)}) "
     "ON CONFLICT(id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _EXP_COLUMNS.split(", ")[1:])
     + " WHERE excluded.revision >= experiments.revision"
@@ -107,17 +125,6 @@ def file_stamp(st: os.stat_result) -> str:
     return f"{st.st_mtime_ns}-{st.st_ino}-{st.st_size}"
 
 
-def parse_time(value: Any) -> float:
-    """Seconds since the epoch of an ISO time string, a datetime, or a number."""
-    if value is None:
-        return 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return datetime.fromisoformat(str(value)).timestamp()
-
-
 def _num(value: Any) -> float | None:
     """A stored metric number: JSON strings "NaN"/"Infinity" become floats."""
     if value is None:
@@ -132,24 +139,6 @@ def _finite(value: float | None) -> float | None:
 def _param_eq(params_text: str, key: str, value_text: str) -> int:
     params = json.loads(params_text)
     return int(params.get(key, _MISSING) == json.loads(value_text))
-
-
-@dataclass
-class Filters:
-    """What ``list`` and ``find_best`` filter on. Every field left as None filters nothing."""
-
-    status: Sequence[str] | None = None
-    tags: Sequence[str] | None = None
-    tags_match: str = "all"
-    branch: str | None = None
-    name: str | None = None
-    params: dict[str, Any] | None = None
-    since: float | None = None
-    sweep_id: str | None = None
-    parent: str | None = None
-    code_commits: Iterable[str] | None = None
-    ids: Sequence[str] | None = None
-    extra: list[tuple[str, list[Any]]] = field(default_factory=list)
 
 
 class Index:
@@ -212,7 +201,7 @@ class Index:
             check_same_thread=False,
         )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.create_function("fnmatch", 2, _fnmatch, deterministic=True)
+        conn.create_function("coralx_match", 2, sql_match, deterministic=True)
         conn.create_function("param_eq", 3, _param_eq, deterministic=True)
         self._retry(lambda: self._setup(conn))
         self.created = fresh
@@ -261,7 +250,7 @@ class Index:
                 # Again, inside the transaction: another process may have just set it up.
                 (version,) = conn.execute("PRAGMA user_version").fetchone()
                 if 0 < version < SCHEMA:  # an older layout: the index is derived, rebuild it
-                    for table in ("experiments", "tags", "metrics", "meta"):
+                    for table in _TABLES:
                         conn.execute(f"DROP TABLE IF EXISTS {table}")
                 # One statement at a time: executescript() would commit the open transaction.
                 for statement in _SCHEMA_SQL.split(";"):
@@ -363,47 +352,75 @@ class Index:
         )
         rows: list[tuple[Any, ...]] = []
         tags: list[tuple[str, str]] = []
+        params: list[tuple[Any, ...]] = []
         metrics: list[tuple[Any, ...]] = []
         for eid, (rec, text, stamp) in items.items():
             revision = _revision(rec)
             if revision < stored.get(eid, revision):
                 continue
-            code = rec.get("code") or {}
-            sweep = rec.get("sweep") or {}
-            params = rec.get("params_json")
-            if params is None:
-                params = json.dumps(rec.get("params") or {}, sort_keys=True)
-            rows.append(
-                (eid, rec["name"], rec["status"], parse_time(rec.get("created_at")),
-                 rec.get("branch"), code.get("commit"), rec.get("parent_experiment"),
-                 sweep.get("sweep_id"), rec.get("host"), rec.get("pid"), rec.get("pid_start"),
-                 rec.get("lease_until"), rec.get("commit_hash"), params, revision, stamp, text)
-            )  # fmt: skip
-            tags.extend((tag, eid) for tag in rec.get("tags") or ())
-            for name, s in (rec.get("metrics_summary") or {}).items():
-                last = _num(s.get("last"))
-                metrics.append(
-                    (name, eid, last, _finite(last), _num(s.get("min")), _num(s.get("max")),
-                     int(s.get("count") or 0))
-                )  # fmt: skip
+            row, more = index_rows(rec, text, stamp)
+            rows.append(row)
+            tags.extend(more["tags"])
+            params.extend(more["params"])
+            metrics.extend(more["metrics"])
         if not rows:
             return 0
         conn.executemany(_UPSERT_SQL, rows)
         ids = [(row[0],) for row in rows]
         conn.executemany("DELETE FROM tags WHERE id = ?", ids)
         conn.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", tags)
+        conn.executemany("DELETE FROM params WHERE id = ?", ids)
+        conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?, ?)", params)
         conn.executemany("DELETE FROM metrics WHERE id = ?", ids)
         conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", metrics)
         return len(rows)
 
+    def bulk_load(
+        self, items: Iterable[tuple[dict[str, Any], str, str]], batch: int = 5000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:  # fmt: skip
+        """Index many records into an empty index (``reindex``): batches of plain inserts,
+        no revision checks, secondary indexes built once at the end. Returns the count."""
+        done = 0
+        with self._write() as conn:
+            # Not tags_id or metrics_id: each batch deletes a record's old rows by id.
+            for name in ("experiments_status", "experiments_created", "experiments_name",
+                         "experiments_sweep", "experiments_parent", "params_num", "params_text",
+                         "metrics_min", "metrics_max", "metrics_last",
+                         "metrics_last_desc"):  # fmt: skip
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
+        chunk: list[tuple[dict[str, Any], str, str]] = []
+
+        def flush() -> None:
+            nonlocal done
+            if chunk:
+                with self._write() as conn:
+                    done += self._upsert_batch(conn, {c[0]["experiment_id"]: c for c in chunk})
+                chunk.clear()
+                if progress is not None:
+                    progress(done)
+
+        try:
+            for item in items:
+                chunk.append(item)
+                if len(chunk) >= batch:
+                    flush()
+            flush()
+        finally:
+            with self._write() as conn:  # CREATE INDEX IF NOT EXISTS: the schema's own
+                for statement in _SCHEMA_SQL.split(";"):
+                    if "CREATE INDEX" in statement:
+                        conn.execute(statement)
+        return done
+
     def remove(self, experiment_id: str) -> None:
         with self._write() as conn:
-            for table in ("experiments", "tags", "metrics"):
+            for table in ("experiments", "tags", "params", "metrics"):
                 conn.execute(f"DELETE FROM {table} WHERE id = ?", (experiment_id,))
 
     def clear(self) -> None:
         with self._write() as conn:
-            for table in ("experiments", "tags", "metrics", "meta"):
+            for table in _TABLES:
                 conn.execute(f"DELETE FROM {table}")
 
     # -- reading ----------------------------------------------------------------------------
@@ -437,49 +454,51 @@ class Index:
 
     def select(
         self,
-        filters: Filters,
+        where: Filter,
         *,
-        sort_metric: str | None = None,
-        sort_mode: str = "min",
+        sort: Sequence[SortKey] = (),
         limit: int | None = None,
+        offset: int = 0,
         columns: str = "e.record",
+        now: float | None = None,
     ) -> list[Any]:
-        """Rows of ``columns`` for the runs matching ``filters``: newest first, or by the best
-        value of ``sort_metric`` (runs without a finite value of it last)."""
-        where, args = _where(filters)
-        join = ""
-        if sort_metric is not None:
-            col = "m.min" if sort_mode == "min" else "m.max"
-            join = "LEFT JOIN metrics m ON m.id = e.id AND m.name = ?"
-            args = [sort_metric, *args]
-            direction = "ASC" if sort_mode == "min" else "DESC"
-            order = f"({col} IS NULL), {col} {direction}, e.id"
-        else:
-            order = "e.id DESC"
-        sql = f"SELECT {columns} FROM experiments e {join} {where} ORDER BY {order}"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(int(limit))
+        """Rows of ``columns`` for the runs matching ``where``, ordered by ``sort`` (runs
+        without a value last), then newest first. ``now`` is the time running runs'
+        durations are measured to."""
+        now = time.time() if now is None else now
+        cond, args = where.sql(now)
+        order, order_args = order_sql(sort, now)
+        sql = f"SELECT {columns} FROM experiments e WHERE {cond} ORDER BY {order}"
+        args = [*args, *order_args]
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            args.extend([-1 if limit is None else int(limit), int(offset)])
         return self._read(sql, args)
 
     def best(
         self,
         metric: str,
-        filters: Filters,
+        where: Filter,
         *,
         mode: str = "min",
         by: str = "best",
         limit: int | None = None,
     ) -> list[tuple[str, float, int]]:
-        """(record JSON, value, count) of the runs with the best value of ``metric``."""
+        """(record JSON, value, count) of the runs with the best value of ``metric``: SQLite
+        walks ``metrics_min``/``metrics_max`` in order and stops after ``limit`` matches."""
         col = "m.min" if mode == "min" else "m.max"
         if by == "last":
             col = "m.last_finite"
         direction = "ASC" if mode == "min" else "DESC"
-        where, args = _where(filters, prefix=f"m.name = ? AND {col} IS NOT NULL")
+        cond, args = where.sql(style="exists")
         sql = (
-            f"SELECT e.record, {col}, m.count FROM metrics m JOIN experiments e ON e.id = m.id "
-            f"{where} ORDER BY {col} {direction}, e.id"
+            # CROSS JOIN keeps metrics the outer loop: SQLite walks (name, value) in order and
+            # stops after `limit` matches, instead of sorting every run the filter keeps.
+            f"SELECT e.record, {col}, m.count FROM metrics m CROSS JOIN experiments e "
+            "ON e.id = m.id "
+            # Ties by id (m.id = e.id): the metric indexes end with the id, so the walk needs
+            # no sort (ordering by e.id instead made SQLite sort every tie group).
+            f"WHERE m.name = ? AND {col} IS NOT NULL AND {cond} ORDER BY {col} {direction}, m.id"
         )
         args = [metric, *args]
         if limit is not None:
@@ -538,6 +557,38 @@ class Index:
         self.set_meta("folder_mtime", folder_mtime if settled else None)
         return result
 
+    def rebuild(
+        self, folder: Path, load: Any, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, int]:
+        """Empty the index and index every record in ``folder`` (``coralx reindex``)."""
+        started = time.time()
+        folder_mtime = str(folder.stat().st_mtime_ns)
+        names = [n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith(".")]
+        self.clear()
+        unreadable = 0
+
+        def records() -> Iterator[tuple[dict[str, Any], str, str]]:
+            nonlocal unreadable
+            for name in names:
+                path = folder / name
+                try:
+                    stamp = file_stamp(path.stat())
+                except FileNotFoundError:
+                    continue
+                loaded = load(path)
+                if loaded is None:
+                    unreadable += 1
+                    continue
+                yield loaded[0], loaded[1], stamp
+
+        total = len(names)
+        done = self.bulk_load(
+            records(), progress=None if progress is None else (lambda n: progress(n, total))
+        )
+        settled = started - int(folder_mtime) / 1e9 > 2.0
+        self.set_meta("folder_mtime", folder_mtime if settled else None)
+        return {"indexed": done, "removed": 0, "unreadable": unreadable}
+
     def _sync(self, folder: Path, load: Any) -> dict[str, int]:
         indexed = self.stamps()
         seen: set[str] = set()
@@ -579,64 +630,30 @@ def _inode(path: Path) -> int:
         return -1
 
 
-def _fnmatch(pattern: str, name: str | None) -> int:
-    return int(name is not None and fnmatch.fnmatchcase(name, pattern))
-
-
-def _where(filters: Filters, prefix: str | None = None) -> tuple[str, list[Any]]:
-    clauses: list[str] = [prefix] if prefix else []
-    args: list[Any] = []
-    f = filters
-    if f.status:
-        clauses.append(f"e.status IN ({','.join('?' * len(f.status))})")
-        args.extend(f.status)
-    if f.tags:
-        tags = sorted(set(f.tags))
-        marks = ",".join("?" * len(tags))
-        if f.tags_match == "any":
-            clauses.append(f"e.id IN (SELECT id FROM tags WHERE tag IN ({marks}))")
-        else:
-            clauses.append(
-                f"(SELECT count(*) FROM tags t WHERE t.id = e.id AND t.tag IN ({marks})) = ?"
-            )
-            args.extend(tags)
-            args.append(len(tags))
-            tags = []
-        args.extend(tags)
-    if f.branch is not None:
-        clauses.append("e.branch = ?")
-        args.append(f.branch)
-    if f.name is not None:
-        # A sweep run is named <experiment>/<configuration>: a glob may match either part.
-        clauses.append(
-            "(fnmatch(?, e.name) OR (e.sweep_id IS NOT NULL AND ("
-            "fnmatch(?, json_extract(e.record, '$.sweep.config_name')) OR "
-            "fnmatch(?, json_extract(e.record, '$.sweep.experiment')))))"
-        )
-        args.extend([f.name] * 3)
-    for key, value in (f.params or {}).items():
-        clauses.append("param_eq(e.params, ?, ?)")
-        args.extend([key, json.dumps(value)])
-    if f.since is not None:
-        clauses.append("e.created_ts >= ?")
-        args.append(f.since)
-    if f.sweep_id is not None:
-        clauses.append("e.sweep_id = ?")
-        args.append(f.sweep_id)
-    if f.parent is not None:
-        clauses.append("e.parent = ?")
-        args.append(f.parent)
-    if f.code_commits is not None:
-        commits = sorted(set(f.code_commits))
-        if not commits:
-            clauses.append("0")
-        else:
-            clauses.append("e.code_commit IN (SELECT value FROM json_each(?))")
-            args.append(json.dumps(commits))
-    if f.ids is not None:
-        clauses.append("e.id IN (SELECT value FROM json_each(?))")
-        args.append(json.dumps(list(f.ids)))
-    for sql, extra_args in f.extra:
-        clauses.append(sql)
-        args.extend(extra_args)
-    return (("WHERE " + " AND ".join(clauses)) if clauses else ""), args
+def index_rows(
+    rec: dict[str, Any], text: str, stamp: str
+) -> tuple[tuple[Any, ...], dict[str, list[tuple[Any, ...]]]]:
+    """The experiments row of one record and its tags, params and metrics rows: the values of
+    :func:`coralx.records.query.facts`, so SQL filters read what in-memory filters read."""
+    f = facts(rec)
+    eid = f.id
+    a = f.attrs
+    params = rec.get("params_json")
+    if params is None:
+        params = json.dumps(rec.get("params") or {}, sort_keys=True)
+    row = (eid, a["name"], a["status"], a["created"], f.started, f.ended, a["branch"],
+           a["commit"], a["parent"], a["sweep"], rec.get("host"), rec.get("pid"),
+           rec.get("pid_start"), rec.get("lease_until"), rec.get("commit_hash"), params,
+           _revision(rec), stamp, text)  # fmt: skip
+    ptypes = [
+        (eid, key, kind, None if kind == "s" else value, value if kind == "s" else None)
+        for key, (kind, value) in f.params.items()
+    ]
+    metrics = []
+    for name, s in (rec.get("metrics_summary") or {}).items():
+        last = _num(s.get("last"))
+        metrics.append(
+            (name, eid, last, _finite(last), _num(s.get("min")), _num(s.get("max")),
+             int(s.get("count") or 0))
+        )  # fmt: skip
+    return row, {"tags": [(t, eid) for t in f.tags], "params": ptypes, "metrics": metrics}

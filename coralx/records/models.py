@@ -140,6 +140,8 @@ class ExperimentRecord(_Model):
             "name": self.name,
             "status": self.status,
             "created_at": self.created_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
             "branch": self.branch,
             "code": {"commit": self.code.commit},
             "parent_experiment": self.parent_experiment,

@@ -24,13 +24,15 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AmbiguousRevision, ExperimentNotFound, InvalidName, RecordDamaged
+from ..errors import ExperimentNotFound, InvalidName, RecordDamaged
 from ..identity import pid_alive
-from .index import INDEX_FILE, Filters, Index, file_stamp
+from .index import INDEX_FILE, Index, file_stamp
+from .query import resolve_prefix
 
 if TYPE_CHECKING:
     from .models import ExperimentRecord
@@ -136,9 +138,6 @@ def _checked(experiment_id: str) -> str:
     return experiment_id
 
 
-STATUSES = ("pending", "running", "completed", "failed", "cancelled")
-
-
 class RecordStore:
     """The records under ``<store>/experiments`` and the index over them."""
 
@@ -228,18 +227,15 @@ class RecordStore:
 
     def resolve(self, id_or_prefix: str) -> str:
         """The full id of the run ``id_or_prefix`` names (an id or an unambiguous prefix)."""
-        text = str(id_or_prefix).strip().lower()
-        if not text or len(text) > 20 or not _HEX.issuperset(text):
-            raise ExperimentNotFound(str(id_or_prefix))
         self.ensure_synced()
-        matches = self.index.ids_with_prefix(text)
-        if not matches and len(text) == 20 and self.exists(text):
-            matches = [text]  # written by a process that died before indexing it
-        if not matches:
-            raise ExperimentNotFound(str(id_or_prefix))
-        if len(matches) > 1:
-            raise AmbiguousRevision(text, matches, kind="experiment id")
-        return matches[0]
+
+        def lookup(prefix: str, limit: int) -> list[str]:
+            matches = self.index.ids_with_prefix(prefix, limit)
+            if not matches and len(prefix) == 20 and self.exists(prefix):
+                matches = [prefix]  # written by a process that died before indexing it
+            return matches
+
+        return resolve_prefix(id_or_prefix, lookup)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -331,44 +327,6 @@ class RecordStore:
         _fs.fsync_dir(self.folder)
         self.index.remove(experiment_id)
 
-    # -- queries ------------------------------------------------------------------------------
-
-    def query(
-        self,
-        filters: Filters,
-        *,
-        sort_metric: str | None = None,
-        sort_mode: str = "min",
-        limit: int | None = None,
-        full: bool = False,
-    ) -> list[dict[str, Any]]:
-        """Runs matching ``filters`` (dead runs marked FAILED first), newest first or by
-        ``sort_metric``: whole records with ``full``, else the columns a listing shows
-        (``experiment_id``, ``name``, ``status``, ``created_ts``, ``branch``, ``tags``,
-        ``value``: the run's min or max of ``sort_metric``). Reads only the index."""
-        self.ensure_synced()
-        self.reap()
-        if full:
-            rows = self.index.select(
-                filters, sort_metric=sort_metric, sort_mode=sort_mode, limit=limit
-            )
-            return [json.loads(r[0]) for r in rows]
-        value = ("m.min" if sort_mode == "min" else "m.max") if sort_metric else "NULL"
-        columns = (
-            "e.id, e.name, e.status, e.created_ts, e.branch, "
-            "(SELECT group_concat(t.tag, ',') FROM tags t WHERE t.id = e.id), " + value
-        )
-        rows = self.index.select(
-            filters, sort_metric=sort_metric, sort_mode=sort_mode, limit=limit, columns=columns
-        )
-        keys = ("experiment_id", "name", "status", "created_ts", "branch", "tags", "value")
-        out = []
-        for row in rows:
-            item = dict(zip(keys, row, strict=True))
-            item["tags"] = sorted(item["tags"].split(",")) if item["tags"] else []
-            out.append(item)
-        return out
-
     # -- crashes ------------------------------------------------------------------------------
 
     def ensure_synced(self) -> None:
@@ -387,26 +345,37 @@ class RecordStore:
         bad: list[str] = []
 
         def load(path: Path) -> tuple[dict[str, Any], str] | None:
-            try:
-                return self.load_checked(path)
-            except FileNotFoundError:
-                return None
-            except RecordDamaged as exc:
-                bad.append(f"{path}: {exc.reason}")
-                return None
+            return self._load_noting(path, bad)
 
         result: dict[str, Any] = dict(self.index.sync(self.folder, load, force=force))
         result["unreadable_files"] = bad
         return result
 
-    def reindex(self) -> dict[str, Any]:
-        """Rebuild the index from the records. ``unreadable_files`` names every record that
-        could not be read; its last indexed copy is kept aside in the result's
-        ``recoverable`` (ids whose copy ``coralx fsck --repair`` can restore)."""
+    def _load_noting(self, path: Path, bad: list[str]) -> tuple[dict[str, Any], str] | None:
+        try:
+            return self.load_checked(path)
+        except FileNotFoundError:
+            return None
+        except RecordDamaged as exc:
+            bad.append(f"{path}: {exc.reason}")
+            return None
+
+    def reindex(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Rebuild the index from the records; ``progress(done, total)`` is called as batches
+        of records are indexed. ``unreadable_files`` names every record that could not be
+        read; its last indexed copy is kept aside in the result's ``recoverable`` (ids whose
+        copy ``coralx fsck --repair`` can restore)."""
         self.drain()
+        self._synced_at = time.monotonic()
+        if not self.folder.is_dir():
+            return {"indexed": 0, "removed": 0, "unreadable": 0, "records": 0,
+                    "unreadable_files": [], "recoverable": []}  # fmt: skip
         copies = {eid: self.index.record(eid) for eid in self._damaged_ids()}
-        self.index.clear()
-        result = self.sync(force=True)
+        bad: list[str] = []
+        result: dict[str, Any] = dict(
+            self.index.rebuild(self.folder, lambda path: self._load_noting(path, bad), progress)
+        )
+        result["unreadable_files"] = bad
         saved = {eid: rec for eid, rec in copies.items() if rec is not None}
         if saved:
             # A damaged record's row is the only readable copy of it: keep it in the index.

@@ -248,6 +248,7 @@ class _Api:
             name=request.query_params.get("name") or None,
             params=[p for p in _list(request, "param") if p],
             sweep=request.query_params.get("sweep") or None,
+            where=request.query_params.get("where") or None,
             sort=sort,
             descending=(request.query_params.get("order") or "desc") != "asc",
             offset=_int(request, "offset", 0, 0, 10**9),

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ArtifactNotFound, InvalidValue, NotFound, SweepNotFound
+from ..errors import ArtifactNotFound, InvalidValue, NotFound
 from ..ids import is_hex
 from ..records.media import FIGURE_KIND, FIGURE_KINDS, TEXT_KIND
 from .downsample import minmax_downsample
@@ -177,29 +177,25 @@ class ViewerData:
     # -- lineage ------------------------------------------------------------------------------
 
     def lineage(self, run_id: str) -> dict[str, Any]:
-        """Ancestors (oldest first) and the tree of descendants of a run."""
-        rows = {row.id: row for row in self.records.rows()}
-        by_parent: dict[str, list[str]] = {}
-        for row in rows.values():
-            if row.parent:
-                by_parent.setdefault(row.parent, []).append(row.id)
-        ancestors: list[dict[str, Any]] = []
-        seen = {run_id}
-        parent = rows[run_id].parent if run_id in rows else None
-        while parent and parent not in seen:
-            seen.add(parent)
-            above = rows.get(parent)
-            ancestors.append(_node(above, parent))
-            parent = above.parent if above else None
-        ancestors.reverse()
+        """Ancestors (oldest first) and the tree of descendants of a run (the engine's walk,
+        with its depth limit)."""
+        from ..records import query
 
-        def tree(node_id: str, depth: int) -> dict[str, Any]:
-            node = _node(rows.get(node_id), node_id)
-            kids = sorted(by_parent.get(node_id, ()))
-            node["children"] = [tree(k, depth + 1) for k in kids if depth < 50 and k != node_id]
-            return node
+        rows, by_parent = self.records.family()
 
-        return {"ancestors": ancestors, "tree": tree(run_id, 0)}
+        def parent_of(i: str) -> str | None:
+            row = rows.get(i)
+            return row.parent if row is not None else None
+
+        above = query.ancestors(run_id, parent_of)
+        tree = query.descendants(run_id, lambda i: by_parent.get(i, ()))
+
+        def dress(node: dict[str, Any]) -> dict[str, Any]:
+            out = _node(rows.get(node["id"]), node["id"])
+            out["children"] = [dress(k) for k in node["children"]]
+            return out
+
+        return {"ancestors": [_node(rows.get(i), i) for i in above], "tree": dress(tree)}
 
     # -- code -----------------------------------------------------------------------------------
 
@@ -254,24 +250,19 @@ class ViewerData:
             raise InvalidValue("compare needs at least one run id: ?ids=<id>,<id>")
         if len(ids) > 50:
             raise InvalidValue("compare at most 50 runs at once")
+        from ..records import query
+
         rows = [self.records.row(i) for i in ids]
-        keys: dict[str, None] = {}
-        for row in rows:
-            keys.update(dict.fromkeys(row.params))
-        differ = {
-            key: [row.params.get(key) for row in rows]
-            for key in keys
-            if len({repr(row.params.get(key)) for row in rows}) > 1
-        }
-        same = {key: rows[0].params.get(key) for key in keys if key not in differ}
-        metrics: dict[str, None] = {}
-        for row in rows:
-            metrics.update(dict.fromkeys(row.record.get("metrics_summary") or {}))
+        cmp = query.compare_records([row.record for row in rows])
+        run_ids = cmp["ids"]
+        differ = {k: [v.get(i) for i in run_ids] for k, v in cmp["params"].items()}
         return {
-            "runs": [row.to_dict(list(metrics)) for row in rows],
+            "runs": [row.to_dict(list(cmp["metrics"])) for row in rows],
             "params_differ": differ,
-            "params_same": same,
-            "metrics": list(metrics),
+            "params_same": cmp["same"],
+            "metrics": list(cmp["metrics"]),
+            "modes": cmp["modes"],
+            "best": {m: b["run"] for m, b in cmp["best"].items()},
         }
 
     # -- sweeps ---------------------------------------------------------------------------------
@@ -303,20 +294,13 @@ class ViewerData:
 
     def sweep(self, sweep_id: str, metric: str | None = None) -> dict[str, Any]:
         """A sweep's configurations laid out by its shape, coloured by its main metric."""
+        from ..records import query
         from .sweeps import sweep_layout
 
-        text = sweep_id.strip().lower()
-        if not (4 <= len(text) <= 20 and is_hex(text)):
-            raise SweepNotFound(sweep_id)
-        rows = [r for r in self.records.rows() if r.sweep_id and r.sweep_id.startswith(text)]
-        ids = {r.sweep_id for r in rows}
-        if not rows:
-            raise SweepNotFound(sweep_id)
-        if len(ids) > 1:
-            from ..errors import AmbiguousRevision
-
-            raise AmbiguousRevision(sweep_id, sorted(str(i) for i in ids), kind="sweep id")
-        full_id = str(rows[0].sweep_id)
+        all_rows = self.records.rows()
+        ids = sorted({str(r.sweep_id) for r in all_rows if r.sweep_id})
+        full_id = query.resolve_prefix(sweep_id, query.prefix_lookup(ids), kind="sweep id")
+        rows = [r for r in all_rows if r.sweep_id == full_id]
         return sweep_layout(full_id, rows, _sweep_meta(self.repo.path, full_id), metric)
 
     # -- weights --------------------------------------------------------------------------------

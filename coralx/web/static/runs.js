@@ -8,6 +8,7 @@
   const state = {
     name: params.get("name") || "", tag: params.get("tag") || "", status: params.get("status") || "",
     param: params.get("param") || "", metric: params.get("metric") || "", sweep: params.get("sweep") || "",
+    where: params.get("where") || "",
     sort: params.get("sort") || "created_at", order: params.get("order") || "desc",
     offset: Number(params.get("offset") || 0), limit: Number(params.get("limit") || 50),
   };
@@ -20,8 +21,8 @@
   };
   const tagSelect = el("select", { name: "tag" }, el("option", { value: "" }, "any tag"));
   tagSelect.addEventListener("change", () => { state.tag = tagSelect.value; state.offset = 0; load(); });
-  const statusSelect = el("select", { name: "status" }, ["", "running", "completed", "failed", "cancelled", "pending"].map(
-    (s) => el("option", { value: s, selected: s === state.status }, s || "any status")));
+  // The statuses come from the server (the one list), with the page's counts.
+  const statusSelect = el("select", { name: "status" }, el("option", { value: "" }, "any status"));
   statusSelect.addEventListener("change", () => { state.status = statusSelect.value; state.offset = 0; load(); });
   const compareButton = el("button", { id: "compare", disabled: true, onclick: () => {
     location.href = `/compare?ids=${[...selected].map(encodeURIComponent).join(",")}`;
@@ -31,11 +32,18 @@
   const prev = el("button", { onclick: () => { state.offset = Math.max(0, state.offset - state.limit); load(); } }, "← Previous");
   const next = el("button", { onclick: () => { state.offset += state.limit; load(); } }, "Next →");
   const pageInfo = el("span", { class: "muted" });
+  // The filter language of `coralx exp list --where` (docs/cli.md, "Filters").
+  const whereBox = el("input", { name: "where", id: "where", size: 60, value: state.where,
+    placeholder: "params.lr < 1e-3 and metrics.val_loss.min <= 0.3 and tags.bert" });
+  whereBox.addEventListener("change", () => { state.where = whereBox.value.trim(); state.offset = 0; load(); });
+  const whereError = el("pre", { class: "error", id: "where-error", hidden: true });
 
   main.replaceChildren(
     el("h1", { text: "Runs" }),
+    el("div", { class: "filters" }, el("label", {}, "filter", whereBox)),
+    whereError,
     el("div", { class: "filters" },
-      el("label", {}, "name (glob or text)", input("name", "bert-*")),
+      el("label", {}, "name (glob)", input("name", "bert-*")),
       el("label", {}, "tag", tagSelect),
       el("label", {}, "status", statusSelect),
       el("label", {}, "param", input("param", "lr=0.01")),
@@ -44,8 +52,9 @@
     el("div", { class: "card", style: "padding:0;overflow:auto;max-height:75vh" }, table),
     el("div", { class: "pager" }, prev, pageInfo, next));
 
-  // The best value of a metric: the highest for the ones that grow as a model improves.
-  const best = (metric) => (/acc|score|f1|auc|precision|recall|reward|iou|bleu/i.test(metric) ? "max" : "min");
+  // Which way a metric is better: the server's guess from its name (the one rule).
+  let modes = {};
+  const best = (metric) => modes[metric] || "min";
 
   const FIXED = new Set(["name", "status", "tags", "created", "duration"]);
 
@@ -61,10 +70,11 @@
   }
 
   function render(page) {
+    modes = page.columns.modes || {};
     const paramCols = page.columns.params.slice(0, 8);
     const metricCols = page.columns.metrics.slice(0, 4);
     const head = el("tr", {}, el("th", {}, ""), header("name", "name"), header("status", "status"),
-      header("tags", "tags"), header("created", "created_at"), header("duration", "duration"),
+      el("th", {}, "tags"), header("created", "created_at"), header("duration", "duration"),
       // A param named like a column of its own is headed params.<name>: no two headers alike.
       paramCols.map((p) => header(FIXED.has(p) ? `params.${p}` : p, `params.${p}`)),
       metricCols.map((m) => [header(`${m} (last)`, `metrics.${m}.last`), header(`${m} (${best(m)})`, `metrics.${m}.${best(m)}`)]));
@@ -90,6 +100,8 @@
     if (state.tag) tags.add(state.tag);
     tagSelect.replaceChildren(el("option", { value: "" }, "any tag"),
       ...[...tags].sort().map((t) => el("option", { value: t, selected: t === state.tag }, t)));
+    statusSelect.replaceChildren(el("option", { value: "" }, "any status"),
+      ...Object.keys(page.statuses).map((s) => el("option", { value: s, selected: s === state.status }, s)));
     const counts = Object.entries(page.statuses).filter(([, n]) => n).map(([s, n]) => `${n} ${s}`).join(", ");
     summary.textContent = `${page.total} of ${page.all} runs${counts ? ` (${counts})` : ""}`;
     const last = Math.min(page.offset + page.limit, page.total);
@@ -105,10 +117,15 @@
     }
     history.replaceState(null, "", q.toString() ? `/?${q}` : "/");
     try {
-      render(await api(`/api/runs?${q}`));
+      const page = await api(`/api/runs?${q}`);
+      whereError.hidden = true;
+      render(page);
       document.body.dataset.loaded = "true";
     } catch (err) {
-      fail(table, err);
+      // A filter that does not parse: say where, keep the last table.
+      whereError.textContent = String(err.message || err);
+      whereError.hidden = false;
+      document.body.dataset.loaded = "true";
     }
   }
   load();
