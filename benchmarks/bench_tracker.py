@@ -25,7 +25,6 @@ from pathlib import Path
 
 from coralx import Repository, _fs
 from coralx.experiments import ExperimentTracker, capture_code
-from coralx.records.index import Filters
 from coralx.records.sync import syncer
 
 ROWS: list[tuple[str, str, str, str, str]] = []
@@ -305,7 +304,7 @@ def bench_work_tree(root: Path, runs: int, outside: tuple[float, float], tracked
     create_runs(tracker, runs)
     inside, cpu = time.perf_counter() - t0, time.process_time() - c0
     syncer.wait()
-    records = [r for r in tracker._store.query(Filters(), full=True) if r["name"] != "first"]
+    records = [r for r in tracker.list_records() if r["name"] != "first"]
     assert len(records) == runs
     wrong = [
         r["experiment_id"]

@@ -173,7 +173,7 @@ def test_runs_page_filter_box(page: Any, server: UiServer, browser_store: dict) 
     ids = browser_store["ids"]
     _open(page, server, "/")
     rows = page.locator("#runs-table tbody tr")
-    page.fill("#where", "params.lr >= 0.2 and not tags.large")
+    page.fill("#where", "params.lr >= 0.2 and not tags.large and not tags.demo")
     page.press("#where", "Enter")
     expect(rows).to_have_count(1)
     assert rows.get_attribute("data-id") == ids["gpt"]
