@@ -236,7 +236,8 @@ def main() -> None:
         assert found["best_value"] == best["val_acc"], (found, best.result)
         assert found["commit_hash"] == best["weights"], (found, best.result)
         verify_checkout(work, best)
-        coralx_cli("log", "-n", "3", cwd=work)
+        # Each run's weight commits form a line of their own: the best run's history.
+        coralx_cli("log", "--run", str(best.experiment_id), "-n", "3", cwd=work)
         ui = Path(sys.executable).with_name("coralx")
         command = f"{ui if ui.exists() else 'coralx'} -C {work} ui"
         if args.keep:
