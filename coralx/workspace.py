@@ -286,27 +286,11 @@ def _snapshot(repo: Any, root: Path, store_git: Any) -> tuple[str, list[str]]:
 
 
 def _write_trees(files: dict[str, tuple[int, bytes]], store_git: Any) -> str:
-    from dulwich.objects import Tree
-
-    nested: dict[str, Any] = {}
-    for rel, entry in files.items():
-        *dirs, name = rel.split("/")
-        node = nested
-        for d in dirs:
-            node = node.setdefault(d, {})
-        node[name] = entry
-
-    def build(node: dict[str, Any]) -> Any:
-        tree = Tree()
-        for name, value in node.items():
-            if isinstance(value, dict):
-                tree.add(name.encode("utf-8", "surrogateescape"), _DIR, build(value))
-            else:
-                tree.add(name.encode("utf-8", "surrogateescape"), value[0], value[1])
+    trees: dict[bytes, Any] = {}
+    root = _build_trees(files, trees)
+    for tree in trees.values():  # children before their parents
         store_git.object_store.add_object(tree)
-        return tree.id
-
-    return str(build(nested).decode("ascii"))
+    return root
 
 
 def ancestors(rev: str, *starts: Path) -> set[str]:

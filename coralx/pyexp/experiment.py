@@ -57,9 +57,10 @@ class _Call:
     and the returned dict also written as ``result.json`` in that folder."""
 
     def __init__(self, fn: Callable[..., Any]) -> None:
+        from ..sweeps.experiment import wraps
+
         self.fn = fn
-        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
-            setattr(self, attr, getattr(fn, attr, None))
+        wraps(self, fn)
 
     def __call__(self, config: Mapping[str, Any], run: Any) -> Any:
         cfg = Config(config)
@@ -94,9 +95,9 @@ class Experiment:
         output_dir: str | os.PathLike[str] = "out",
         **settings: Any,
     ) -> None:
-        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
-            setattr(self, attr, getattr(fn, attr, None))
-        self.__wrapped__ = fn
+        from ..sweeps.experiment import wraps
+
+        wraps(self, fn)
         self.fn = fn
         self.name = name or fn.__name__
         self.executor = executor

@@ -9,7 +9,7 @@ anything is written, so bad input never changes a record.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,29 +175,24 @@ def _check_blobs(folder: Path) -> list[dict[str, Any]]:
     from blake3 import blake3
 
     out: list[dict[str, Any]] = []
-    if not folder.is_dir():
-        return out
-    for sub in sorted(folder.iterdir()):
-        if len(sub.name) != 2 or not sub.is_dir():
+    for path in _fanned_out(folder):
+        if path.name.startswith("."):
             continue
-        for path in sorted(sub.iterdir()):
-            if path.name.startswith("."):
-                continue
-            expected = sub.name + path.name
-            try:
-                got = blake3(path.read_bytes()).hexdigest()
-            except OSError as exc:
-                out.append(_entry("blob", path, f"cannot be read ({exc})", "restore it"))
-                continue
-            if got != expected:
-                out.append(
-                    _entry(
-                        "blob",
-                        path,
-                        f"content hashes to {got[:16]}..., not to its name",
-                        "restore it from a remote (`coralx pull`) or log the artifact again",
-                    )
+        expected = path.parent.name + path.name
+        try:
+            got = blake3(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            out.append(_entry("blob", path, f"cannot be read ({exc})", "restore it"))
+            continue
+        if got != expected:
+            out.append(
+                _entry(
+                    "blob",
+                    path,
+                    f"content hashes to {got[:16]}..., not to its name",
+                    "restore it from a remote (`coralx pull`) or log the artifact again",
                 )
+            )
     return out
 
 
@@ -231,26 +226,31 @@ def _check_git_objects(folder: Path) -> list[dict[str, Any]]:
     import zlib
 
     out: list[dict[str, Any]] = []
-    if not folder.is_dir():
-        return out
-    for sub in sorted(folder.iterdir()):
-        if len(sub.name) != 2 or not sub.is_dir():
+    for path in _fanned_out(folder):
+        if len(path.name) != 38:
             continue
-        for path in sorted(sub.iterdir()):
-            if len(path.name) != 38:
-                continue
-            try:
-                got = hashlib.sha1(zlib.decompress(path.read_bytes())).hexdigest()
-                problem = "" if got == sub.name + path.name else f"hashes to {got}"
-            except (OSError, zlib.error) as exc:
-                problem = f"cannot be read ({exc})"
-            if problem:
-                out.append(
-                    _entry(
-                        "git object",
-                        path,
-                        problem,
-                        "restore it from a remote (`coralx pull`) or a backup",
-                    )
+        try:
+            got = hashlib.sha1(zlib.decompress(path.read_bytes())).hexdigest()
+            problem = "" if got == path.parent.name + path.name else f"hashes to {got}"
+        except (OSError, zlib.error) as exc:
+            problem = f"cannot be read ({exc})"
+        if problem:
+            out.append(
+                _entry(
+                    "git object",
+                    path,
+                    problem,
+                    "restore it from a remote (`coralx pull`) or a backup",
                 )
+            )
     return out
+
+
+def _fanned_out(folder: Path) -> Iterator[Path]:
+    """The files of a folder fanned out by the first two hex digits of their ids
+    (``ab/cdef...``), sorted."""
+    if not folder.is_dir():
+        return
+    for sub in sorted(folder.iterdir()):
+        if len(sub.name) == 2 and sub.is_dir():
+            yield from sorted(sub.iterdir())

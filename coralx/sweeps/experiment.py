@@ -49,6 +49,14 @@ if TYPE_CHECKING:
 __all__ = ["SweepExperiment", "experiment"]
 
 
+def wraps(wrapper: Any, fn: Callable[..., Any]) -> None:
+    """What ``functools.update_wrapper`` copies (without importing functools in every child):
+    the wrapper is found, named and pickled as the function it stands for."""
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(wrapper, attr, getattr(fn, attr, None))
+    wrapper.__wrapped__ = fn
+
+
 class SweepExperiment:
     """The object ``@coralx.experiment`` makes of a function. Calling it calls the function;
     ``.run()`` runs the sweep."""
@@ -69,10 +77,7 @@ class SweepExperiment:
         callbacks: Sequence[Callback] = (),
         repo: Any = None,
     ) -> None:
-        # What functools.update_wrapper copies, without importing functools in every child.
-        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
-            setattr(self, attr, getattr(fn, attr, None))
-        self.__wrapped__ = fn
+        wraps(self, fn)
         self.fn = fn
         self.name = name or fn.__name__
         self.description = description if description is not None else (fn.__doc__ or None)
