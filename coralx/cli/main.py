@@ -101,7 +101,7 @@ def cli(ctx: click.Context, repo_path: str | None, debug: bool) -> None:
       coralx status                where the store is and what it holds
       coralx exp list --tag bert   runs, newest first (see `coralx exp --help`)
       coralx exp best --metric val_loss --mode min
-      coralx log                   the weight history
+      coralx log --run ID          a run's weight commits (coralx log: the branch's)
       coralx checkout REV -o model.safetensors
       coralx ui                    look at it all in the browser
     """
