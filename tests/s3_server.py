@@ -147,6 +147,9 @@ def start_seaweed(folder: Path, log: Path) -> tuple[subprocess.Popen[bytes], str
                 f"-master.port={ports[0]}",
                 f"-volume.port={ports[1]}",
                 f"-filer.port={ports[2]}",
+                # services this test does not use, which would listen on fixed default ports
+                "-s3.port.lance=0",
+                "-s3.port.iceberg=0",
                 "-volume.max=5",
             ],
             stdout=out,
