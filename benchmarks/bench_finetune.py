@@ -52,6 +52,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _finetune_data as data
+from _clock import Clock
 
 TARGETS = {
     "stored": {"f32": 0.39, "bf16": 0.15},
@@ -63,18 +64,6 @@ PROBE = "encoder.layer.3.attention.self.query.weight"
 
 
 # -- small tools -------------------------------------------------------------------------------
-
-
-class Clock:
-    """Wall time and CPU time (all threads of this process) of a block."""
-
-    def __enter__(self) -> Clock:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall
-        self.cpu = time.process_time() - self.cpu
 
 
 def peak_rss_mib() -> float:

@@ -35,6 +35,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _clock import Clock
+
 STEPS = 10
 SEED = 0
 N_MATRICES = 40
@@ -83,18 +86,6 @@ def peak_rss_mib() -> float:
 def rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-class Clock:
-    """Wall time and CPU time (all threads of this process) of a block."""
-
-    def __enter__(self) -> Clock:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall
-        self.cpu = time.process_time() - self.cpu
 
 
 def _save_baseline(weights: dict[str, np.ndarray], path: Path) -> Clock:
