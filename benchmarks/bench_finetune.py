@@ -52,7 +52,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _finetune_data as data
-from _clock import Clock
+from _baselines import Clock, save_baseline
 
 TARGETS = {
     "stored": {"f32": 0.39, "bf16": 0.15},
@@ -96,19 +96,6 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
     from coralx.store.safetensors_io import read_safetensors
 
     return {n: np.array(a) for n, a in read_safetensors(path)[0].items()}
-
-
-def save_baseline(weights: dict[str, np.ndarray], path: Path) -> Clock:
-    from safetensors.numpy import save_file
-
-    # safetensors' numpy API has no bfloat16: the same bytes as uint16
-    plain = {n: w.view(np.uint16) if str(w.dtype) == "bfloat16" else w for n, w in weights.items()}
-    with Clock() as clock:
-        save_file(plain, str(path))
-        fd = os.open(path, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-    return clock
 
 
 def big_sequence(gb: float, versions: list[int]) -> list[Path]:

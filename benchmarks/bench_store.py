@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _clock import Clock
+from _baselines import Clock, save_baseline
 
 STEPS = 10
 SEED = 0
@@ -88,19 +88,6 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _save_baseline(weights: dict[str, np.ndarray], path: Path) -> Clock:
-    from safetensors.numpy import save_file
-
-    # safetensors' numpy API has no bfloat16: save the same bytes as uint16
-    plain = {n: (w.view(np.uint16) if w.dtype.itemsize == 2 else w) for n, w in weights.items()}
-    with Clock() as clock:
-        save_file(plain, str(path))
-        fd = os.open(path, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-    return clock
-
-
 # -- phases, each run in a child process ---------------------------------------------------------
 
 
@@ -122,7 +109,7 @@ def phase_commit(work: Path, dtype: str, chain_limit: int | None) -> dict[str, A
         raw += sum(w.nbytes for w in weights.values())
         keep = step in (0, STEPS - 1)
         path = base_dir / (f"ckpt{step}.safetensors" if keep else "tmp.safetensors")
-        saved = _save_baseline(weights, path)
+        saved = save_baseline(weights, path)
         t_save.append(saved.wall)
         c_save.append(saved.cpu)
         with Clock() as clock:
