@@ -607,6 +607,49 @@ def codecs_table(dtype: str) -> str:
              "codec | stored/raw | encode | decode"]  # fmt: skip
     lines += [f"{n} | {r:.4f} | {e:.3f}s ({raw / e / 2**30:.2f} GiB/s) | {d:.3f}s "
               f"({raw / d / 2**30:.2f} GiB/s)" for n, r, e, d in rows]  # fmt: skip
+    return "\n".join(lines) + "\n" + delta_maps_table(dtype)
+
+
+def delta_maps_table(dtype: str) -> str:
+    """Which integer map a delta should subtract in: the bit patterns as they are (coralx),
+    the first round's order-preserving map, or XOR; stored/raw of the delta of version A on
+    version B of the real sequence, each map + zigzag + byte planes + coralx's zstd."""
+    from coralx.store import codecs
+    from coralx.store.tensors import dtype_by_name
+
+    dt = dtype_by_name("F32" if dtype == "f32" else "BF16")
+    u, bits = dt.uint, dt.itemsize * 8
+    sign = u.type(1 << (bits - 1))
+
+    def ordered(x: np.ndarray) -> np.ndarray:
+        return np.where(x & sign, ~x, x | sign).astype(u)
+
+    def zigzag(d: np.ndarray) -> np.ndarray:
+        s = d.view(f"<i{dt.itemsize}")
+        return ((s << 1) ^ (s >> (bits - 1))).view(u)
+
+    maps = {
+        "bit patterns as integers (coralx)": lambda a, b: zigzag(a - b),
+        "order-preserving integers (round 1)": lambda a, b: zigzag(ordered(a) - ordered(b)),
+        "XOR of the bit patterns": lambda a, b: a ^ b,
+    }
+    files = data.paths(dtype)
+    flat = [np.concatenate([a.reshape(-1).view(u) for a in load_arrays(f).values()])
+            for f in files]  # fmt: skip
+    last = len(files) - 1
+    pairs = [(last, last - 1), (last, 0), (last // 2, 0), (1, 0)]
+    step = (4 << 20) // dt.itemsize
+    lines = [f"== delta maps, {dtype}: stored/raw of the delta of version A on version B ==",
+             "map | " + " | ".join(f"{a} on {b}" for a, b in pairs)]  # fmt: skip
+    for label, fn in maps.items():
+        cells = []
+        for a, b in pairs:
+            size = 0
+            for i in range(0, flat[a].size, step):
+                d = fn(flat[a][i : i + step], flat[b][i : i + step]).view(np.uint8)
+                size += len(codecs._cctx().compress(codecs.to_planes(d, dt.itemsize)))
+            cells.append(f"{size / flat[a].nbytes:.4f}")
+        lines.append(f"{label} | " + " | ".join(cells))
     return "\n".join(lines)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -159,3 +161,47 @@ def test_store_get_follows_delta_and_verifies() -> None:
     assert store.base_chain(old_id) == [new_id]
     assert store.get(old_id).tobytes() == old.tobytes()
     assert chunk_id_of(store.get(new_id)) == new_id
+
+
+# -- chunks written before 0.3: a delta in the order-preserving integer map -------------------
+
+
+def _ordered(u: np.ndarray) -> np.ndarray:
+    """The first round's map of float bit patterns to integers that sort like the values,
+    written out independently of the codec: negatives flipped whole, positives' sign set."""
+    sign = np.uint32(1 << 31)
+    return np.where(u & sign, ~u, u | sign).astype(np.uint32)
+
+
+def _old_delta_blob(new: np.ndarray, base: np.ndarray, base_id: str, chain: int) -> bytes:
+    d = (_ordered(new.view(np.uint32)) - _ordered(base.view(np.uint32))).view(np.int32)
+    zz = ((d.astype(np.int64) << 1) ^ (d.astype(np.int64) >> 31)).astype(np.uint32)
+    planes = zz.view(np.uint8).reshape(-1, 4).T.copy()
+    import zstandard
+
+    head = struct.pack("<4sBBBQ", b"CXK1", codecs.CODEC_DELTA_ORDERED, chain, 3, new.nbytes)
+    return head + b"F32" + bytes.fromhex(base_id) + zstandard.compress(planes.tobytes())
+
+
+def test_deltas_written_before_0_3_still_decode_alone_and_in_chains() -> None:
+    rng = np.random.default_rng(3)
+    v0 = rng.normal(0, 0.05, 5000).astype(np.float32)
+    v1 = (v0 * 0.999 + rng.normal(0, 1e-4, v0.size)).astype(np.float32)
+    v2 = (v1 * 0.999 + rng.normal(0, 1e-4, v0.size)).astype(np.float32)
+    dtype = dtype_by_name("F32")
+    whole = codecs.encode_standalone(v0.view(np.uint8), dtype)
+    old1 = _old_delta_blob(v1, v0, "11" * 32, 1)
+    old2 = _old_delta_blob(v2, v1, "22" * 32, 2)
+    assert codecs.parse_header(old1).is_delta and codecs.parse_header(old1).base == "11" * 32
+    out = np.empty(v0.nbytes, np.uint8)
+    codecs.decode_into(old1, out, v0.view(np.uint8))
+    assert out.tobytes() == v1.tobytes()
+    chain = [(b, codecs.parse_header(b)) for b in (whole, old1, old2)]
+    codecs.decode_chain(chain, out)
+    assert out.tobytes() == v2.tobytes()
+    # a chain that goes on from an old delta with a new one decodes too
+    v3 = (v2 + 1e-4).astype(np.float32)
+    new3 = codecs.encode_delta(v3.view(np.uint8), v2.view(np.uint8), dtype, "33" * 32)
+    codecs.decode_chain([*chain, (new3, codecs.parse_header(new3))], out)
+    assert out.tobytes() == v3.tobytes()
+    assert codecs.parse_header(new3).codec == codecs.CODEC_DELTA != codecs.CODEC_DELTA_ORDERED

@@ -492,11 +492,11 @@ def _base_raw(store: ChunkStore, base: str, cid: str, raw: Any) -> Any:
     to ``raw``, which is decoded already, gives it (verified against its id)."""
     import numpy as np
 
-    from ..store.codecs import CODEC_DELTA, decode_into, parse_header
+    from ..store.codecs import decode_into, parse_header
 
     blob = store.get_raw_encoded(base)
     head = parse_header(blob)
-    if head.codec != CODEC_DELTA or head.base != cid:
+    if not head.is_delta or head.base != cid:
         return store.get(base)
     out = np.empty(head.raw_len, dtype=np.uint8)
     decode_into(blob, out, raw, head)
@@ -512,7 +512,7 @@ def _send_chunks(
     report: PushReport,
     bases: dict[str, str],
 ) -> None:
-    from ..store.codecs import CODEC_DELTA, encode_delta_parts, parse_header
+    from ..store.codecs import encode_delta_parts, parse_header
     from ..store.tensors import dtype_by_name
 
     store = repo.weights.chunks
@@ -530,7 +530,7 @@ def _send_chunks(
     def encoded(cid: str) -> tuple[bytes, int]:
         data = store.get_raw_encoded(cid)
         head = parse_header(data)
-        if head.codec == CODEC_DELTA:  # an older version, stored as a delta: sent as it is
+        if head.is_delta:  # an older version, stored as a delta: sent as it is
             return data, len(store.base_chain(cid))
         base = bases.get(cid)
         if base is None or base not in prior or depth.get(base, REMOTE_CHAIN) >= REMOTE_CHAIN:
@@ -800,7 +800,7 @@ class _Overlay(ChunkStore):
 def _receive_chunks(
     repo: Repository, remote: RemoteStore, ids: set[str], tmp: Path, report: PullReport
 ) -> dict[str, Path]:
-    from ..store.codecs import CODEC_DELTA, parse_header
+    from ..store.codecs import parse_header
 
     local = repo.weights.chunks
     fresh: dict[str, Path] = {}
@@ -828,7 +828,7 @@ def _receive_chunks(
                     raise RemoteCorrupted(
                         f"chunk {cid} on {remote.name} is damaged: {exc}"
                     ) from None
-                base = head.base if head.codec == CODEC_DELTA else None
+                base = head.base if head.is_delta else None
                 if base and base not in fresh and not local.has(base):
                     bases.add(base)
             todo = sorted(bases - set(fresh))

@@ -23,7 +23,6 @@ import numpy as np
 from ..errors import ChecksumMismatch, ChunkNotFound, StoreCorrupted
 from ..ids import ChunkId, check_chunk_id
 from .codecs import (
-    CODEC_DELTA,
     HEADER_MAX,
     Header,
     decode_chain,
@@ -261,13 +260,13 @@ class ChunkStore(abc.ABC):
                 return
             blob = self.get_raw_encoded(check_chunk_id(chunk_id))
             head = parse_header(blob)
-            if head.codec != CODEC_DELTA:
+            if not head.is_delta:
                 decode_into(blob, out, None, head)
             else:
                 assert head.base is not None
                 base_blob = self.get_raw_encoded(head.base)
                 base_head = parse_header(base_blob)
-                if base_head.codec == CODEC_DELTA:
+                if base_head.is_delta:
                     blobs = self._chain_blobs(chunk_id)
                     decode_chain([(b, h) for _cid, b, h in reversed(blobs)], out)
                 elif cached and (hit := self._cached_base(head.base, what)) is not None:
@@ -321,7 +320,7 @@ class ChunkStore(abc.ABC):
             blob = self.get_raw_encoded(cid)
             head = parse_header(blob)
             chain.append((cid, blob, head))
-            if head.codec != CODEC_DELTA:
+            if not head.is_delta:
                 return chain
             assert head.base is not None
             if len(chain) > MAX_CHAIN or any(c == head.base for c, _, _ in chain):
@@ -338,7 +337,7 @@ class ChunkStore(abc.ABC):
         """The ids of the bases a chunk's decoding goes through, nearest first."""
         chain: list[str] = []
         head = self.read_header(chunk_id)
-        while head.codec == CODEC_DELTA and head.base is not None:
+        while head.is_delta and head.base is not None:
             if len(chain) >= MAX_CHAIN or head.base in chain:
                 raise StoreCorrupted(f"chunk {chunk_id} has a delta chain that does not end")
             chain.append(head.base)

@@ -7,10 +7,15 @@ never hand back wrong weights silently.
 
 Standalone: the chunk's bytes are split into byte planes (every element's byte 0, then every
 byte 1, ...), so the slowly varying sign/exponent bytes sit together, and zstd compresses them.
-Delta: both chunks' elements are mapped to integers that sort like the values (sign-magnitude
-floats are folded so that -0.0 < +0.0 and neighbours differ by one), subtracted with wrap-around
-(lossless for every bit pattern: NaN payloads, infinities, subnormals), zigzag-mapped so small
-negative differences become small positive integers, and stored as byte planes + zstd.
+Delta: both chunks' elements are read as unsigned integers of their width (a float's bit
+pattern), subtracted with wrap-around (lossless for every bit pattern: NaN payloads,
+infinities, subnormals), zigzag-mapped so small negative differences become small positive
+integers, and stored as byte planes + zstd. For floats of one sign the integer difference is
+the distance in representable values, so a training step is a small integer; only a weight
+that crosses zero costs a large one. (The first round's delta first folded floats into an
+order-preserving integer map; on real fine-tunes that is both slower and 3-4% bigger, because
+weight decay moves positive and negative weights the same way in magnitude. It is still
+decoded: :data:`CODEC_DELTA_ORDERED`.)
 
 >>> blob = encode_standalone(raw, dtype)
 >>> decode_into(blob, out)            # out: a writable uint8 buffer of len(raw) bytes
@@ -30,6 +35,7 @@ from .tensors import DType, dtype_by_name
 
 __all__ = [
     "CODEC_DELTA",
+    "CODEC_DELTA_ORDERED",
     "CODEC_PLANES",
     "CODEC_RAW",
     "Header",
@@ -42,8 +48,15 @@ __all__ = [
 MAGIC = b"CXK1"
 CODEC_RAW = 0
 CODEC_PLANES = 1
-CODEC_DELTA = 2
-CODEC_NAMES = {CODEC_RAW: "raw", CODEC_PLANES: "planes+zstd", CODEC_DELTA: "delta"}
+CODEC_DELTA_ORDERED = 2  # written by coralx before 0.3: decoded, never written
+CODEC_DELTA = 3
+CODEC_NAMES = {
+    CODEC_RAW: "raw",
+    CODEC_PLANES: "planes+zstd",
+    CODEC_DELTA_ORDERED: "delta (ordered)",
+    CODEC_DELTA: "delta",
+}
+DELTA_CODECS = frozenset({CODEC_DELTA, CODEC_DELTA_ORDERED})
 # Level 1 measured best on weights: on float32 it is both faster and smaller than level 3
 # (the mantissa planes are noise either way; level 1's Huffman tables suit the exponent plane).
 ZSTD_LEVEL = 1
@@ -68,6 +81,11 @@ class Header:
     size: int
 
     @property
+    def is_delta(self) -> bool:
+        """Whether the chunk is stored as a difference to :attr:`base`."""
+        return self.codec in DELTA_CODECS
+
+    @property
     def codec_name(self) -> str:
         return CODEC_NAMES.get(self.codec, f"unknown({self.codec})")
 
@@ -75,7 +93,7 @@ class Header:
 def _pack_header(codec: int, dtype: DType, raw_len: int, chain: int, base: str | None) -> bytes:
     name = dtype.name.encode("ascii")
     head = _FIXED.pack(MAGIC, codec, min(chain, 255), len(name), raw_len) + name
-    if codec == CODEC_DELTA:
+    if codec in DELTA_CODECS:
         assert base is not None
         head += bytes.fromhex(base)
     return head
@@ -92,7 +110,7 @@ def parse_header(blob: bytes | memoryview) -> Header:
     dtype = bytes(blob[pos : pos + name_len]).decode("ascii", errors="replace")
     pos += name_len
     base = None
-    if codec == CODEC_DELTA:
+    if codec in DELTA_CODECS:
         if len(blob) < pos + 32:
             raise StoreCorrupted("a delta chunk file is truncated inside its header")
         base = bytes(blob[pos : pos + 32]).hex()
@@ -270,14 +288,13 @@ def encode_standalone_parts(raw: Any, dtype: DType, chain: int = 0) -> list[Any]
 
 
 def delta_planes(raw: Any, base_raw: Any, dtype: DType) -> np.ndarray[Any, Any]:
-    """The zigzag difference of ``raw`` against ``base_raw`` as byte planes (scratch)."""
+    """The zigzag integer difference of ``raw`` against ``base_raw`` as byte planes
+    (scratch): four passes over the chunk, then the plane split."""
     a = _as_bytes(raw)
     n = a.size
     d = scratch("delta", n).view(dtype.uint)
     tmp = scratch("tmp", n).view(dtype.uint)
-    _ordered_into(a.view(dtype.uint), d, dtype)
-    _ordered_into(_as_bytes(base_raw).view(dtype.uint), tmp, dtype)
-    np.subtract(d, tmp, out=d)  # wraps: lossless for any two bit patterns
+    np.subtract(a.view(dtype.uint), _as_bytes(base_raw).view(dtype.uint), out=d)  # wraps
     _zigzag_inplace(d, tmp, dtype.itemsize)
     return to_planes(d.view(np.uint8), dtype.itemsize)
 
@@ -339,46 +356,67 @@ def decode_into(
     dtype = dtype_by_name(head.dtype)
     if out.size % dtype.itemsize:
         raise StoreCorrupted("a chunk's length is not a whole number of elements")
-    planes = scratch("planes", head.raw_len)
-    _decompress_into(payload, planes)
-    from_planes(planes, dtype.itemsize, out)
     if head.codec == CODEC_PLANES:
+        _planes_into(payload, head, dtype, out)
         return head
     if base_raw is None or base_raw.size != out.size:
         raise StoreCorrupted("a delta chunk's base is missing or has the wrong length")
-    z = out.view(dtype.uint)
+    _planes_into(payload, head, dtype, out)
     tmp = scratch("tmp", out.size).view(dtype.uint)
+    _apply_delta(out.view(dtype.uint), base_raw.view(dtype.uint), tmp, head.codec, dtype)
+    return head
+
+
+def _planes_into(
+    payload: memoryview, head: Header, dtype: DType, out: np.ndarray[Any, Any]
+) -> None:
+    planes = scratch("planes", head.raw_len)
+    _decompress_into(payload, planes)
+    from_planes(planes, dtype.itemsize, out)
+
+
+def _apply_delta(
+    z: np.ndarray[Any, Any],
+    base: np.ndarray[Any, Any],
+    tmp: np.ndarray[Any, Any],
+    codec: int,
+    dtype: DType,
+) -> None:
+    """z (a decoded zigzag difference, as unsigned integers) becomes ``base`` plus it, in
+    place. ``base`` may not be ``z``; ``tmp`` is scratch of the same size."""
     _unzigzag_inplace(z, tmp)
-    _ordered_into(base_raw.view(dtype.uint), tmp, dtype)
+    if codec == CODEC_DELTA:
+        np.add(z, base, out=z)  # wraps
+        return
+    _ordered_into(base, tmp, dtype)
     np.add(z, tmp, out=z)
     _unordered_inplace(z, tmp, dtype)
-    return head
 
 
 def decode_chain(chain: list[tuple[bytes, Header]], out: np.ndarray[Any, Any]) -> None:
     """Decode a delta chain into ``out``: ``chain`` lists the encoded chunks from the whole
     one to the delta asked for (each a delta against the one before it).
 
-    The running value stays in the order-preserving integer domain from the whole chunk to
-    the last delta, so each step costs one decompression and one addition.
+    Each step costs one decompression and one addition into ``out``. (Chains longer than
+    one delta are only found in stores written before 0.3, whose writer chained versions.)
     """
     whole_blob, whole = chain[0]
-    if whole.codec == CODEC_DELTA:
+    if whole.is_delta:
         raise StoreCorrupted("a delta chain does not start with a whole chunk")
     dtype = dtype_by_name(whole.dtype)
     decode_into(whole_blob, out, None, whole)
     acc = out.view(dtype.uint)
     tmp = scratch("tmp", out.size).view(dtype.uint)
-    _ordered_into(acc, tmp, dtype)
-    np.copyto(acc, tmp)
     step = scratch("step", out.size)
+    z = step.view(dtype.uint)
     for blob, head in chain[1:]:
-        if head.codec != CODEC_DELTA or head.dtype != whole.dtype or head.raw_len != out.size:
+        if not head.is_delta or head.dtype != whole.dtype or head.raw_len != out.size:
             raise StoreCorrupted("a delta chain mixes dtypes, lengths or codecs")
-        planes = scratch("planes", head.raw_len)
-        _decompress_into(memoryview(blob)[head.size :], planes)
-        from_planes(planes, dtype.itemsize, step)
-        z = step.view(dtype.uint)
+        _planes_into(memoryview(blob)[head.size :], head, dtype, step)
         _unzigzag_inplace(z, tmp)
-        np.add(acc, z, out=acc)
-    _unordered_inplace(acc, tmp, dtype)
+        if head.codec == CODEC_DELTA:
+            np.add(acc, z, out=acc)
+        else:
+            _ordered_into(acc, tmp, dtype)
+            np.add(tmp, z, out=acc)
+            _unordered_inplace(acc, tmp, dtype)

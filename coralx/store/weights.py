@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ChecksumMismatch, ChunkNotFound, InvalidName, InvalidValue
 from .base import ChunkStore, base_cache, chunk_id_of
-from .codecs import CODEC_DELTA, encode_delta_parts, encode_standalone_parts
+from .codecs import encode_delta_parts, encode_standalone_parts
 from .manifest import Manifest, TensorEntry
 from .tensors import CHUNK_BYTES, DType, chunk_spans, dtype_by_name, dtype_of, to_numpy
 
@@ -213,13 +213,13 @@ def _group_base(
         # a group keeps one dtype, so its deltas decode with the integer map they were made with.
         if head.raw_len != size or head.dtype != dtype.name:
             return None
-        if head.codec != CODEC_DELTA:
+        if not head.is_delta:
             return base, 1, store.encoded_size(base)
         assert head.base is not None
         key = head.base
         key_head = store.read_header(key)
         place = head.chain + 1
-        if key_head.codec == CODEC_DELTA or key_head.dtype != dtype.name:
+        if key_head.is_delta or key_head.dtype != dtype.name:
             return None
         if not 1 < place < GROUP_LIMIT:
             return None
