@@ -161,6 +161,7 @@ def _preload() -> None:
     """Import what a checkout uses, as the baseline's process imports safetensors first:
     imports are not the checkout."""
     import blake3  # noqa: F401
+    import ml_dtypes  # noqa: F401 - numpy's bfloat16, as torch is the baseline's
     import zstandard  # noqa: F401
 
     import coralx.store.reader
