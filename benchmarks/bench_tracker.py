@@ -394,6 +394,11 @@ def main() -> None:
     parser.add_argument(
         "--queries", action="store_true", help="only the query benchmark at 100k and 1M runs"
     )
+    parser.add_argument(
+        "--runs",
+        action="store_true",
+        help="only creating runs: outside a work tree (b) and inside one (d), no processes",
+    )
     args = parser.parse_args()
     if args.queries:
         main_queries(args.quick)
@@ -403,14 +408,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="coralx-bench-") as tmp:
         root = Path(tmp)
         os.chdir(root)  # (a)-(c) outside any git work tree; (d) goes into one
-        bench_logging(root, n_logs)
-        bench_logging_sampled(root, n_logs)
-        bench_environment()
+        if not args.runs:
+            bench_logging(root, n_logs)
+            bench_logging_sampled(root, n_logs)
+            bench_environment()
         project, outside, outside_cpu = bench_runs(root, n_runs)
         bench_work_tree(
             root, n_runs, (outside, outside_cpu), tracked=2_400 if not args.quick else 2_000
         )
-        bench_processes(project, n_runs)
+        if not args.runs:
+            bench_processes(project, n_runs)
     print_table()
 
 
