@@ -73,7 +73,7 @@ _NOT_REQUIREMENTS = {"pip", "setuptools", "wheel", "distribute"}
 # Keyed by what was asked, not by pid: a forked child (a sweep's fork worker) runs the same
 # interpreter, packages and command line as its parent, so it reuses the parent's answer.
 _cache: dict[tuple[str, ...], dict[str, Any]] = {}
-_stored: dict[str, str] = {}
+_stored: dict[str, tuple[str, str]] = {}  # store folder -> (blob id, its file)
 
 
 def is_secret(name: str) -> bool:
@@ -289,13 +289,18 @@ def store(repo: Any, env: Mapping[str, Any] | None = None) -> str:
     """
     from .records.blobs import BlobStore
 
-    blobs = BlobStore(repo)
     if env is None:
-        key = str(blobs.root)
-        if key not in _stored or not blobs.exists(_stored[key]):
-            _stored[key] = blobs.put(_encode(capture()))
-        return _stored[key]
-    return blobs.put(_encode(env))
+        # Every run asks: one stat of the blob this process stored (the store may have been
+        # deleted and made again at the same path since).
+        key = os.fspath(repo) if isinstance(repo, str | os.PathLike) else os.fspath(repo.path)
+        known = _stored.get(key)
+        if known is not None and os.path.isfile(known[1]):
+            return known[0]
+        blobs = BlobStore(repo)
+        blob_id = blobs.put(_encode(capture()))
+        _stored[key] = (blob_id, os.fspath(blobs.path(blob_id)))
+        return blob_id
+    return BlobStore(repo).put(_encode(env))
 
 
 def load(repo: Any, blob_id: str) -> dict[str, Any]:

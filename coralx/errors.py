@@ -160,7 +160,10 @@ class AmbiguousRevision(CoralxError, ValueError):
 
 
 class ExperimentNotFound(NotFound):
-    """No experiment with this id or id prefix."""
+    """No experiment with this id or id prefix. The CLI exits 1 for it, as the seed's CLI
+    does for an unknown id (other things not found exit 4)."""
+
+    exit_code = 1
 
     def __init__(self, experiment_id: str) -> None:
         super().__init__(

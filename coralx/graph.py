@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import os
 import random
 import re
 import time
@@ -724,28 +725,53 @@ def _count_steps(suffix: str) -> int:
     return steps
 
 
+_SHA_TEXT = re.compile(r"[0-9a-f]{40}")
+
+
 def peek_ref(store: Path, ref: str = "HEAD") -> str | None:
     """The commit id ``ref`` holds in the store folder, read from the files alone (no
-    dulwich import: runs call this as they start). Follows a symbolic HEAD; packed refs too."""
+    dulwich import, plain system calls: every run calls this as it starts). Follows a
+    symbolic HEAD; packed refs too."""
+    folder = os.fspath(store)
     name = ref
     for _ in range(5):
+        raw = _read_ref_file(os.path.join(folder, name))
         try:
-            text = (store / name).read_text(encoding="ascii").strip()
-        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
-            text = _packed_ref(store, name) or ""
+            text = raw.decode("ascii").strip() if raw is not None else None
+        except UnicodeDecodeError:
+            text = None
+        if text is None:
+            text = _packed_ref(folder, name) or ""
         if text.startswith("ref: "):
             name = text[5:].strip()
             if not name.startswith("refs/") or ".." in name:
                 return None
             continue
-        return text if re.fullmatch(r"[0-9a-f]{40}", text) else None
+        return text if _SHA_TEXT.fullmatch(text) else None
     return None
 
 
-def _packed_ref(store: Path, name: str) -> str | None:
+def _read_ref_file(path: str) -> bytes | None:
+    """The bytes of a ref file (or of packed-refs), None if there is none: plain system
+    calls, a few microseconds for a ref of one line."""
     try:
-        lines = (store / "packed-refs").read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, UnicodeDecodeError):
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        parts = []
+        while chunk := os.read(fd, 65536):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _packed_ref(folder: str, name: str) -> str | None:
+    raw = _read_ref_file(os.path.join(folder, "packed-refs"))
+    try:
+        lines = raw.decode("utf-8").splitlines() if raw is not None else []
+    except UnicodeDecodeError:
         return None
     for line in lines:
         sha, _, ref = line.partition(" ")

@@ -101,8 +101,9 @@ def capture(store_git: Any, *starts: Path, snapshot: bool = True) -> dict[str, A
     return info
 
 
-# (work tree, store) -> (generation of the tree state, snapshot tree id, skipped files)
-_snapshots: dict[tuple[str, str], tuple[int, str, list[str]]] = {}
+# (work tree, store) -> (generation of the tree state, snapshot tree id, skipped files, the
+# file found holding the tree: its loose object or its pack, or None until looked up)
+_snapshots: dict[tuple[str, str], tuple[int, str, list[str], str | None]] = {}
 
 
 def _stored_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[str]]:
@@ -110,21 +111,36 @@ def _stored_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[
     store; between runs of an unchanged tree, the tree id found before."""
     key = (str(root), str(store_git.path))
     known = _snapshots.get(key)
-    if known is not None and known[0] == state.generation and _has_tree(store_git, known[1]):
-        return known[1], list(known[2])
+    if known is not None and known[0] == state.generation:
+        generation, tree, skipped, held_in = known
+        if held_in is not None and os.path.exists(held_in):
+            return tree, list(skipped)
+        found, held_in = _find_tree(store_git, tree)
+        if found:
+            _snapshots[key] = (generation, tree, skipped, held_in)
+            return tree, list(skipped)
     tree, skipped = _write_snapshot(root, state, store_git)
-    _snapshots[key] = (state.generation, tree, skipped)
+    _snapshots[key] = (state.generation, tree, skipped, None)
     return tree, list(skipped)
 
 
-def _has_tree(store_git: Any, tree: str) -> bool:
-    """Whether the store still holds the snapshot found before (it may have been deleted and
-    made again at the same path): a ``stat`` for a loose tree, else a lookup."""
+def _find_tree(store_git: Any, tree: str) -> tuple[bool, str | None]:
+    """Whether the store holds the snapshot found before (it may have been deleted and made
+    again at the same path), and the file that holds it: its loose object, or the pack it is
+    in. Both are named by their content, so while that file is there the store holds the
+    tree, and the next run checks that with one ``stat`` instead of reading pack indexes."""
     objects = store_git.object_store
-    if os.path.exists(os.path.join(objects.path, tree[:2], tree[2:])):
-        return True
+    loose = os.path.join(objects.path, tree[:2], tree[2:])
+    if os.path.exists(loose):
+        return True, loose
+    oid = tree.encode("ascii")
     try:
-        return tree.encode("ascii") in objects
+        for pack in objects.packs:
+            if oid in pack:
+                # dulwich's name for the pack's data file; without it, look up every time
+                data = getattr(pack, "_data_path", None)
+                return True, data if isinstance(data, str) else None
+        return oid in objects, None
     finally:
         objects.close()  # packs reopen when next needed; none is left open behind us
 

@@ -55,7 +55,7 @@ def test_env_shows_all_and_requirements(runner: CliRunner, repo: Repository) -> 
 
 def test_env_errors(runner: CliRunner, repo: Repository) -> None:
     missing = run(runner, repo, "env", "ffffffff")
-    assert missing.exit_code != 0 and "no experiment" in missing.output
+    assert missing.exit_code == 1 and "no experiment" in missing.output
     tracker = ExperimentTracker(repo, capture_code=False, capture_environment=False)
     bare = tracker.start("bare")
     tracker.end()

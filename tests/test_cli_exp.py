@@ -91,7 +91,32 @@ def test_resume_lineage_delete(runner: CliRunner, repo: Repository, runs: list[s
     assert deleted.exit_code == 0, deleted.output
     assert not (repo.path / "experiments" / f"{runs[2]}.json").exists()
     missing = run(runner, repo, "show", runs[2])
-    assert missing.exit_code == 4 and "no experiment" in missing.output
+    assert missing.exit_code == 1 and "no experiment" in missing.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("show", "{id}"),
+        ("show", "{id}", "--json"),
+        ("compare", "{run}", "{id}"),
+        ("resume", "{id}"),
+        ("delete", "{id}", "--yes"),
+        ("env", "{id}"),
+        ("code", "{id}", "--into", "restored"),
+        ("lineage", "{id}"),
+        ("metrics", "{id}", "val_loss"),
+    ],
+)
+@pytest.mark.parametrize("unknown", ["ffffffffffffffffffff", "ffff"])  # an id, a prefix
+def test_an_unknown_run_id_is_a_clear_error_with_exit_status_1(
+    runner: CliRunner, repo: Repository, runs: list[str], args: tuple[str, ...], unknown: str
+) -> None:
+    result = run(runner, repo, *(a.format(id=unknown, run=runs[0]) for a in args))
+    assert result.exit_code == 1, result.output
+    assert f"no experiment '{unknown}'" in result.output and "coralx exp list" in result.output
+    assert "Traceback" not in result.output
+    assert len(ExperimentTracker(repo).list()) == 3  # nothing was made or deleted
 
 
 def test_summary_metrics_reindex(runner: CliRunner, repo: Repository, runs: list[str]) -> None:

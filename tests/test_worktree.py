@@ -142,15 +142,21 @@ def test_agrees_with_git_through_random_edits(project: Path) -> None:
     tree.close()
 
 
+@pytest.mark.parametrize("new_files", [1, 40])  # loose objects; one pack (PACK_AT and more)
 def test_a_store_made_again_at_the_same_path_gets_its_own_objects(
-    project: Path, tmp_path: Path
+    project: Path, tmp_path: Path, new_files: int
 ) -> None:
     import shutil
 
     (project / "train.py").write_text("print('dirty')\n")
+    for i in range(new_files - 1):
+        (project / f"extra{i}.py").write_text(f"E = {i}\n")
     first = Repository(project, init=True)
     tracker = ExperimentTracker(first)
     snapshot = tracker.start("a").code["snapshot"]
+    tracker.end()
+    # A second run of the unchanged tree: it learns which file holds the snapshot.
+    assert tracker.start("a2").code["snapshot"] == snapshot
     tracker.end()
     tracker.close()
     first.close()

@@ -37,10 +37,10 @@ __all__ = [
 
 EXIT_CODES = {
     0: "success",
-    1: "an error coralx reports (the message says what to do)",
+    1: "an error coralx reports (the message says what to do), an unknown run id among them",
     2: "bad input: an invalid name, value, option or file",
     3: "stored data is damaged (`coralx fsck` lists it)",
-    4: "not found: a revision, run, sweep, tensor or store",
+    4: "not found: a revision, sweep, tensor or store",
     5: "busy: another process holds a lock or kept moving a ref",
     EXIT_ENVIRONMENT: "the environment refused: disk full, no such folder, no permission",
     EXIT_SWEEP_FAILED: "a sweep finished, but some of its configurations failed",

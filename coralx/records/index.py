@@ -34,6 +34,7 @@ INDEX_FILE = "index.sqlite"
 # 4: typed params (table params) and start/end times, for filters that read no JSON.
 SCHEMA = 4
 BUSY_TIMEOUT_MS = 60_000
+WAL_CHECKPOINT_PAGES = 4000  # see Index._setup
 _MISSING = object()
 
 _SCHEMA_SQL = """
@@ -243,6 +244,11 @@ class Index:
         # The index is derived data: NORMAL keeps it consistent across crashes in WAL mode
         # (a power cut may lose the last commits, which `sync` re-indexes from the records).
         conn.execute("PRAGMA synchronous = NORMAL")
+        # A checkpoint (at the commit that crosses this many WAL pages) costs two fsyncs, paid
+        # by the writer inside its commit: by `end()` for a tracked run. A run's row touches
+        # about 30 pages, so SQLite's default of 1,000 meant two fsyncs every 30 runs; 4,000
+        # (a WAL of at most 16 MiB) makes them a quarter as many for the same bytes written.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version < SCHEMA:
             conn.execute("BEGIN IMMEDIATE")

@@ -153,6 +153,7 @@ class RecordStore:
         self._pending_lock = threading.Condition()
         self._drain_lock = threading.Lock()
         self._indexer: threading.Thread | None = None
+        self._waiting = False  # the index thread waits for rows (not gathering a batch)
         self._stopping = False
         _stores.add(self)
 
@@ -258,14 +259,20 @@ class RecordStore:
                     target=self._index_loop, name="coralx-index", daemon=True
                 )
                 self._indexer.start()
-            self._pending_lock.notify()
+            if self._waiting:  # else it is gathering a batch, or writing one: let it be
+                self._pending_lock.notify()
 
     def _index_loop(self) -> None:
         cond = self._pending_lock
         delay = INDEX_DELAY
         while True:
             with cond:
-                if not cond.wait_for(lambda: self._pending or self._stopping, INDEX_IDLE):
+                self._waiting = True  # for rows: the next write wakes the thread
+                try:
+                    found = cond.wait_for(lambda: self._pending or self._stopping, INDEX_IDLE)
+                finally:
+                    self._waiting = False
+                if not found:
                     if self._indexer is threading.current_thread():
                         self._indexer = None  # idle: end; the next write starts a new thread
                     return

@@ -41,8 +41,12 @@ class Syncer:
             self._pending[name] = None
             if folder:
                 self._pending[os.path.dirname(name) or "."] = None
+            # The thread waits only when everything queued is done; otherwise it is
+            # gathering or syncing a batch and looks again after it: no wake-up needed.
+            idle = self._done >= self._queued
             self._queued += 1
-            self._cond.notify_all()
+            if idle:
+                self._cond.notify_all()
             return self._queued
 
     def wait(self, ticket: int | None = None, timeout: float | None = None) -> bool:
