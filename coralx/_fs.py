@@ -113,7 +113,13 @@ def temp_name(dest: Path) -> Path:
     return dest.with_name(f"{TEMP_PREFIX}{dest.name}.{_temp_suffix()}")
 
 
-def fsync_dir(path: Path) -> None:
+def temp_path(dest: str) -> str:
+    """:func:`temp_name` for a path given as a string (the chunk store's hot path)."""
+    folder, name = os.path.split(dest)
+    return os.path.join(folder, f"{TEMP_PREFIX}{name}.{_temp_suffix()}")
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Make a folder's entries (a rename, a new file) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

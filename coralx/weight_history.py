@@ -182,6 +182,7 @@ class WeightHistory:
         self.staged_torch: dict[str, Any] = {}
         self._manifests: dict[str, Manifest | None] = {}
         self._graph: graph.Graph | None = None
+        self._temps_swept = False
         repo.git.object_store.fsync_object_files = True
 
     @property
@@ -295,7 +296,11 @@ class WeightHistory:
         author = _author(self._work_tree(self.repo.commit_context))
         with self._lock(GC_LOCK, shared=True):
             self._check_chunks(manifest)
-            self.chunks.remove_dead_temp_files()  # what a killed writer left, now, not in an hour
+            if not self._temps_swept:
+                # What a killed writer left, at this handle's first commit rather than at
+                # gc's hour (a scan of every chunk folder: once, not at every commit).
+                self.chunks.remove_dead_temp_files()
+                self._temps_swept = True
 
             def build(old: bytes | None) -> bytes:
                 parents = [old] if old else ([start.encode()] if start else [])

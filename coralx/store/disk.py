@@ -34,6 +34,9 @@ class DiskChunkStore(ChunkStore):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        # The hot paths (a commit touches each chunk's file several times) build paths as
+        # strings: pathlib's joins cost more than the system calls they name.
+        self._root = os.fspath(self.root)
         # The open batch (shared by the worker threads writing for it) and its nesting depth.
         self._open_batch: _Batch | None = None
         self._batch_depth = 0
@@ -41,14 +44,19 @@ class DiskChunkStore(ChunkStore):
 
     def path(self, chunk_id: str) -> Path:
         """The file of a chunk (the id is checked first: 64 lowercase hex digits)."""
+        return Path(self._file(chunk_id))
+
+    def _file(self, chunk_id: str) -> str:
         cid = check_chunk_id(chunk_id)
-        return self.root / cid[:2] / cid[2:]
+        return f"{self._root}{os.sep}{cid[:2]}{os.sep}{cid[2:]}"
 
     def has(self, chunk_id: str) -> bool:
-        return self.path(chunk_id).is_file() or self._pending_file(chunk_id) is not None
+        dest = self._file(chunk_id)
+        return os.path.isfile(dest) or self._pending(dest) is not None
 
-    def _readable(self, chunk_id: str) -> Path:
-        return self._pending_file(chunk_id) or self.path(chunk_id)
+    def _readable(self, chunk_id: str) -> str:
+        dest = self._file(chunk_id)
+        return self._pending(dest) or dest
 
     def get_raw_encoded(self, chunk_id: str) -> bytes:
         try:
@@ -71,14 +79,14 @@ class DiskChunkStore(ChunkStore):
         """Write atomically: a temporary file beside the chunk, fsync'd, made read-only and
         renamed into place. Inside :meth:`batch`, the fsync and rename wait for the end of
         the batch, where they are done for all the batch's chunks at once."""
-        dest = self.path(chunk_id)
+        dest = self._file(chunk_id)
         batch = self._open_batch
-        if not replace and (dest.is_file() or (batch is not None and dest in batch.files)):
+        if not replace and (os.path.isfile(dest) or (batch is not None and dest in batch.files)):
             return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _fs.temp_name(dest)
+        folder = os.path.dirname(dest)
+        tmp = _fs.temp_path(dest)
         try:
-            with open(tmp, "wb") as f:
+            with _create(tmp, folder) as f:
                 for part in parts:
                     f.write(part)
                 if batch is None:
@@ -87,7 +95,7 @@ class DiskChunkStore(ChunkStore):
             os.chmod(tmp, 0o444)
             if batch is None:
                 os.replace(tmp, dest)
-                _fs.fsync_dir(dest.parent)
+                _fs.fsync_dir(folder)
                 return True
         except BaseException as exc:
             _fs.name_os_error(exc, dest)
@@ -126,19 +134,20 @@ class DiskChunkStore(ChunkStore):
         if last:
             batch.publish()
 
-    def _pending_file(self, chunk_id: str) -> Path | None:
+    def _pending(self, dest: str) -> str | None:
+        """The temporary file of a chunk written in the open batch, not yet renamed."""
         batch = self._open_batch
         if batch is None:
             return None
-        return batch.files.get(self.path(chunk_id))
+        return batch.files.get(dest)
 
     def delete(self, chunk_id: str) -> bool:
-        path = self.path(chunk_id)
+        path = self._file(chunk_id)
         try:
             os.unlink(path)
         except FileNotFoundError:
             return False
-        _fs.fsync_dir(path.parent)
+        _fs.fsync_dir(os.path.dirname(path))
         return True
 
     def iter_ids(self) -> Iterator[ChunkId]:
@@ -157,17 +166,17 @@ class DiskChunkStore(ChunkStore):
 
     def encoded_size(self, chunk_id: str) -> int:
         try:
-            return self._readable(chunk_id).stat().st_size
+            return os.stat(self._readable(chunk_id)).st_size
         except FileNotFoundError:
             raise ChunkNotFound(chunk_id) from None
 
     def touch(self, chunk_id: str) -> None:
         with contextlib.suppress(FileNotFoundError, PermissionError):
-            os.utime(self.path(chunk_id))
+            os.utime(self._file(chunk_id))
 
     def age_seconds(self, chunk_id: str) -> float:
         try:
-            return time.time() - self.path(chunk_id).stat().st_mtime
+            return time.time() - os.stat(self._file(chunk_id)).st_mtime
         except FileNotFoundError:
             return float("inf")
 
@@ -218,9 +227,9 @@ class _Batch:
     IO_THREADS = 16  # fsync waits on the disk, not the CPU: many at once cost little
 
     def __init__(self) -> None:
-        self.files: dict[Path, Path] = {}  # destination -> temporary file
-        self.replacing: set[Path] = set()
-        self._syncs: dict[Path, Future[None]] = {}  # temporary file -> its fsync
+        self.files: dict[str, str] = {}  # destination -> temporary file
+        self.replacing: set[str] = set()
+        self._syncs: dict[str, Future[None]] = {}  # temporary file -> its fsync
         self._io: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -229,7 +238,7 @@ class _Batch:
             self._io = ThreadPoolExecutor(self.IO_THREADS, thread_name_prefix="coralx-io")
         return self._io
 
-    def _start_fsync(self, tmp: Path) -> Future[None]:
+    def _start_fsync(self, tmp: str) -> Future[None]:
         try:
             return self._executor().submit(_fsync_file, tmp)
         except RuntimeError:  # the interpreter is exiting: no new threads; fsync here
@@ -238,7 +247,7 @@ class _Batch:
             done.set_result(None)
             return done
 
-    def add(self, dest: Path, tmp: Path, replace: bool) -> None:
+    def add(self, dest: str, tmp: str, replace: bool) -> None:
         with self._lock:
             old = self.files.get(dest)
             self.files[dest] = tmp
@@ -273,7 +282,7 @@ class _Batch:
         swaps = [d for d in self.files if d in self.replacing]
         # renames take journal locks and wait on a loaded disk: do them side by side
         _each(io, lambda dest: os.replace(self.files.pop(dest), dest), fresh)
-        _each(io, _fs.fsync_dir, sorted({d.parent for d in fresh}))
+        _each(io, _fs.fsync_dir, sorted({os.path.dirname(d) for d in fresh}))
         # A re-encoded chunk's bases are durable now. Its rename needs no folder fsync: if a
         # crash loses it, the folder still holds the chunk's previous encoding, also valid.
         _each(io, lambda dest: os.replace(self.files.pop(dest), dest), swaps)
@@ -295,7 +304,7 @@ class _Batch:
             self._io = None
 
 
-def _each(io: ThreadPoolExecutor, work: Callable[[Path], object], items: list[Path]) -> None:
+def _each(io: ThreadPoolExecutor, work: Callable[[str], object], items: list[str]) -> None:
     """``work`` on every item, on the I/O threads (here when the interpreter is exiting:
     thread pools take no more work then)."""
     if _exiting():
@@ -311,7 +320,17 @@ def _exiting() -> bool:
     return bool(getattr(cft, "_shutdown", False))
 
 
-def _fsync_file(path: Path) -> None:
+def _create(tmp: str, folder: str) -> Any:
+    """Open a new file for writing, making its folder first if it does not exist yet (the
+    common case, an existing folder, costs no system call for it)."""
+    try:
+        return open(tmp, "wb")
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        return open(tmp, "wb")
+
+
+def _fsync_file(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
