@@ -236,7 +236,7 @@ def bench_missing(server: S3Server, count: int) -> None:
     import obstore
 
     from coralx.remote.chunks import ObjectChunkStore
-    from coralx.remote.sync import missing_on_remote
+    from coralx.remote.sync import present_on_remote
     from coralx.remote.transport import S3Transport
 
     bucket = server.make_bucket()
@@ -248,7 +248,7 @@ def bench_missing(server: S3Server, count: int) -> None:
     print(f"filled {len(present)} objects in {secs(t_fill)}", flush=True)
     store = ObjectChunkStore(S3Transport(bucket, "team", server.endpoint))
     with timed() as t_list:
-        found = missing_on_remote(store, ids)
+        found = present_on_remote(store, ids)
     assert found == set(present)
     sample = ids[: min(2000, count)]
     with timed() as t_head:
