@@ -3,17 +3,19 @@
 What travels, in this order, so that an interrupted transfer (kill -9, a dropped connection)
 leaves both sides consistent and a rerun sends only what is still missing:
 
-1. chunks the remote lacks (known-on-remote record, then HEAD per object for a few or a
-   prefix listing for many), in parallel;
+1. chunks the remote lacks, as they are stored (known-on-remote record, then a HEAD per
+   chunk for a few, except new deltas, or one listing for many), 8 in parallel, each by a
+   conditional create;
 2. blobs, sweep files and the new bytes of each metric journal (append-only, unique ids);
 3. git objects: commits, manifests, code-snapshot trees (a folder remote is a bare git
    repository and gets ordinary loose objects; S3 gets one pack per push);
 4. experiment records (after everything they name);
 5. refs, last, each by compare-and-swap: a push that would not fast-forward is refused.
 
-A pull downloads into a temporary folder, verifies every chunk against its id (decoding its
-delta chain), every blob against its hash, and every git object against its id, and only
-then lands them; refs move last. Then the index is rebuilt from the pulled records.
+A pull downloads into a temporary folder and verifies every chunk against its id (decoded,
+its base from the cache of decoded bases, while the other downloads run), every blob against
+its hash, and every git object against its id, and only then lands them; refs move last.
+Then the index is rebuilt from the pulled records.
 """
 
 from __future__ import annotations
@@ -774,7 +776,7 @@ def _receive_chunks(
     waits for it, so a damaged chunk is named itself, not through a delta built on it."""
     from concurrent.futures import FIRST_COMPLETED, Future, wait
 
-    from ..store.codecs import CODEC_DELTA, CODEC_PLANES, decode_into, parse_header
+    from ..store.codecs import CODEC_DELTA, CODEC_PLANES, decode_into, parse_header, scratch
     from ..store.weights import pool
 
     local = repo.weights.chunks
@@ -812,7 +814,10 @@ def _receive_chunks(
             # a delta's base comes from the cache of decoded bases, verified when cached.
             blob = overlay.get_raw_encoded(cid)
             head = parse_header(blob)
-            out = np.empty(head.raw_len, dtype=np.uint8)
+            # A whole chunk is kept (cached as a base); a delta's bytes are only hashed, in
+            # the thread's reused buffer (no fresh pages to fault in for every chunk).
+            whole = head.codec == CODEC_PLANES
+            out = np.empty(head.raw_len, np.uint8) if whole else scratch("pull", head.raw_len)
             base = overlay.base_raw(head.base, what) if head.base is not None else None
             decode_into(blob, out, base, head)
             ChunkStore._verify(cid, out, what)
@@ -820,7 +825,7 @@ def _receive_chunks(
             raise damaged(cid, exc) from None
         finally:
             overlay.held.pop(cid, None)
-        if head.codec == CODEC_PLANES:  # a whole chunk: the base deltas here decode on
+        if whole:  # the base the deltas of its group decode on
             out.flags.writeable = False
             base_cache.put(cid, out)
 
