@@ -469,7 +469,8 @@ def _send_chunks(
     never replaced. The chunks being sent are recorded before the first PUT, so a push
     killed midway checks them all next time. Each worker runs its own chunk start to
     finish, largest first (no batch waits on its slowest member), and a chunk goes into the
-    record of what is on the remote only once its PUT or HEAD succeeded."""
+    record of what is on the remote only once its PUT or HEAD succeeded (at the end: each
+    record write is an fsync)."""
     from ..store.codecs import CODEC_DELTA
 
     store = repo.weights.chunks
@@ -506,15 +507,11 @@ def _send_chunks(
                 if size is not None:
                     report.chunks_sent += 1
                     report.chunk_bytes += size
-                if len(confirmed) >= 32:
-                    state.add_known(confirmed)
-                    confirmed = []
-        finally:
+        finally:  # one fsync'd append, also when a transfer failed (kill -9: "sending" covers)
             for fut in futures:
                 fut.cancel()
             state.add_known(confirmed)
-    state.doc["sending"] = sorted(set(state.doc["sending"]) - state.known)
-    state.save()
+    state.doc["sending"] = sorted(set(state.doc["sending"]) - state.known)  # saved by push
 
 
 def present_on_remote(store: ObjectChunkStore, ids: list[str]) -> set[str]:
