@@ -1,4 +1,4 @@
-"""Benchmark of remotes against a local S3 server (moto), baselines measured in the same run.
+"""Benchmark of remotes against a local S3 server (moto or SeaweedFS), baselines in the same run.
 
 What it stands for: a team sharing a store in a bucket. Rows:
 
@@ -7,7 +7,8 @@ What it stands for: a team sharing a store in a bucket. Rows:
    chunks' stored bytes (target: at most 1.1x + 64 kB);
 2. the plain upload of the same checkpoint as a safetensors file (target: about 2.6x more);
 3. push and pull throughput against uploading / downloading the same objects with obstore
-   directly, same parallelism (target: at least 80%);
+   directly, as many transfers in flight as coralx has (target: at least 80%); the direct
+   download keeps the bytes in memory (no file written, nothing verified);
 4. deciding what is missing for 20,000 chunks (half on the remote): listing (target: 2 s),
    against one HEAD per chunk (2,000 measured, scaled);
 5. clone of a store with 2,000 runs and 10 checkpoints, then `coralx exp list`, against a
@@ -15,10 +16,12 @@ What it stands for: a team sharing a store in a bucket. Rows:
 
     python benchmarks/bench_remote.py            # about 3-6 minutes on a 2-core machine
     python benchmarks/bench_remote.py --quick    # fewer runs and chunks, for a smoke test
+    python benchmarks/bench_remote.py --server seaweedfs --rows push,missing
 
-moto is a Python server, so absolute rates are the server's; the ratios compare coralx with
-a client doing the same transfers against the same server, in the same run. CPU is this
-process's (the client's) time.
+moto is a Python server (every listing page scans the whole bucket), SeaweedFS a Go one;
+absolute rates are the server's, on the same machine as the client; the ratios compare
+coralx with a client doing the same transfers against the same server, in the same run.
+CPU is this process's (the client's) time. Every row names the server it ran against.
 """
 
 from __future__ import annotations
@@ -42,9 +45,25 @@ import numpy as np
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
 
-from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server, start_moto, stop  # noqa: E402
+from tests.s3_server import (  # noqa: E402
+    ACCESS_KEY,
+    SECRET_KEY,
+    S3Server,
+    start_moto,
+    start_seaweed,
+    stop,
+)
 
 ROWS: list[tuple[str, str, str]] = []
+_BUCKETS: dict[str, str] = {}
+
+
+def bucket_of(server: S3Server) -> str:
+    """One bucket for the whole run, each row under prefixes of its own (SeaweedFS, started
+    with few volumes as in the tests, cannot grow many buckets)."""
+    if server.endpoint not in _BUCKETS:
+        _BUCKETS[server.endpoint] = server.make_bucket()
+    return _BUCKETS[server.endpoint]
 
 
 @contextmanager
@@ -109,6 +128,7 @@ def obstore_for(server: S3Server, bucket: str, prefix: str) -> Any:
 
 
 def parallel(fn: Callable[[Any], Any], items: list[Any], workers: int = 8) -> list[Any]:
+    """``fn`` over ``items``, ``workers`` at a time (coralx's push sends 8 at a time)."""
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(fn, items))
 
@@ -136,7 +156,7 @@ def bench_finetune_rows(server: S3Server, work: Path, steps: int) -> None:
     from coralx import Repository
     from coralx.experiments import ExperimentTracker
 
-    bucket = server.make_bucket()
+    bucket = bucket_of(server)
     repo = Repository.init(work / "finetune")
     repo.add_remote("origin", f"s3://{bucket}/team", server.endpoint)
     tracker = ExperimentTracker(repo)
@@ -217,11 +237,13 @@ def bench_finetune_rows(server: S3Server, work: Path, steps: int) -> None:
         if p.is_file()
     ]
     team = obstore_for(server, bucket, "team")
-    with timed() as t_get:
-        sizes = parallel(lambda k: len(bytes(obstore.get(team, k).bytes())), keys)
+    from coralx.remote.sync import PULL_WORKERS
+
+    with timed() as t_get:  # as many downloads in flight as a pull has; kept in memory
+        sizes = parallel(lambda k: len(obstore.get(team, k).bytes()), keys, PULL_WORKERS)
     ROWS.append(
         (
-            "pull (clone) throughput vs obstore direct download of the same chunks",
+            "pull (clone) throughput vs obstore direct download of the same chunks (in memory)",
             f"{got / t_pull['wall'] / 1e6:.1f} MB/s vs {sum(sizes) / t_get['wall'] / 1e6:.1f} MB/s "
             f"= {(got / t_pull['wall']) / (sum(sizes) / t_get['wall']):.0%} "
             f"(clone {secs(t_pull)}, verified)",
@@ -236,19 +258,19 @@ def bench_missing(server: S3Server, count: int) -> None:
     import obstore
 
     from coralx.remote.chunks import ObjectChunkStore
-    from coralx.remote.sync import missing_on_remote
+    from coralx.remote.sync import present_on_remote
     from coralx.remote.transport import S3Transport
 
-    bucket = server.make_bucket()
-    direct = obstore_for(server, bucket, "team")
+    bucket = bucket_of(server)
+    direct = obstore_for(server, bucket, "missing")
     ids = [secrets.token_hex(32) for _ in range(count)]
     present = ids[: count // 2]
     with timed() as t_fill:
         parallel(lambda c: obstore.put(direct, f"chunks/{c[:2]}/{c[2:]}", b"x"), present)
     print(f"filled {len(present)} objects in {secs(t_fill)}", flush=True)
-    store = ObjectChunkStore(S3Transport(bucket, "team", server.endpoint))
+    store = ObjectChunkStore(S3Transport(bucket, "missing", server.endpoint))
     with timed() as t_list:
-        found = missing_on_remote(store, ids)
+        found = present_on_remote(store, ids)
     assert found == set(present)
     sample = ids[: min(2000, count)]
     with timed() as t_head:
@@ -270,7 +292,7 @@ def bench_clone(server: S3Server, work: Path, runs: int, checkpoints: int) -> No
     from coralx import Repository
     from coralx.experiments import ExperimentTracker
 
-    bucket = server.make_bucket()
+    bucket = bucket_of(server)
     src = Repository.init(work / "team-store")
     tracker = ExperimentTracker(src)
     rng = np.random.default_rng(0)
@@ -288,7 +310,7 @@ def bench_clone(server: S3Server, work: Path, runs: int, checkpoints: int) -> No
                     }
                     src.stage_weights(weights)
                     src.commit(f"checkpoint {r}")
-    src.add_remote("origin", f"s3://{bucket}/team", server.endpoint)
+    src.add_remote("origin", f"s3://{bucket}/runs", server.endpoint)
     with timed() as t_push:
         pushed = src.push("origin")
     print(
@@ -302,7 +324,7 @@ def bench_clone(server: S3Server, work: Path, runs: int, checkpoints: int) -> No
             [
                 exe,
                 "clone",
-                f"s3://{bucket}/team",
+                f"s3://{bucket}/runs",
                 str(work / "clone"),
                 "--endpoint-url",
                 server.endpoint,
@@ -319,7 +341,7 @@ def bench_clone(server: S3Server, work: Path, runs: int, checkpoints: int) -> No
             text=True,
         ).stdout
     assert "run" in listed
-    team = obstore_for(server, bucket, "team")
+    team = obstore_for(server, bucket, "runs")
     keys = [m["path"] for batch in obstore.list(team, chunk_size=1000) for m in batch]
     target = work / "dvc-style"
 
@@ -345,23 +367,42 @@ def bench_clone(server: S3Server, work: Path, runs: int, checkpoints: int) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Small sizes, for a smoke test.")
+    parser.add_argument(
+        "--server", choices=["moto", "seaweedfs"], default="moto", help="The local S3 server."
+    )
+    parser.add_argument(
+        "--rows",
+        default="push,missing,clone",
+        help="Which rows to run, comma-separated: push (push, pull and the plain uploads), "
+        "missing, clone.",
+    )
     args = parser.parse_args()
+    rows = set(args.rows.split(","))
     steps, count, runs = (2, 2000, 100) if args.quick else (4, 20_000, 2000)
     work = Path(tempfile.mkdtemp(prefix="coralx-bench-remote-"))
     os.environ.update(
         AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_REGION="us-east-1"
     )
-    proc, endpoint = start_moto(work / "moto.log")
-    server = S3Server(endpoint, "moto", proc.pid)
+    if args.server == "seaweedfs":
+        (work / "seaweedfs").mkdir()
+        proc, endpoint = start_seaweed(work / "seaweedfs", work / "server.log")
+    else:
+        proc, endpoint = start_moto(work / "server.log")
+    server = S3Server(endpoint, args.server, proc.pid)
     try:
-        bench_finetune_rows(server, work, steps)
-        bench_missing(server, count)
-        bench_clone(server, work, runs, 10)
+        if "push" in rows:
+            bench_finetune_rows(server, work, steps)
+        if "missing" in rows:
+            bench_missing(server, count)
+        if "clone" in rows:
+            bench_clone(server, work, runs, 10)
     finally:
         stop(proc)
         shutil.rmtree(work, ignore_errors=True)
     width = max(len(r[0]) for r in ROWS)
-    print(f"\n{'what':<{width}}  coralx  |  baseline / target")
+    load = os.getloadavg()
+    print(f"\nagainst {args.server}; load average at the end {load[0]:.2f} {load[1]:.2f}")
+    print(f"{'what':<{width}}  coralx  |  baseline / target")
     for what, value, base in ROWS:
         print(f"{what:<{width}}  {value}  |  {base}")
 

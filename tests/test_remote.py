@@ -243,14 +243,14 @@ import os, signal, sys
 from coralx import Repository
 from coralx.remote import transport
 count = [0]
-real = transport.{cls}.put
-def put(self, key, data):
+real = transport.{cls}.put_if  # chunks are written by a conditional create
+def put_if(self, key, data, tag):
     if key.startswith("chunks/"):
         count[0] += 1
         if count[0] > {after}:
             os.kill(os.getpid(), signal.SIGKILL)
-    return real(self, key, data)
-transport.{cls}.put = put
+    return real(self, key, data, tag)
+transport.{cls}.put_if = put_if
 Repository(sys.argv[1]).push("origin")
 """
 
@@ -442,3 +442,71 @@ def test_cli_remote_push_fetch_log_and_clone(tmp_path: Path) -> None:
         assert "main" in log  # the folder remote is an ordinary bare git repository
     run("remote", "remove", "origin", where=b)
     assert "origin" not in run("remote", "list", where=b)
+
+
+def test_a_chunk_on_the_remote_is_never_replaced_by_another_encoding(
+    tmp_path: Path, remote_url: tuple[str, str | None]
+) -> None:
+    """Store b holds a version as a delta (it trained up to it) that store a pushed whole:
+    b's push sends no HEAD for its new delta, and the conditional create leaves a's object."""
+    from coralx.remote import open_remote
+    from coralx.remote.chunks import chunk_key
+
+    url, endpoint = remote_url
+    a = _store(tmp_path, "a", url, endpoint)
+    b = _store(tmp_path, "b", url, endpoint)
+    a.stage_weights({"w": _w(1, 1)["layer.weight"]})
+    a.commit("a: step 1 only")
+    a.push("origin")
+    b.stage_weights({"w": _w(1, 0)["layer.weight"]})
+    b.commit("b: step 0")
+    b.stage_weights({"w": _w(1, 1)["layer.weight"]})
+    b.commit("b: step 1")
+    (cid,) = b.weights.manifest(b.resolve("main")).tensors["w"].chunks
+    assert b.weights.chunks.base_chain(cid)  # a delta here, whole on the remote
+    theirs = open_remote(a, "origin").transport.get(chunk_key(cid))
+    b.fetch("origin")
+    b.push("origin", force=True)
+    assert open_remote(b, "origin").transport.get(chunk_key(cid)) == theirs
+    c = Repository.clone(url, tmp_path / "c", endpoint_url=endpoint)
+    assert np.array_equal(c.get_all_weights("main")["w"], _w(1, 1)["layer.weight"])
+    assert c.fsck().ok
+
+
+def test_what_a_pull_brought_is_known_on_the_remote_and_never_checked_again(
+    tmp_path: Path, remote_url: tuple[str, str | None]
+) -> None:
+    url, endpoint = remote_url
+    a = _store(tmp_path, "a", url, endpoint)
+    _train(a, "run-a", 1)
+    a.push("origin")
+    b = Repository.clone(url, tmp_path / "b", endpoint_url=endpoint)
+    b.stage_weights({"new": np.arange(1000, dtype="f4")})
+    b.commit("one new chunk")
+    report = b.push("origin")
+    assert (report.chunks_checked, report.chunks_sent) == (1, 1)
+
+
+def test_a_pull_decodes_the_downloaded_bytes_even_when_the_chunk_is_cached_here(
+    tmp_path: Path,
+) -> None:
+    """The writer's process caches whole chunks it stored; a pull in that process must still
+    verify what it downloaded, not the cached copy."""
+    from coralx.store.base import base_cache
+
+    url = str(tmp_path / "shared")
+    a = _store(tmp_path, "a", url, None)
+    a.stage_weights({"w": _w(4)["layer.weight"]})
+    a.commit("one whole chunk")
+    a.push("origin")
+    (cid,) = a.weights.manifest(a.resolve("main")).tensors["w"].chunks
+    assert base_cache.get(cid) is not None
+    path = Path(url) / "chunks" / cid[:2] / cid[2:]
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(data))
+    b = _store(tmp_path, "b", url, None)
+    with pytest.raises(RemoteCorrupted, match=cid):
+        b.pull("origin")
+    assert not b.weights.chunks.has(cid)

@@ -49,6 +49,11 @@ class ObjectChunkStore(ChunkStore):
         self.transport.put(k, bytes(data))
         return True
 
+    def put_new(self, chunk_id: str, data: bytes) -> bool:
+        """Write encoded bytes only if the remote has no object for the chunk (a conditional
+        write, so another writer's encoding is never replaced); False if it has one."""
+        return self.transport.put_if(chunk_key(chunk_id), data, None)
+
     def delete(self, chunk_id: str) -> bool:
         return self.transport.delete(chunk_key(chunk_id))
 

@@ -3,17 +3,19 @@
 What travels, in this order, so that an interrupted transfer (kill -9, a dropped connection)
 leaves both sides consistent and a rerun sends only what is still missing:
 
-1. chunks the remote lacks (known-on-remote record, then HEAD per object for a few or a
-   prefix listing for many), in parallel;
+1. chunks the remote lacks, as they are stored (known-on-remote record, then a HEAD per
+   chunk for a few, except new deltas, or one listing for many), 8 in parallel, each by a
+   conditional create;
 2. blobs, sweep files and the new bytes of each metric journal (append-only, unique ids);
 3. git objects: commits, manifests, code-snapshot trees (a folder remote is a bare git
    repository and gets ordinary loose objects; S3 gets one pack per push);
 4. experiment records (after everything they name);
 5. refs, last, each by compare-and-swap: a push that would not fast-forward is refused.
 
-A pull downloads into a temporary folder, verifies every chunk against its id (decoding its
-delta chain), every blob against its hash, and every git object against its id, and only
-then lands them; refs move last. Then the index is rebuilt from the pulled records.
+A pull downloads into a temporary folder and verifies every chunk against its id (decoded,
+its base from the cache of decoded bases, while the other downloads run), every blob against
+its hash, and every git object against its id, and only then lands them; refs move last.
+Then the index is rebuilt from the pulled records.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -363,7 +365,7 @@ def push(
     haves += [t.encode() for t in sent_trees]
     objects = _missing_objects(git, haves, wants + snapshots, state)
     chunk_ids = _chunks_of(repo, objects)
-    _send_chunks(repo, remote, state, chunk_ids, report, _previous_versions(repo, objects))
+    _send_chunks(repo, remote, state, chunk_ids, report)
     _send_files(repo, remote, state, report)
     report.objects_sent = remote.send_objects(objects)
     state.doc["snapshots"] = sorted(sent_trees | {t.decode() for t in snapshots})
@@ -453,127 +455,76 @@ def _chunks_of(repo: Repository, objects: list[Any]) -> set[str]:
     return ids
 
 
-REMOTE_CHAIN = 4
-"""Deltas a chunk sent to a remote may decode through: a new checkpoint travels as a delta
-against the same run's previous one (about half the bytes of a whole chunk on a fine-tune),
-and every fifth version goes whole, so a clone's newest checkout decodes at most this many."""
-
-
-def _previous_versions(repo: Repository, objects: list[Any]) -> dict[str, str]:
-    """chunk id -> the same chunk of the same tensor in the parent commit, for the commits
-    being sent: the natural delta base on the wire (the run line's previous checkpoint)."""
-    from dulwich.objects import Commit
-
-    out: dict[str, str] = {}
-    weights = repo.weights
-    for commit in (o for o in objects if isinstance(o, Commit)):
-        if not commit.parents:
-            continue
-        try:
-            mine = weights.manifest(commit.id.decode())
-            parent = weights.manifest(commit.parents[0].decode())
-        except (StoreCorrupted, KeyError):
-            continue
-        if mine is None or parent is None:
-            continue
-        for name, entry in mine.tensors.items():
-            old = parent.tensors.get(name)
-            if old is None or old.dtype != entry.dtype or old.chunk_bytes != entry.chunk_bytes:
-                continue
-            for new_id, old_id in zip(entry.chunks, old.chunks):
-                if new_id != old_id:
-                    out.setdefault(new_id, old_id)
-    return out
-
-
-def _base_raw(store: ChunkStore, base: str, cid: str, raw: Any) -> Any:
-    """The raw bytes of ``base``. Usually it is stored here as a delta towards ``cid`` (the
-    compactor re-encodes a replaced chunk against its successor): then one delta applied
-    to ``raw``, which is decoded already, gives it (verified against its id)."""
-    import numpy as np
-
-    from ..store.codecs import decode_into, parse_header
-
-    blob = store.get_raw_encoded(base)
-    head = parse_header(blob)
-    if not head.is_delta or head.base != cid:
-        return store.get(base)
-    out = np.empty(head.raw_len, dtype=np.uint8)
-    decode_into(blob, out, raw, head)
-    ChunkStore._verify(base, out, "the base of a delta sent to a remote")
-    return out
-
-
 def _send_chunks(
-    repo: Repository,
-    remote: RemoteStore,
-    state: _State,
-    ids: set[str],
-    report: PushReport,
-    bases: dict[str, str],
+    repo: Repository, remote: RemoteStore, state: _State, ids: set[str], report: PushReport
 ) -> None:
-    from ..store.codecs import encode_delta_parts, parse_header
-    from ..store.tensors import dtype_by_name
+    """Send the chunks the remote lacks, as they are stored here (already encoded: a new
+    checkpoint's chunk is a delta on its group's whole chunk, which travels with it).
+
+    What the remote has: the local record first. For many unknown chunks, one listing.
+    For a few, a HEAD each, made by the worker that then sends the chunk, except for a
+    delta chunk no push has tried to send before: a new version of a tensor trained here,
+    which no other store has, goes without a HEAD. Every chunk is written by a conditional
+    create, so an object already there (another store's encoding of the same bytes) is
+    never replaced. The chunks being sent are recorded before the first PUT, so a push
+    killed midway checks them all next time. Each worker runs its own chunk start to
+    finish, largest first (no batch waits on its slowest member), and a chunk goes into the
+    record of what is on the remote only once its PUT or HEAD succeeded (at the end: each
+    record write is an fsync)."""
 
     store = repo.weights.chunks
     unknown = sorted(ids - state.known)
     report.chunks_checked = len(unknown)
-    present = missing_on_remote(remote.chunks, unknown)
-    state.add_known(present)
-    todo = [c for c in unknown if c not in present]
-    # Bases only among chunks on the remote before this push: their encoding there cannot
-    # name a chunk sent now, so no delta cycle can form.
-    prior = set(state.known)
-    # How many deltas each chunk this store sent decodes through on the remote (0: whole).
-    depth: dict[str, int] = state.doc.setdefault("depth", {})
-
-    def encoded(cid: str) -> tuple[bytes, int]:
-        data = store.get_raw_encoded(cid)
-        head = parse_header(data)
-        if head.is_delta:  # an older version, stored as a delta: sent as it is
-            return data, len(store.base_chain(cid))
-        base = bases.get(cid)
-        if base is None or base not in prior or depth.get(base, REMOTE_CHAIN) >= REMOTE_CHAIN:
-            return data, 0
-        raw = store.get(cid)
-        parts = encode_delta_parts(
-            raw, _base_raw(store, base, cid, raw), dtype_by_name(head.dtype), base
-        )
-        delta = b"".join(bytes(p) for p in parts)
-        return (delta, depth[base] + 1) if len(delta) < len(data) else (data, 0)
-
-    def send(cid: str) -> tuple[int, int]:
-        data, chain = encoded(cid)
-        remote.transport.put(chunk_key(cid), data)
-        return len(data), chain
-
-    with ThreadPoolExecutor(WORKERS) as pool:
-        for start in range(0, len(todo), 64):
-            batch = todo[start : start + 64]
-            results = list(pool.map(send, batch))
-            state.add_known(batch)  # confirmed: each PUT returned success
-            for cid, (_size, chain) in zip(batch, results):
-                depth[cid] = chain
-            report.chunks_sent += len(batch)
-            report.chunk_bytes += sum(size for size, _chain in results)
+    tried = set(state.doc.get("sending", []))
+    if len(unknown) <= FEW:
+        todo = unknown
+        check = {c for c in unknown if c in tried or not store.read_header(c).is_delta}
+    else:
+        present = present_on_remote(remote.chunks, unknown)
+        state.add_known(present)
+        todo = [c for c in unknown if c not in present]
+        check = set()
+    if not todo:
+        return
+    todo.sort(key=store.encoded_size, reverse=True)
+    state.doc["sending"] = sorted(tried | set(todo))
     state.save()
 
+    def send(cid: str) -> int | None:
+        if cid in check and remote.chunks.has(cid):
+            return None
+        data = store.get_raw_encoded(cid)
+        return len(data) if remote.chunks.put_new(cid, data) else None
 
-def missing_on_remote(store: ObjectChunkStore, ids: list[str]) -> set[str]:
-    """Which of ``ids`` the remote has: one HEAD each for a few, prefix listings for many."""
+    confirmed: list[str] = []
+    with ThreadPoolExecutor(WORKERS) as pool:
+        futures = {pool.submit(send, cid): cid for cid in todo}
+        try:
+            for fut in as_completed(futures):
+                size = fut.result()
+                confirmed.append(futures[fut])
+                if size is not None:
+                    report.chunks_sent += 1
+                    report.chunk_bytes += size
+        finally:  # one fsync'd append, also when a transfer failed (kill -9: "sending" covers)
+            for fut in futures:
+                fut.cancel()
+            state.add_known(confirmed)
+    state.doc["sending"] = sorted(set(state.doc["sending"]) - state.known)  # saved by push
+
+
+def present_on_remote(store: ObjectChunkStore, ids: list[str]) -> set[str]:
+    """Which of ``ids`` the remote has: one HEAD each (in parallel) for a few, one listing
+    of every chunk for many. Cutting the listing into parts listed concurrently (by leading
+    hex digits, or ranges by start-after) was measured slower on both test servers: see
+    docs/architecture.md."""
     if not ids:
         return set()
     if len(ids) <= FEW:
         with ThreadPoolExecutor(WORKERS) as pool:
             flags = list(pool.map(store.has, ids))
         return {c for c, ok in zip(ids, flags) if ok}
-    prefixes = {c[:2] for c in ids}
-    if len(prefixes) > 64:
-        listed = store.listed(None)
-    else:
-        with ThreadPoolExecutor(WORKERS) as pool:
-            parts = list(pool.map(lambda p: store.listed({p}), sorted(prefixes)))
-        listed = {k: v for part in parts for k, v in part.items()}
+    listed = store.listed(None)
     return {c for c in ids if c in listed}
 
 
@@ -697,6 +648,9 @@ def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
         blob_files = _receive_files(repo, remote, state, tmp, report)
         # Everything verified: land chunks, files, objects, records; refs last.
         _land_chunks(repo, landed)
+        # On the remote: what was fetched from it, and every chunk its manifests name (it
+        # took them only after those chunks were confirmed there). A push skips them.
+        state.add_known(chunk_ids | set(landed))
         for dest, src in blob_files:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dest)
@@ -770,16 +724,21 @@ def _chunks_in(objects: list[Any]) -> set[str]:
 
 
 class _Overlay(ChunkStore):
-    """Downloaded chunks (a temporary folder) in front of the local store, for verifying."""
+    """Downloaded chunks (files in a temporary folder, and the transfer buffers of those
+    being verified) in front of the local store, for verifying."""
 
     def __init__(self, fresh: dict[str, Path], local: ChunkStore) -> None:
         self.fresh = fresh
+        self.held: dict[str, Any] = {}
         self.local = local
 
     def has(self, chunk_id: str) -> bool:
         return chunk_id in self.fresh or self.local.has(chunk_id)
 
-    def get_raw_encoded(self, chunk_id: str) -> bytes:
+    def get_raw_encoded(self, chunk_id: str) -> Any:
+        held = self.held.get(chunk_id)
+        if held is not None:
+            return memoryview(held)
         if chunk_id in self.fresh:
             return self.fresh[chunk_id].read_bytes()
         return self.local.get_raw_encoded(chunk_id)
@@ -797,71 +756,133 @@ class _Overlay(ChunkStore):
         return len(self.get_raw_encoded(chunk_id))
 
 
+PULL_WORKERS = 16
+"""Downloads in flight during a pull: more than a push's, so that the network stays busy
+while the decoding threads verify what has arrived."""
+
+
 def _receive_chunks(
     repo: Repository, remote: RemoteStore, ids: set[str], tmp: Path, report: PullReport
 ) -> dict[str, Path]:
-    from ..store.codecs import parse_header
+    """Download the chunks this store lacks into ``tmp`` and verify each against its id
+    before anything lands: decoded (a delta through its base, from the process's cache of
+    decoded bases) and hashed. Downloads and verification overlap: each chunk is written
+    (from the transfer's own buffer) and fsync'd by the thread that fetched it, and handed
+    to a decoding thread as soon as its base is verified. A delta whose base is damaged
+    waits for it, so a damaged chunk is named itself, not through a delta built on it."""
+    from concurrent.futures import FIRST_COMPLETED, Future, wait
+
+    from ..store.codecs import CODEC_PLANES, decode_into, parse_header, scratch
+    from ..store.weights import pool
 
     local = repo.weights.chunks
     fresh: dict[str, Path] = {}
-    todo = sorted(c for c in ids if not local.has(c))
-    (tmp / "chunks").mkdir(parents=True, exist_ok=True)
+    overlay = _Overlay(fresh, local)
+    folder = tmp / "chunks"
+    folder.mkdir(parents=True, exist_ok=True)
 
-    def download(cid: str) -> tuple[str, bytes]:
-        data = remote.transport.get(chunk_key(cid))
+    def damaged(cid: str, exc: object) -> RemoteCorrupted:
+        return RemoteCorrupted(
+            f"chunk {cid} on {remote.name} is damaged or truncated ({exc}); nothing was pulled"
+        )
+
+    def download(cid: str) -> tuple[Any, Any]:
+        data = remote.transport.get_buffer(chunk_key(cid))
         if data is None:
             raise RemoteCorrupted(
                 f"chunk {cid} is named by a commit on {remote.name} but missing there"
             )
-        return cid, data
+        try:
+            head = parse_header(memoryview(data))
+        except (StoreCorrupted, ValueError) as exc:
+            raise damaged(cid, exc) from None
+        _write_durable(folder / cid, data)
+        return head, data
 
-    with ThreadPoolExecutor(WORKERS) as pool:
-        while todo:
-            bases: set[str] = set()
-            for cid, data in pool.map(download, todo):
-                path = tmp / "chunks" / cid
-                path.write_bytes(data)
-                fresh[cid] = path
-                try:
-                    head = parse_header(data)
-                except (StoreCorrupted, ValueError) as exc:
-                    raise RemoteCorrupted(
-                        f"chunk {cid} on {remote.name} is damaged: {exc}"
-                    ) from None
-                base = head.base if head.is_delta else None
-                if base and base not in fresh and not local.has(base):
-                    bases.add(base)
-            todo = sorted(bases - set(fresh))
-        overlay = _Overlay(fresh, local)
+    def check(cid: str) -> None:
+        import numpy as np
 
-        def verify(cid: str) -> None:
-            try:
-                overlay.verify(cid, f"the remote {remote.name}")
-            except (ChecksumMismatch, StoreCorrupted, CoralxError) as exc:
-                raise RemoteCorrupted(
-                    f"chunk {cid} on {remote.name} is damaged or truncated ({exc}); "
-                    "nothing was pulled"
-                ) from None
+        from ..store.base import base_cache
 
-        # Bases first, so a damaged chunk is named itself, not through a delta built on it.
-        depth = {c: _depth(overlay, c, remote.name) for c in fresh}
-        for level in sorted(set(depth.values())):
-            list(pool.map(verify, sorted(c for c, d in depth.items() if d == level)))
+        what = f"the remote {remote.name}"
+        try:
+            # The downloaded bytes themselves are decoded (never a cached copy of the chunk);
+            # a delta's base comes from the cache of decoded bases, verified when cached.
+            blob = overlay.get_raw_encoded(cid)
+            head = parse_header(blob)
+            # A whole chunk is kept (cached as a base); a delta's bytes are only hashed, in
+            # the thread's reused buffer (no fresh pages to fault in for every chunk).
+            whole = head.codec == CODEC_PLANES
+            out = np.empty(head.raw_len, np.uint8) if whole else scratch("pull", head.raw_len)
+            base = overlay.base_raw(head.base, what) if head.base is not None else None
+            decode_into(blob, out, base, head)
+            ChunkStore._verify(cid, out, what)
+        except (ChecksumMismatch, StoreCorrupted, CoralxError) as exc:
+            raise damaged(cid, exc) from None
+        finally:
+            overlay.held.pop(cid, None)
+        if whole:  # the base the deltas of its group decode on
+            out.flags.writeable = False
+            base_cache.put(cid, out)
+
+    requested = {c for c in ids if not local.has(c)}
+    verified: set[str] = set()
+    waiting: dict[str, list[str]] = {}  # a fresh base -> the deltas waiting for it
+    jobs: dict[Future[Any], tuple[str, str]] = {}
+    cpu = pool()
+    with ThreadPoolExecutor(PULL_WORKERS) as net:
+        try:
+            for cid in sorted(requested):
+                jobs[net.submit(download, cid)] = ("get", cid)
+            while jobs:
+                done, _ = wait(jobs, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    what, cid = jobs.pop(fut)
+                    if what == "check":
+                        fut.result()
+                        verified.add(cid)
+                        for delta in waiting.pop(cid, []):
+                            jobs[cpu.submit(check, delta)] = ("check", delta)
+                        continue
+                    head, data = fut.result()
+                    fresh[cid] = folder / cid
+                    base = head.base if head.is_delta else None
+                    if base is not None and base not in verified:
+                        if base not in requested and not local.has(base):
+                            requested.add(base)  # a base the remote has and this store lacks
+                            jobs[net.submit(download, base)] = ("get", base)
+                        if base in requested:
+                            waiting.setdefault(base, []).append(cid)  # read back when ready
+                            continue
+                    overlay.held[cid] = data
+                    jobs[cpu.submit(check, cid)] = ("check", cid)
+        finally:
+            for fut in jobs:
+                fut.cancel()
+    if waiting:  # deltas whose bases never verified: a cycle of deltas
+        cid = sorted(c for group in waiting.values() for c in group)[0]
+        raise damaged(cid, "its delta chain does not end in a whole chunk")
     report.chunks_received = len(fresh)
     return fresh
 
 
-def _depth(store: ChunkStore, cid: str, remote: str) -> int:
+def _write_durable(path: Path, data: Any) -> None:
+    """A downloaded chunk as a read-only file, fsync'd, written from the transfer's buffer."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     try:
-        return len(store.base_chain(cid))
-    except (StoreCorrupted, CoralxError) as exc:
-        raise RemoteCorrupted(f"chunk {cid} on {remote} is damaged ({exc})") from None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
-    """Move verified chunks into the store. On disk, the downloaded files themselves are
-    fsync'd, made read-only and renamed into ``chunks/`` (written once, never copied), then
-    their folders fsync'd; another store gets their bytes through its ``put_encoded``."""
+    """Move verified chunks into the store. On disk, the downloaded files themselves
+    (read-only and fsync'd already) are renamed into ``chunks/`` (written once, never
+    copied), then their folders fsync'd; another store gets their bytes through its
+    ``put_encoded``."""
     from ..store.disk import DiskChunkStore
 
     store = repo.weights.chunks
@@ -870,15 +891,6 @@ def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
             for cid, path in fresh.items():
                 store.put_encoded(cid, path.read_bytes())
         return
-
-    def durable(item: tuple[str, Path]) -> None:
-        _cid, path = item
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fchmod(fd, 0o444)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def place(item: tuple[str, Path]) -> None:
         cid, path = item
@@ -890,7 +902,6 @@ def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
 
     items = sorted(fresh.items())
     with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(durable, items))
         list(pool.map(place, items))
         folders = sorted({store.path(cid).parent for cid, _p in items})
         list(pool.map(_fs.fsync_dir, folders))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,10 +55,22 @@ class Transport(abc.ABC):
     url: str
     sent: int = 0
     received: int = 0
+    _count_lock = threading.Lock()
+
+    def _count(self, sent: int = 0, received: int = 0) -> None:
+        """Add to the byte counters (many transfer threads share one transport)."""
+        with self._count_lock:
+            self.sent += sent
+            self.received += received
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is none."""
+
+    def get_buffer(self, key: str) -> Any:
+        """:meth:`get`, as any object with the buffer protocol (an S3 transfer's own
+        buffer, not copied into ``bytes``)."""
+        return self.get(key)
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes) -> None:
@@ -106,14 +119,14 @@ class FolderTransport(Transport):
             data = self._path(key).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             return None
-        self.received += len(data)
+        self._count(received=len(data))
         return data
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         _fs.atomic_write(path, data)
-        self.sent += len(data)
+        self._count(sent=len(data))
 
     def head(self, key: str) -> int | None:
         try:
@@ -160,12 +173,23 @@ class FolderTransport(Transport):
     def put_if(self, key: str, data: bytes, tag: str | None) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if tag is None:  # create only: a hard link of a complete file fails if one is there
+            tmp = _fs.temp_name(path)
+            _fs.atomic_write(tmp, data)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            self._count(sent=len(data))
+            return True
         with _fs.FileLock(path.with_name(path.name + ".lock"), timeout=60):
             now = self.read_tagged(key)
             if (now[1] if now else None) != tag:
                 return False
             _fs.atomic_write(path, data)
-            self.sent += len(data)
+            self._count(sent=len(data))
             return True
 
 
@@ -233,21 +257,25 @@ class S3Transport(Transport):
             raise RemoteError(_explain(self, exc)) from None
 
     def get(self, key: str) -> bytes | None:
+        data = self.get_buffer(key)
+        return None if data is None else bytes(data)
+
+    def get_buffer(self, key: str) -> Any:
         import obstore
         import obstore.exceptions as ox
 
         try:
-            data = bytes(self._call("read an object", obstore.get, key).bytes())
+            data = self._call("read an object", obstore.get, key).bytes()
         except (ox.NotFoundError, FileNotFoundError):
             return None
-        self.received += len(data)
+        self._count(received=len(memoryview(data)))
         return data
 
     def put(self, key: str, data: bytes) -> None:
         import obstore
 
         self._call("write an object", obstore.put, key, data)
-        self.sent += len(data)
+        self._count(sent=len(data))
 
     def head(self, key: str) -> int | None:
         import obstore
@@ -290,10 +318,11 @@ class S3Transport(Transport):
 
         mode: Any = "create" if tag is None else {"e_tag": tag}
         try:
-            self._call("move a ref", obstore.put, key, data, mode=mode)
+            self._call("write an object", obstore.put, key, data, mode=mode)
         except (ox.AlreadyExistsError, ox.PreconditionError):
             return False
-        self.sent += len(data)
+        finally:
+            self._count(sent=len(data))  # sent either way: the server refuses after the body
         return True
 
 
