@@ -17,6 +17,7 @@ import json
 import math
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -379,49 +380,30 @@ class Index:
         self, items: Iterable[tuple[dict[str, Any], str, str]], batch: int = 5000,
         progress: Callable[[int], None] | None = None,
     ) -> int:  # fmt: skip
-        """Index many records into an empty index (``reindex``): batches of plain inserts,
-        no revision checks, secondary indexes built once at the end. Returns the count."""
-        done = 0
+        """Index many records into this index while it is empty (a store written in bulk):
+        batches of plain inserts, one transaction each, secondary indexes built once at the
+        end. Returns the count. ``reindex`` builds a new file instead (:meth:`rebuild`)."""
         with self._write() as conn:
-            # Not tags_id or metrics_id: each batch deletes a record's old rows by id.
-            for name in ("experiments_status", "experiments_created", "experiments_name",
-                         "experiments_sweep", "experiments_parent", "params_num", "params_text",
-                         "metrics_min", "metrics_max", "metrics_last",
-                         "metrics_last_desc"):  # fmt: skip
+            if conn.execute("SELECT 1 FROM experiments LIMIT 1").fetchone() is not None:
+                raise ValueError("bulk_load needs an empty index")
+            for name in _index_names():
                 conn.execute(f"DROP INDEX IF EXISTS {name}")
-        chunk: list[tuple[dict[str, Any], str, str]] = []
-
-        def flush() -> None:
-            nonlocal done
-            if chunk:
+        done = 0
+        try:
+            for chunk in _batches(items, batch):
                 with self._write() as conn:
-                    done += self._upsert_batch(conn, {c[0]["experiment_id"]: c for c in chunk})
-                chunk.clear()
+                    done += _insert(conn, chunk)
                 if progress is not None:
                     progress(done)
-
-        try:
-            for item in items:
-                chunk.append(item)
-                if len(chunk) >= batch:
-                    flush()
-            flush()
         finally:
-            with self._write() as conn:  # CREATE INDEX IF NOT EXISTS: the schema's own
-                for statement in _SCHEMA_SQL.split(";"):
-                    if "CREATE INDEX" in statement:
-                        conn.execute(statement)
+            with self._write() as conn:
+                _create_indexes(conn)
         return done
 
     def remove(self, experiment_id: str) -> None:
         with self._write() as conn:
             for table in ("experiments", "tags", "params", "metrics"):
                 conn.execute(f"DELETE FROM {table} WHERE id = ?", (experiment_id,))
-
-    def clear(self) -> None:
-        with self._write() as conn:
-            for table in _TABLES:
-                conn.execute(f"DELETE FROM {table}")
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -558,36 +540,107 @@ class Index:
         return result
 
     def rebuild(
-        self, folder: Path, load: Any, progress: Callable[[int, int], None] | None = None
-    ) -> dict[str, int]:
-        """Empty the index and index every record in ``folder`` (``coralx reindex``)."""
+        self,
+        folder: Path,
+        load: Callable[[Path], tuple[dict[str, Any], str] | str | None],
+        progress: Callable[[int, int], None] | None = None,
+        workers: int | None = None,
+    ) -> dict[str, Any]:
+        """Index every record in ``folder`` into a new index file, then put it in place of
+        this one (``coralx reindex``). The old index answers queries until the rename, and a
+        reindex killed before it leaves the old index as it was.
+
+        ``load(path)`` gives ``(record, text)``, the reason a damaged record cannot be read,
+        or None for a file gone meanwhile; it must be a module-level function, because
+        ``workers`` processes (by default one per core, none for a small store) read and
+        parse the records while this one inserts their rows. The new file is written the
+        fast way a file nobody else has open can be: no journal, no syncs until it is
+        complete, plain inserts in id order, secondary indexes built at the end. A record
+        that cannot be read keeps its row from the old index, the copy ``coralx fsck
+        --repair`` restores it from: their ids are ``recoverable``."""
         started = time.time()
         folder_mtime = str(folder.stat().st_mtime_ns)
-        names = [n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith(".")]
-        self.clear()
-        unreadable = 0
-
-        def records() -> Iterator[tuple[dict[str, Any], str, str]]:
-            nonlocal unreadable
-            for name in names:
-                path = folder / name
-                try:
-                    stamp = file_stamp(path.stat())
-                except FileNotFoundError:
-                    continue
-                loaded = load(path)
-                if loaded is None:
-                    unreadable += 1
-                    continue
-                yield loaded[0], loaded[1], stamp
-
-        total = len(names)
-        done = self.bulk_load(
-            records(), progress=None if progress is None else (lambda n: progress(n, total))
+        names = sorted(
+            n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith(".")
         )
-        settled = started - int(folder_mtime) / 1e9 > 2.0
-        self.set_meta("folder_mtime", folder_mtime if settled else None)
-        return {"indexed": done, "removed": 0, "unreadable": unreadable}
+        if workers is None:
+            workers = (os.cpu_count() or 1) if len(names) >= PARALLEL_FROM else 0
+        self._remove_dead_builds()
+        tmp = _fs_temp_name(self.path)
+        total = len(names)
+        done = 0
+        failed: dict[str, str] = {}
+        try:
+            conn = _new_file(tmp)
+            try:
+                for rows, bad in _read_chunks(folder, names, load, workers):
+                    done += _insert_rows(conn, rows)
+                    failed.update(bad)
+                    if progress is not None:
+                        progress(done, total)
+                copies = self._copies(list(failed))
+                _insert(conn, [(rec, text, "damaged") for rec, text in copies.values()])
+                if started - int(folder_mtime) / 1e9 > 2.0:  # settled: see `sync`
+                    conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('folder_mtime', ?)", (folder_mtime,)
+                    )
+                _finish_new(conn)
+            finally:
+                conn.close()
+            self._put_in_place(tmp)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return {
+            "indexed": done,
+            "removed": 0,
+            "unreadable": len(failed),
+            "unreadable_files": list(failed.values()),
+            "recoverable": sorted(copies),
+        }
+
+    def _copies(self, ids: Sequence[str]) -> dict[str, tuple[dict[str, Any], str]]:
+        """(record, JSON) of each of ``ids`` this index holds: the last readable copies of
+        records that are damaged on disk."""
+        if not ids:
+            return {}
+        try:
+            rows = self._read(
+                "SELECT id, record FROM experiments WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(ids)),),
+            )
+        except sqlite3.Error:
+            return {}
+        return {eid: (json.loads(text), text) for eid, text in rows}
+
+    def _remove_dead_builds(self) -> None:
+        from .. import _fs
+
+        prefix = f"{_fs.TEMP_PREFIX}{self.path.name}."
+        for leftover in self.path.parent.glob(f"{prefix}*"):
+            if not _fs.temp_writer_alive(leftover.name):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+
+    def _put_in_place(self, new: Path) -> None:
+        """Rename the complete index file ``new`` over this one, and use it."""
+        from .._fs import FileLock, fsync_dir
+
+        with self._lock:
+            with FileLock(self.path.with_name(self.path.name + ".lock"), timeout=60):
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                os.replace(new, self.path)
+                # The old file's log and shared memory go with it: a process that still has
+                # the old file open writes into those until it notices the new file (at its
+                # next use), never into a log the new file would read.
+                for suffix in ("-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path.with_name(self.path.name + suffix))
+                fsync_dir(self.path.parent)
+            self._conn = self._connect()
 
     def _sync(self, folder: Path, load: Any) -> dict[str, int]:
         indexed = self.stamps()
@@ -621,6 +674,159 @@ class Index:
                 self.remove(eid)
                 removed += 1
         return {"indexed": added, "removed": removed, "unreadable": skipped}
+
+
+def _index_names() -> list[str]:
+    return [
+        st.split(" ON ")[0].split()[-1] for st in _SCHEMA_SQL.split(";") if "CREATE INDEX" in st
+    ]
+
+
+def _create_indexes(conn: sqlite3.Connection) -> None:
+    # CREATE INDEX IF NOT EXISTS: the schema's own statements.
+    for statement in _SCHEMA_SQL.split(";"):
+        if "CREATE INDEX" in statement:
+            conn.execute(statement)
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+_INSERT_EXP = f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 19)})"
+
+# The rows of a batch of records, table by table: experiments, tags, params, metrics.
+_Rows = tuple[
+    list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]
+]
+
+
+def _rows_of(items: Iterable[tuple[dict[str, Any], str, str]]) -> _Rows:
+    rows: _Rows = ([], [], [], [])
+    for rec, text, stamp in items:
+        row, more = index_rows(rec, text, stamp)
+        rows[0].append(row)
+        rows[1].extend(more["tags"])
+        rows[2].extend(more["params"])
+        rows[3].extend(more["metrics"])
+    return rows
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: _Rows) -> int:
+    """Plain inserts (records not in the index yet)."""
+    conn.executemany(_INSERT_EXP, rows[0])
+    conn.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", rows[1])
+    conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?, ?)", rows[2])
+    conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", rows[3])
+    return len(rows[0])
+
+
+def _insert(conn: sqlite3.Connection, items: Sequence[tuple[dict[str, Any], str, str]]) -> int:
+    return _insert_rows(conn, _rows_of(items))
+
+
+# Below this many record files `rebuild` reads them itself: starting processes costs more.
+PARALLEL_FROM = 20_000
+_CHUNK = 5000
+
+
+def _read_chunk(
+    folder: Path, names: Sequence[str], load: Callable[[Path], Any]
+) -> tuple[_Rows, dict[str, str]]:
+    """The index rows of the record files ``names``, and {id: reason} of those that cannot be
+    read (a file deleted meanwhile is neither)."""
+    items = []
+    bad: dict[str, str] = {}
+    for name in names:
+        path = folder / name
+        try:
+            stamp = file_stamp(path.stat())
+        except FileNotFoundError:
+            continue
+        loaded = load(path)
+        if isinstance(loaded, str):
+            bad[name[:-5]] = loaded
+        elif loaded is not None:
+            items.append((loaded[0], loaded[1], stamp))
+    return _rows_of(items), bad
+
+
+def _read_chunks(
+    folder: Path, names: Sequence[str], load: Callable[[Path], Any], workers: int
+) -> Iterator[tuple[_Rows, dict[str, str]]]:
+    """:func:`_read_chunk` of ``names`` a chunk at a time, in order; with ``workers``
+    processes reading ahead (at most two chunks each, so memory stays bounded)."""
+    chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
+    # Forked workers: they start at once and need no importable __main__ (spawn would run
+    # a user's script again). They run only this module's code, which takes no lock another
+    # thread of this process may hold. Where fork is not the way (macOS, Windows): in here.
+    if workers <= 0 or len(chunks) < 2 or sys.platform != "linux":
+        for chunk in chunks:
+            yield _read_chunk(folder, chunk, load)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        ahead: deque[Any] = deque()
+        try:
+            for chunk in chunks:
+                ahead.append(pool.submit(_read_chunk, folder, chunk, load))
+                if len(ahead) > 2 * workers:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+        finally:  # stopped early (an error while inserting): drop the chunks not started
+            for future in ahead:
+                future.cancel()
+
+
+def _fs_temp_name(path: Path) -> Path:
+    from .._fs import temp_name
+
+    return temp_name(path)
+
+
+# Page cache of a new index file while it is built (KiB): its B-trees stay in memory.
+BUILD_CACHE_KIB = 256 * 1024
+
+
+def _new_file(path: Path) -> sqlite3.Connection:
+    """A connection to a new, empty index file only this process knows of: no journal, no
+    syncs (it is synced once, complete, before it is renamed into place)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in ("journal_mode = OFF", "synchronous = OFF", "locking_mode = EXCLUSIVE",
+                   f"cache_size = -{BUILD_CACHE_KIB}", "temp_store = MEMORY"):  # fmt: skip
+        conn.execute(f"PRAGMA {pragma}")
+    for statement in _SCHEMA_SQL.split(";"):
+        if statement.strip() and "CREATE INDEX" not in statement:
+            conn.execute(statement)
+    conn.execute("BEGIN")
+    return conn
+
+
+def _finish_new(conn: sqlite3.Connection) -> None:
+    """Build the secondary indexes, commit, switch to WAL (as every open expects) and sync."""
+    _create_indexes(conn)
+    conn.execute(f"PRAGMA user_version = {SCHEMA}")
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA locking_mode = NORMAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    fd = os.open(conn.execute("PRAGMA database_list").fetchone()[2], os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _inode(path: Path) -> int:
