@@ -363,3 +363,29 @@ def test_a_process_with_the_old_index_open_follows_the_new_one(
     tracker.end()
     tracker.get_summary()
     assert len(other.list()) == 6
+
+
+def test_the_viewer_keeps_its_index_connection_and_follows_a_reindex(
+    tracker: ExperimentTracker, repo: Repository
+) -> None:
+    import os
+    import time
+
+    from coralx.web.records import RecordCache, RunQuery
+
+    folder = repo.path / "experiments"
+    past = time.time() - 10
+    os.utime(folder, (past, past))
+    tracker._store.sync(force=True)
+    cache = RecordCache(repo.path)
+    query = RunQuery(where=WHERE, sort="metrics.val_loss.min", descending=False)
+    flt, keys = query.filter(), query.sort_keys()
+    first = cache._from_index(flt, keys, time.time(), len(cache.rows()))
+    assert first is not None and cache._index is not None
+    conn = cache._index[1]
+    assert cache._from_index(flt, keys, time.time(), 5) is not None
+    assert cache._index[1] is conn  # the same connection (and its page cache), query after query
+    tracker.reindex()  # a new index file renamed into place
+    again = cache._from_index(flt, keys, time.time(), 5)
+    assert again is not None and cache._index[1] is not conn
+    assert [r.id for r in again] == [r.id for r in first]

@@ -33,7 +33,9 @@ __all__ = ["INDEX_FILE", "Index", "file_stamp", "parse_time"]
 
 INDEX_FILE = "index.sqlite"
 # 4: typed params (table params) and start/end times, for filters that read no JSON.
-SCHEMA = 4
+# 5: the record JSON apart (table records), so that the experiments rows a filter visits are
+#    small; the params indexes cover the kind a filter tests.
+SCHEMA = 5
 BUSY_TIMEOUT_MS = 60_000
 _MISSING = object()
 
@@ -54,9 +56,12 @@ CREATE TABLE IF NOT EXISTS experiments (
     pid_start INTEGER,
     lease_until REAL,
     commit_hash TEXT,
-    params TEXT NOT NULL,
     revision INTEGER NOT NULL,
-    stamp TEXT NOT NULL,
+    stamp TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY,
+    params TEXT NOT NULL,
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS experiments_status ON experiments(status);
@@ -78,8 +83,8 @@ CREATE TABLE IF NOT EXISTS params (
     text TEXT,
     PRIMARY KEY (id, key)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS params_num ON params(key, num);
-CREATE INDEX IF NOT EXISTS params_text ON params(key, text);
+CREATE INDEX IF NOT EXISTS params_num ON params(key, kind, num);
+CREATE INDEX IF NOT EXISTS params_text ON params(key, kind, text);
 CREATE TABLE IF NOT EXISTS metrics (
     name TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -103,13 +108,14 @@ CREATE TABLE IF NOT EXISTS meta (
 
 _EXP_COLUMNS = (
     "id, name, status, created_ts, started_ts, ended_ts, branch, code_commit, parent, "
-    "sweep_id, host, pid, pid_start, lease_until, commit_hash, params, revision, stamp, record"
+    "sweep_id, host, pid, pid_start, lease_until, commit_hash, revision, stamp"
 )
-_TABLES = ("experiments", "tags", "params", "metrics", "meta")
+_TABLES = ("experiments", "records", "tags", "params", "metrics", "meta")
+_ROW_TABLES = ("experiments", "records", "tags", "params", "metrics")  # a run's rows
 
 
 _UPSERT_SQL = (
-    f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 19)}) "
+    f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 17)}) "
     "ON CONFLICT(id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _EXP_COLUMNS.split(", ")[1:])
     + " WHERE excluded.revision >= experiments.revision"
@@ -351,30 +357,18 @@ class Index:
                 (json.dumps(list(items)),),
             ).fetchall()
         )
-        rows: list[tuple[Any, ...]] = []
-        tags: list[tuple[str, str]] = []
-        params: list[tuple[Any, ...]] = []
-        metrics: list[tuple[Any, ...]] = []
-        for eid, (rec, text, stamp) in items.items():
-            revision = _revision(rec)
-            if revision < stored.get(eid, revision):
-                continue
-            row, more = index_rows(rec, text, stamp)
-            rows.append(row)
-            tags.extend(more["tags"])
-            params.extend(more["params"])
-            metrics.extend(more["metrics"])
-        if not rows:
+        rows = _rows_of(
+            item for eid, item in items.items() if _revision(item[0]) >= stored.get(eid, -1)
+        )
+        if not rows[0]:
             return 0
-        conn.executemany(_UPSERT_SQL, rows)
-        ids = [(row[0],) for row in rows]
-        conn.executemany("DELETE FROM tags WHERE id = ?", ids)
-        conn.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", tags)
-        conn.executemany("DELETE FROM params WHERE id = ?", ids)
-        conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?, ?)", params)
-        conn.executemany("DELETE FROM metrics WHERE id = ?", ids)
-        conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", metrics)
-        return len(rows)
+        conn.executemany(_UPSERT_SQL, rows[0])
+        conn.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", rows[1])
+        ids = [(row[0],) for row in rows[0]]
+        for table in ("tags", "params", "metrics"):
+            conn.executemany(f"DELETE FROM {table} WHERE id = ?", ids)
+        _insert_children(conn, rows)
+        return len(rows[0])
 
     def bulk_load(
         self, items: Iterable[tuple[dict[str, Any], str, str]], batch: int = 5000,
@@ -402,7 +396,7 @@ class Index:
 
     def remove(self, experiment_id: str) -> None:
         with self._write() as conn:
-            for table in ("experiments", "tags", "params", "metrics"):
+            for table in _ROW_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE id = ?", (experiment_id,))
 
     # -- reading ----------------------------------------------------------------------------
@@ -421,7 +415,7 @@ class Index:
         ]
 
     def record(self, experiment_id: str) -> dict[str, Any] | None:
-        rows = self._read("SELECT record FROM experiments WHERE id = ?", (experiment_id,))
+        rows = self._read("SELECT record FROM records WHERE id = ?", (experiment_id,))
         return json.loads(rows[0][0]) if rows else None
 
     def running(self) -> list[tuple[str, str | None, int | None, int | None, float | None]]:
@@ -434,6 +428,10 @@ class Index:
     def count(self) -> int:
         return int(self._read("SELECT count(*) FROM experiments")[0][0])
 
+    def count_rows(self, sql: str, args: Sequence[Any]) -> int:
+        """The answer of a ``SELECT count(*)`` (how a filter picks the test to drive it)."""
+        return int(self._read(sql, args)[0][0])
+
     def select(
         self,
         where: Filter,
@@ -441,16 +439,21 @@ class Index:
         sort: Sequence[SortKey] = (),
         limit: int | None = None,
         offset: int = 0,
-        columns: str = "e.record",
+        columns: str = "r.record",
         now: float | None = None,
     ) -> list[Any]:
         """Rows of ``columns`` for the runs matching ``where``, ordered by ``sort`` (runs
         without a value last), then newest first. ``now`` is the time running runs'
-        durations are measured to."""
+        durations are measured to; ``columns`` may read ``e`` (experiments) and ``r``
+        (records)."""
         now = time.time() if now is None else now
-        cond, args = where.sql(now)
+        cond, args = where.sql(now, count=self.count_rows)
         order, order_args = order_sql(sort, now)
-        sql = f"SELECT {columns} FROM experiments e WHERE {cond} ORDER BY {order}"
+        # CROSS JOIN: the filter picks the runs (e), their records are read for those alone.
+        sql = (
+            f"SELECT {columns} FROM experiments e CROSS JOIN records r ON r.id = e.id "
+            f"WHERE {cond} ORDER BY {order}"
+        )
         args = [*args, *order_args]
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
@@ -476,8 +479,8 @@ class Index:
         sql = (
             # CROSS JOIN keeps metrics the outer loop: SQLite walks (name, value) in order and
             # stops after `limit` matches, instead of sorting every run the filter keeps.
-            f"SELECT e.record, {col}, m.count FROM metrics m CROSS JOIN experiments e "
-            "ON e.id = m.id "
+            f"SELECT r.record, {col}, m.count FROM metrics m CROSS JOIN experiments e "
+            "ON e.id = m.id CROSS JOIN records r ON r.id = e.id "
             # Ties by id (m.id = e.id): the metric indexes end with the id, so the walk needs
             # no sort (ordering by e.id instead made SQLite sort every tie group).
             f"WHERE m.name = ? AND {col} IS NOT NULL AND {cond} ORDER BY {col} {direction}, m.id"
@@ -606,7 +609,7 @@ class Index:
             return {}
         try:
             rows = self._read(
-                "SELECT id, record FROM experiments WHERE id IN (SELECT value FROM json_each(?))",
+                "SELECT id, record FROM records WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(ids)),),
             )
         except sqlite3.Error:
@@ -700,31 +703,35 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-_INSERT_EXP = f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 19)})"
+_INSERT_EXP = f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 17)})"
 
-# The rows of a batch of records, table by table: experiments, tags, params, metrics.
-_Rows = tuple[
-    list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]
-]
+# The rows of a batch of records, table by table: experiments, records, tags, params, metrics.
+_Rows = tuple[list[tuple[Any, ...]], ...]
 
 
 def _rows_of(items: Iterable[tuple[dict[str, Any], str, str]]) -> _Rows:
-    rows: _Rows = ([], [], [], [])
+    rows: _Rows = ([], [], [], [], [])
     for rec, text, stamp in items:
         row, more = index_rows(rec, text, stamp)
         rows[0].append(row)
-        rows[1].extend(more["tags"])
-        rows[2].extend(more["params"])
-        rows[3].extend(more["metrics"])
+        rows[1].append(more["records"][0])
+        rows[2].extend(more["tags"])
+        rows[3].extend(more["params"])
+        rows[4].extend(more["metrics"])
     return rows
+
+
+def _insert_children(conn: sqlite3.Connection, rows: _Rows) -> None:
+    conn.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", rows[2])
+    conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?, ?)", rows[3])
+    conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", rows[4])
 
 
 def _insert_rows(conn: sqlite3.Connection, rows: _Rows) -> int:
     """Plain inserts (records not in the index yet)."""
     conn.executemany(_INSERT_EXP, rows[0])
-    conn.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", rows[1])
-    conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?, ?)", rows[2])
-    conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", rows[3])
+    conn.executemany("INSERT INTO records VALUES (?, ?, ?)", rows[1])
+    _insert_children(conn, rows)
     return len(rows[0])
 
 
@@ -849,8 +856,8 @@ def index_rows(
         params = json.dumps(rec.get("params") or {}, sort_keys=True)
     row = (eid, a["name"], a["status"], a["created"], f.started, f.ended, a["branch"],
            a["commit"], a["parent"], a["sweep"], rec.get("host"), rec.get("pid"),
-           rec.get("pid_start"), rec.get("lease_until"), rec.get("commit_hash"), params,
-           _revision(rec), stamp, text)  # fmt: skip
+           rec.get("pid_start"), rec.get("lease_until"), rec.get("commit_hash"),
+           _revision(rec), stamp)  # fmt: skip
     ptypes = [
         (eid, key, kind, None if kind == "s" else value, value if kind == "s" else None)
         for key, (kind, value) in f.params.items()
@@ -862,4 +869,5 @@ def index_rows(
             (name, eid, last, _finite(last), _num(s.get("min")), _num(s.get("max")),
              int(s.get("count") or 0))
         )  # fmt: skip
-    return row, {"tags": [(t, eid) for t in f.tags], "params": ptypes, "metrics": metrics}
+    return row, {"records": [(eid, params, text)], "tags": [(t, eid) for t in f.tags],
+                 "params": ptypes, "metrics": metrics}  # fmt: skip

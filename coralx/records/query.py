@@ -276,6 +276,9 @@ class _Ctx:
     # With "in" and such a test present, attribute columns are written `+col` so that SQLite
     # does not pick a weak attribute index (status) over the subquery's.
     plus: bool = False
+    # Leaves (by id) written as "exists" whatever the style: the tests beside the one chosen
+    # to drive the query (see Filter.sql, `count`).
+    lookups: frozenset[int] = frozenset()
 
     def bind(self, value: Any) -> str:
         self.args.append(value)
@@ -455,8 +458,9 @@ class Leaf(Node):
             # "x IS NOT NULL AND x op ?" is 0 or 1, never NULL: NOT stays two-valued.
             plus = "+" if ctx.plus and fld.name != "duration" else ""
             return f"({null} AND {self._cond(ctx, plus + col, None)})"
+        style = "exists" if id(self) in ctx.lookups else ctx.style
         if fld.kind == "tag":
-            if ctx.style == "in":
+            if style == "in":
                 return f"e.id IN (SELECT id FROM tags t WHERE t.tag = {ctx.bind(fld.name)})"
             return (
                 f"EXISTS (SELECT 1 FROM tags t WHERE t.tag = {ctx.bind(fld.name)} AND t.id = e.id)"
@@ -472,14 +476,14 @@ class Leaf(Node):
             else:
                 col = "p.text" if _kind_of(self.value) == "s" else "p.num"
                 cond = self._cond(ctx, col, "p.kind")
-            if ctx.style == "in":
+            if style == "in":
                 return f"e.id IN (SELECT id FROM params p WHERE p.key = {key} AND {cond})"
             return f"EXISTS (SELECT 1 FROM params p WHERE p.id = e.id AND p.key = {key} AND {cond})"
         name = ctx.bind(fld.name)
         if self.op in ("like", "ilike", "glob"):
             return "0"  # metrics are numbers: no text pattern matches them
         cond = self._cond(ctx, f"mq.{fld.stat}", None)
-        if ctx.style == "in":
+        if style == "in":
             return (
                 f"e.id IN (SELECT id FROM metrics mq WHERE mq.name = {name} "
                 f"AND mq.{fld.stat} IS NOT NULL AND {cond})"
@@ -508,7 +512,8 @@ class ParamJson(Node):
     value: Any
 
     def sql(self, ctx: _Ctx) -> str:
-        return f"param_eq(e.params, {ctx.bind(self.key)}, {ctx.bind(json.dumps(self.value))})"
+        params = "(SELECT rp.params FROM records rp WHERE rp.id = e.id)"
+        return f"param_eq({params}, {ctx.bind(self.key)}, {ctx.bind(json.dumps(self.value))})"
 
     def test(self, f: Facts, now: float) -> bool:
         return bool(self.key in f.params_raw and f.params_raw[self.key] == self.value)
@@ -840,13 +845,45 @@ class Filter:
     root: Node
     text: str = ""
 
-    def sql(self, now: float | None = None, style: str = "in") -> tuple[str, list[Any]]:
+    def sql(
+        self,
+        now: float | None = None,
+        style: str = "in",
+        count: Callable[[str, list[Any]], int] | None = None,
+    ) -> tuple[str, list[Any]]:
         """``(condition, bound values)`` over ``experiments e`` of the index. ``style="in"``
         suits a query that scans runs; ``"exists"`` one whose outer loop is another table.
-        Both give the same rows."""
-        ctx = _Ctx(now=time.time() if now is None else now, style=style)
+        Both give the same rows.
+
+        ``count(sql, args)`` runs a ``SELECT count(*)`` on the index. Given it, a filter that
+        requires several params, metrics or tags (``a and b and c``) is driven by the one
+        that the fewest runs pass, counted on its index, and tests the others by lookups
+        on those runs alone: building a list of every run each test passes costs more than
+        the test."""
+        now = time.time() if now is None else now
+        ctx = _Ctx(now=now, style=style)
         ctx.plus = style == "in" and any(f.kind != "attr" for f in self.root.fields())
+        if style == "in" and count is not None:
+            ctx.lookups = self._lookups(now, count)
         return self.root.sql(ctx), ctx.args
+
+    def _lookups(self, now: float, count: Callable[[str, list[Any]], int]) -> frozenset[int]:
+        items = self.root.items if isinstance(self.root, Bool) and self.root.op == "and" else []
+        tests = [i for i in items if isinstance(i, Leaf) and i.fld.kind != "attr"]
+        if len(tests) < 2:
+            return frozenset()
+        best, fewest = tests[0], -1
+        for leaf in tests:
+            probe = _Ctx(now=now)
+            where = leaf.sql(probe)
+            if not where.startswith("e.id IN ("):
+                continue  # a test that reads no index (a pattern on a metric)
+            # At most one more than the fewest so far: the count stops there.
+            limit = "" if fewest < 0 else f" LIMIT {fewest + 1}"
+            n = count(f"SELECT count(*) FROM ({where[len('e.id IN (') : -1]}{limit})", probe.args)
+            if fewest < 0 or n < fewest:
+                best, fewest = leaf, n
+        return frozenset(id(leaf) for leaf in tests if leaf is not best)
 
     def matches(self, record: Mapping[str, Any] | Facts, now: float | None = None) -> bool:
         """Whether one record (or its :func:`facts`) passes the filter."""
