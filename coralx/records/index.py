@@ -749,8 +749,28 @@ def _read_chunk(
 ) -> tuple[_Rows, dict[str, str]]:
     """The index rows of the record files ``names``, and {id: reason} of those that cannot be
     read (a file deleted meanwhile is neither)."""
-    items = []
+    import gc
+
+    items: list[tuple[dict[str, Any], str, str]] = []
     bad: dict[str, str] = {}
+    # Parsed records hold no reference cycles: collecting while thousands of them are being
+    # built only costs time.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_names(folder, names, load, items, bad)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _read_names(
+    folder: Path,
+    names: Sequence[str],
+    load: Callable[[Path], Any],
+    items: list[tuple[dict[str, Any], str, str]],
+    bad: dict[str, str],
+) -> tuple[_Rows, dict[str, str]]:
     for name in names:
         path = folder / name
         try:
@@ -810,8 +830,11 @@ def _new_file(path: Path) -> sqlite3.Connection:
     """A connection to a new, empty index file only this process knows of: no journal, no
     syncs (it is synced once, complete, before it is renamed into place)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # threads: the sorts that build the secondary indexes at the end use every core.
+    threads = min(4, os.cpu_count() or 1)
     for pragma in ("journal_mode = OFF", "synchronous = OFF", "locking_mode = EXCLUSIVE",
-                   f"cache_size = -{BUILD_CACHE_KIB}", "temp_store = MEMORY"):  # fmt: skip
+                   f"cache_size = -{BUILD_CACHE_KIB}", "temp_store = MEMORY",
+                   f"threads = {threads}"):  # fmt: skip
         conn.execute(f"PRAGMA {pragma}")
     for statement in _SCHEMA_SQL.split(";"):
         if statement.strip() and "CREATE INDEX" not in statement:
