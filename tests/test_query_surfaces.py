@@ -389,3 +389,22 @@ def test_the_viewer_keeps_its_index_connection_and_follows_a_reindex(
     again = cache._from_index(flt, keys, time.time(), 5)
     assert again is not None and cache._index[1] is not conn
     assert [r.id for r in again] == [r.id for r in first]
+
+
+def test_a_filter_of_several_tests_is_driven_by_the_rarest(
+    tracker: ExperimentTracker, repo: Repository
+) -> None:
+    from coralx.records import query as q
+
+    index = tracker._store.index
+    # val_loss.min <= 0.5 holds for 4 runs, opt.lr < 0.05 for 4, tags.big for 1.
+    flt = q.parse_filter(f"{WHERE} and tags.big and metrics.val_loss.min <= 0.5")
+    source, cond, args = flt.source(now=0.0, count=index.count_rows)
+    assert source.startswith("tags t CROSS JOIN experiments e"), source
+    driven = {r[0] for r in index._read(f"SELECT e.id FROM {source} WHERE {cond}", args)}
+    plain, plain_args = flt.sql(now=0.0)
+    listed = {
+        r[0] for r in index._read(f"SELECT e.id FROM experiments e WHERE {plain}", plain_args)
+    }
+    assert driven == listed and len(driven) == 1
+    assert _names(tracker.list(where=f"{WHERE} and tags.big")) == ["bert-b"]

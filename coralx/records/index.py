@@ -447,11 +447,11 @@ class Index:
         durations are measured to; ``columns`` may read ``e`` (experiments) and ``r``
         (records)."""
         now = time.time() if now is None else now
-        cond, args = where.sql(now, count=self.count_rows)
+        source, cond, args = where.source(now, count=self.count_rows)
         order, order_args = order_sql(sort, now)
         # CROSS JOIN: the filter picks the runs (e), their records are read for those alone.
         sql = (
-            f"SELECT {columns} FROM experiments e CROSS JOIN records r ON r.id = e.id "
+            f"SELECT {columns} FROM {source} CROSS JOIN records r ON r.id = e.id "
             f"WHERE {cond} ORDER BY {order}"
         )
         args = [*args, *order_args]

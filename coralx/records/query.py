@@ -279,6 +279,7 @@ class _Ctx:
     # Leaves (by id) written as "exists" whatever the style: the tests beside the one chosen
     # to drive the query (see Filter.sql, `count`).
     lookups: frozenset[int] = frozenset()
+    driver: int = 0  # the leaf (by id) the query's FROM already tests: it compiles to "1"
 
     def bind(self, value: Any) -> str:
         self.args.append(value)
@@ -445,6 +446,8 @@ class Leaf(Node):
         return cond
 
     def sql(self, ctx: _Ctx) -> str:
+        if id(self) == ctx.driver:
+            return "1"
         fld = self.fld
         if fld.kind == "attr":
             if fld.name == "duration":
@@ -864,14 +867,42 @@ class Filter:
         ctx = _Ctx(now=now, style=style)
         ctx.plus = style == "in" and any(f.kind != "attr" for f in self.root.fields())
         if style == "in" and count is not None:
-            ctx.lookups = self._lookups(now, count)
+            ctx.lookups = self._lookups(now, count)[1]
         return self.root.sql(ctx), ctx.args
 
-    def _lookups(self, now: float, count: Callable[[str, list[Any]], int]) -> frozenset[int]:
+    def source(
+        self, now: float | None = None, count: Callable[[str, list[Any]], int] | None = None
+    ) -> tuple[str, str, list[Any]]:
+        """``(FROM clause, condition, bound values)`` of a query over runs (``e``): the
+        :meth:`sql` of ``style="in"``, except that the test chosen to drive a filter of
+        several (see ``count`` there) is the FROM clause's first table, its index walked
+        straight into the runs, instead of a list of runs built first. Each run comes once:
+        a run has one row per tag, param key and metric name."""
+        now = time.time() if now is None else now
+        driver, lookups = self._lookups(now, count) if count is not None else (None, frozenset())
+        ctx = _Ctx(now=now, plus=any(f.kind != "attr" for f in self.root.fields()))
+        ctx.lookups = lookups
+        head = "e.id IN (SELECT id FROM "
+        if driver is not None:
+            probe = _Ctx(now=now)
+            test = driver.sql(probe)
+            if test.startswith(head) and " WHERE " in test:
+                table, where = test[len(head) : -1].split(" WHERE ", 1)
+                alias = table.split()[1]
+                ctx.driver = id(driver)
+                cond = self.root.sql(ctx)
+                source = f"{table} CROSS JOIN experiments e ON e.id = {alias}.id"
+                return source, f"({where}) AND {cond}", [*probe.args, *ctx.args]
+        return "experiments e", self.root.sql(ctx), ctx.args
+
+    def _lookups(
+        self, now: float, count: Callable[[str, list[Any]], int]
+    ) -> tuple[Leaf | None, frozenset[int]]:
+        """The test to drive the query, and (by id) the tests to check by lookups."""
         items = self.root.items if isinstance(self.root, Bool) and self.root.op == "and" else []
         tests = [i for i in items if isinstance(i, Leaf) and i.fld.kind != "attr"]
         if len(tests) < 2:
-            return frozenset()
+            return None, frozenset()
         best, fewest = tests[0], -1
         for leaf in tests:
             probe = _Ctx(now=now)
@@ -883,7 +914,9 @@ class Filter:
             n = count(f"SELECT count(*) FROM ({where[len('e.id IN (') : -1]}{limit})", probe.args)
             if fewest < 0 or n < fewest:
                 best, fewest = leaf, n
-        return frozenset(id(leaf) for leaf in tests if leaf is not best)
+        if fewest < 0:
+            return None, frozenset()
+        return best, frozenset(id(leaf) for leaf in tests if leaf is not best)
 
     def matches(self, record: Mapping[str, Any] | Facts, now: float | None = None) -> bool:
         """Whether one record (or its :func:`facts`) passes the filter."""

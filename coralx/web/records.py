@@ -401,11 +401,11 @@ class RecordCache:
                         return None
                     if conn.execute("SELECT count(*) FROM experiments").fetchone()[0] != count:
                         return None
-                    cond, args = flt.sql(
+                    source, cond, args = flt.source(
                         now, count=lambda sql, a: int(conn.execute(sql, a).fetchone()[0])
                     )
                     order, order_args = q.order_sql(keys, now)
-                    sql = f"SELECT e.id FROM experiments e WHERE {cond} ORDER BY {order}"
+                    sql = f"SELECT e.id FROM {source} WHERE {cond} ORDER BY {order}"
                     ids = [r[0] for r in conn.execute(sql, [*args, *order_args])]
                 finally:
                     conn.execute("COMMIT")
