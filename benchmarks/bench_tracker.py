@@ -597,7 +597,8 @@ def bench_queries_100k(root: Path, runs: int) -> None:
     fb = timed(lambda: tracker.find_best("val_loss", where=QUERY_WHERE))
     conn = sqlite3.connect(Repository(project).path / "index.sqlite")
     raw_sql = (
-        "SELECT e.record FROM metrics m JOIN experiments e ON e.id = m.id "
+        "SELECT r.record FROM metrics m JOIN experiments e ON e.id = m.id "
+        "JOIN records r ON r.id = e.id "
         "WHERE m.name = 'val_loss' AND m.min <= 0.3 AND e.status = 'completed' "
         "AND EXISTS (SELECT 1 FROM tags t WHERE t.tag = 'bert' AND t.id = e.id) "
         "AND EXISTS (SELECT 1 FROM params p WHERE p.id = e.id AND p.key = 'lr' AND p.num < 1e-3) "

@@ -294,3 +294,117 @@ def test_every_field_of_a_live_write_reaches_the_index(tracker: ExperimentTracke
     rebuilt = {t: set(_names(tracker.list(where=t))) for t in texts}
     assert live == rebuilt
     assert live["duration >= 0"] == {"bert-a", "bert-b", "gpt-a", "gpt-dead", "other"}
+
+
+def _index_dump(path: Path) -> dict[str, list]:
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+            for table in ("experiments", "tags", "params", "metrics")
+        }
+    finally:
+        conn.close()
+
+
+def test_reindex_with_worker_processes_builds_the_same_index(
+    tracker: ExperimentTracker, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coralx.records import index as index_module
+    from coralx.records.store import load_for_index
+
+    folder = repo.path / "experiments"
+    damaged = sorted(folder.glob("*.json"))[0]
+    damaged.write_text(damaged.read_text().replace('"name"', '"nome"', 1))
+    store = tracker._store
+    store.reindex()
+    alone = _index_dump(repo.path / "index.sqlite")
+    # Chunks of 2 records: the 5 records go through 3 chunks in 2 forked workers.
+    monkeypatch.setattr(index_module, "_CHUNK", 2)
+    result = store.index.rebuild(folder, load_for_index, workers=2)
+    assert result["indexed"] == 4 and result["unreadable"] == 1
+    assert result["recoverable"] == [damaged.stem]
+    assert damaged.name in result["unreadable_files"][0]
+    assert _index_dump(repo.path / "index.sqlite") == alone
+    assert len(tracker.list()) == 5  # the damaged run kept its last indexed copy
+
+
+def test_a_reindex_that_stops_midway_leaves_the_old_index(
+    tracker: ExperimentTracker, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coralx import _fs
+    from coralx.records import index as index_module
+
+    before = _index_dump(repo.path / "index.sqlite")
+    # A build left behind by a process that was killed: removed by the next reindex.
+    dead = repo.path / f"{_fs.TEMP_PREFIX}index.sqlite.leftover"
+    dead.write_bytes(b"half an index")
+    monkeypatch.setattr(_fs, "temp_writer_alive", lambda name: name != dead.name)
+    monkeypatch.setattr(index_module, "_CHUNK", 2)
+
+    def interrupted(done: int, total: int) -> None:
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tracker.reindex(interrupted)
+    assert _index_dump(repo.path / "index.sqlite") == before
+    assert not list(repo.path.glob(f"{_fs.TEMP_PREFIX}*"))  # its own build and the dead one
+    assert set(_names(tracker.list(where=WHERE))) == {"bert-b", "gpt-a", "gpt-dead"}
+
+
+def test_a_process_with_the_old_index_open_follows_the_new_one(
+    tracker: ExperimentTracker, repo: Repository
+) -> None:
+    other = ExperimentTracker(Repository(repo.root), capture_code=False)
+    assert len(other.list()) == 5
+    tracker.reindex()
+    tracker.start("after")
+    tracker.end()
+    tracker.get_summary()
+    assert len(other.list()) == 6
+
+
+def test_the_viewer_keeps_its_index_connection_and_follows_a_reindex(
+    tracker: ExperimentTracker, repo: Repository
+) -> None:
+    import os
+    import time
+
+    from coralx.web.records import RecordCache, RunQuery
+
+    folder = repo.path / "experiments"
+    past = time.time() - 10
+    os.utime(folder, (past, past))
+    tracker._store.sync(force=True)
+    cache = RecordCache(repo.path)
+    query = RunQuery(where=WHERE, sort="metrics.val_loss.min", descending=False)
+    flt, keys = query.filter(), query.sort_keys()
+    first = cache._from_index(flt, keys, time.time(), len(cache.rows()))
+    assert first is not None and cache._index is not None
+    conn = cache._index[1]
+    assert cache._from_index(flt, keys, time.time(), 5) is not None
+    assert cache._index[1] is conn  # the same connection (and its page cache), query after query
+    tracker.reindex()  # a new index file renamed into place
+    again = cache._from_index(flt, keys, time.time(), 5)
+    assert again is not None and cache._index[1] is not conn
+    assert [r.id for r in again] == [r.id for r in first]
+
+
+def test_a_filter_of_several_tests_is_driven_by_the_rarest(
+    tracker: ExperimentTracker, repo: Repository
+) -> None:
+    from coralx.records import query as q
+
+    index = tracker._store.index
+    # val_loss.min <= 0.5 holds for 4 runs, opt.lr < 0.05 for 4, tags.big for 1.
+    flt = q.parse_filter(f"{WHERE} and tags.big and metrics.val_loss.min <= 0.5")
+    source, cond, args = flt.source(now=0.0, count=index.count_rows)
+    assert source.startswith("tags t CROSS JOIN experiments e"), source
+    driven = {r[0] for r in index._read(f"SELECT e.id FROM {source} WHERE {cond}", args)}
+    plain, plain_args = flt.sql(now=0.0)
+    listed = {
+        r[0] for r in index._read(f"SELECT e.id FROM experiments e WHERE {plain}", plain_args)
+    }
+    assert driven == listed and len(driven) == 1
+    assert _names(tracker.list(where=f"{WHERE} and tags.big")) == ["bert-b"]

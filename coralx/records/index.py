@@ -17,6 +17,7 @@ import json
 import math
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,7 +33,9 @@ __all__ = ["INDEX_FILE", "Index", "file_stamp", "parse_time"]
 
 INDEX_FILE = "index.sqlite"
 # 4: typed params (table params) and start/end times, for filters that read no JSON.
-SCHEMA = 4
+# 5: the record JSON apart (table records), so that the experiments rows a filter visits are
+#    small; the params indexes cover the kind a filter tests.
+SCHEMA = 5
 BUSY_TIMEOUT_MS = 60_000
 WAL_CHECKPOINT_PAGES = 4000  # see Index._setup
 _MISSING = object()
@@ -54,9 +57,12 @@ CREATE TABLE IF NOT EXISTS experiments (
     pid_start INTEGER,
     lease_until REAL,
     commit_hash TEXT,
-    params TEXT NOT NULL,
     revision INTEGER NOT NULL,
-    stamp TEXT NOT NULL,
+    stamp TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY,
+    params TEXT NOT NULL,
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS experiments_status ON experiments(status);
@@ -78,8 +84,8 @@ CREATE TABLE IF NOT EXISTS params (
     text TEXT,
     PRIMARY KEY (id, key)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS params_num ON params(key, num);
-CREATE INDEX IF NOT EXISTS params_text ON params(key, text);
+CREATE INDEX IF NOT EXISTS params_num ON params(key, kind, num);
+CREATE INDEX IF NOT EXISTS params_text ON params(key, kind, text);
 CREATE TABLE IF NOT EXISTS metrics (
     name TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -103,13 +109,14 @@ CREATE TABLE IF NOT EXISTS meta (
 
 _EXP_COLUMNS = (
     "id, name, status, created_ts, started_ts, ended_ts, branch, code_commit, parent, "
-    "sweep_id, host, pid, pid_start, lease_until, commit_hash, params, revision, stamp, record"
+    "sweep_id, host, pid, pid_start, lease_until, commit_hash, revision, stamp"
 )
-_TABLES = ("experiments", "tags", "params", "metrics", "meta")
+_TABLES = ("experiments", "records", "tags", "params", "metrics", "meta")
+_ROW_TABLES = ("experiments", "records", "tags", "params", "metrics")  # a run's rows
 
 
 _UPSERT_SQL = (
-    f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 19)}) "
+    f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 17)}) "
     "ON CONFLICT(id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _EXP_COLUMNS.split(", ")[1:])
     + " WHERE excluded.revision >= experiments.revision"
@@ -356,78 +363,47 @@ class Index:
                 (json.dumps(list(items)),),
             ).fetchall()
         )
-        rows: list[tuple[Any, ...]] = []
-        tags: list[tuple[str, str]] = []
-        params: list[tuple[Any, ...]] = []
-        metrics: list[tuple[Any, ...]] = []
-        for eid, (rec, text, stamp) in items.items():
-            revision = _revision(rec)
-            if revision < stored.get(eid, revision):
-                continue
-            row, more = index_rows(rec, text, stamp)
-            rows.append(row)
-            tags.extend(more["tags"])
-            params.extend(more["params"])
-            metrics.extend(more["metrics"])
-        if not rows:
+        rows = _rows_of(
+            item for eid, item in items.items() if _revision(item[0]) >= stored.get(eid, -1)
+        )
+        if not rows[0]:
             return 0
-        conn.executemany(_UPSERT_SQL, rows)
-        ids = [(row[0],) for row in rows]
-        conn.executemany("DELETE FROM tags WHERE id = ?", ids)
-        conn.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", tags)
-        conn.executemany("DELETE FROM params WHERE id = ?", ids)
-        conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?, ?)", params)
-        conn.executemany("DELETE FROM metrics WHERE id = ?", ids)
-        conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", metrics)
-        return len(rows)
+        conn.executemany(_UPSERT_SQL, rows[0])
+        conn.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", rows[1])
+        ids = [(row[0],) for row in rows[0]]
+        for table in ("tags", "params", "metrics"):
+            conn.executemany(f"DELETE FROM {table} WHERE id = ?", ids)
+        _insert_children(conn, rows)
+        return len(rows[0])
 
     def bulk_load(
         self, items: Iterable[tuple[dict[str, Any], str, str]], batch: int = 5000,
         progress: Callable[[int], None] | None = None,
     ) -> int:  # fmt: skip
-        """Index many records into an empty index (``reindex``): batches of plain inserts,
-        no revision checks, secondary indexes built once at the end. Returns the count."""
-        done = 0
+        """Index many records into this index while it is empty (a store written in bulk):
+        batches of plain inserts, one transaction each, secondary indexes built once at the
+        end. Returns the count. ``reindex`` builds a new file instead (:meth:`rebuild`)."""
         with self._write() as conn:
-            # Not tags_id or metrics_id: each batch deletes a record's old rows by id.
-            for name in ("experiments_status", "experiments_created", "experiments_name",
-                         "experiments_sweep", "experiments_parent", "params_num", "params_text",
-                         "metrics_min", "metrics_max", "metrics_last",
-                         "metrics_last_desc"):  # fmt: skip
+            if conn.execute("SELECT 1 FROM experiments LIMIT 1").fetchone() is not None:
+                raise ValueError("bulk_load needs an empty index")
+            for name in _index_names():
                 conn.execute(f"DROP INDEX IF EXISTS {name}")
-        chunk: list[tuple[dict[str, Any], str, str]] = []
-
-        def flush() -> None:
-            nonlocal done
-            if chunk:
+        done = 0
+        try:
+            for chunk in _batches(items, batch):
                 with self._write() as conn:
-                    done += self._upsert_batch(conn, {c[0]["experiment_id"]: c for c in chunk})
-                chunk.clear()
+                    done += _insert(conn, chunk)
                 if progress is not None:
                     progress(done)
-
-        try:
-            for item in items:
-                chunk.append(item)
-                if len(chunk) >= batch:
-                    flush()
-            flush()
         finally:
-            with self._write() as conn:  # CREATE INDEX IF NOT EXISTS: the schema's own
-                for statement in _SCHEMA_SQL.split(";"):
-                    if "CREATE INDEX" in statement:
-                        conn.execute(statement)
+            with self._write() as conn:
+                _create_indexes(conn)
         return done
 
     def remove(self, experiment_id: str) -> None:
         with self._write() as conn:
-            for table in ("experiments", "tags", "params", "metrics"):
+            for table in _ROW_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE id = ?", (experiment_id,))
-
-    def clear(self) -> None:
-        with self._write() as conn:
-            for table in _TABLES:
-                conn.execute(f"DELETE FROM {table}")
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -445,7 +421,7 @@ class Index:
         ]
 
     def record(self, experiment_id: str) -> dict[str, Any] | None:
-        rows = self._read("SELECT record FROM experiments WHERE id = ?", (experiment_id,))
+        rows = self._read("SELECT record FROM records WHERE id = ?", (experiment_id,))
         return json.loads(rows[0][0]) if rows else None
 
     def running(self) -> list[tuple[str, str | None, int | None, int | None, float | None]]:
@@ -458,6 +434,10 @@ class Index:
     def count(self) -> int:
         return int(self._read("SELECT count(*) FROM experiments")[0][0])
 
+    def count_rows(self, sql: str, args: Sequence[Any]) -> int:
+        """The answer of a ``SELECT count(*)`` (how a filter picks the test to drive it)."""
+        return int(self._read(sql, args)[0][0])
+
     def select(
         self,
         where: Filter,
@@ -465,16 +445,21 @@ class Index:
         sort: Sequence[SortKey] = (),
         limit: int | None = None,
         offset: int = 0,
-        columns: str = "e.record",
+        columns: str = "r.record",
         now: float | None = None,
     ) -> list[Any]:
         """Rows of ``columns`` for the runs matching ``where``, ordered by ``sort`` (runs
         without a value last), then newest first. ``now`` is the time running runs'
-        durations are measured to."""
+        durations are measured to; ``columns`` may read ``e`` (experiments) and ``r``
+        (records)."""
         now = time.time() if now is None else now
-        cond, args = where.sql(now)
+        source, cond, args = where.source(now, count=self.count_rows)
         order, order_args = order_sql(sort, now)
-        sql = f"SELECT {columns} FROM experiments e WHERE {cond} ORDER BY {order}"
+        # CROSS JOIN: the filter picks the runs (e), their records are read for those alone.
+        sql = (
+            f"SELECT {columns} FROM {source} CROSS JOIN records r ON r.id = e.id "
+            f"WHERE {cond} ORDER BY {order}"
+        )
         args = [*args, *order_args]
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
@@ -500,8 +485,8 @@ class Index:
         sql = (
             # CROSS JOIN keeps metrics the outer loop: SQLite walks (name, value) in order and
             # stops after `limit` matches, instead of sorting every run the filter keeps.
-            f"SELECT e.record, {col}, m.count FROM metrics m CROSS JOIN experiments e "
-            "ON e.id = m.id "
+            f"SELECT r.record, {col}, m.count FROM metrics m CROSS JOIN experiments e "
+            "ON e.id = m.id CROSS JOIN records r ON r.id = e.id "
             # Ties by id (m.id = e.id): the metric indexes end with the id, so the walk needs
             # no sort (ordering by e.id instead made SQLite sort every tie group).
             f"WHERE m.name = ? AND {col} IS NOT NULL AND {cond} ORDER BY {col} {direction}, m.id"
@@ -564,36 +549,107 @@ class Index:
         return result
 
     def rebuild(
-        self, folder: Path, load: Any, progress: Callable[[int, int], None] | None = None
-    ) -> dict[str, int]:
-        """Empty the index and index every record in ``folder`` (``coralx reindex``)."""
+        self,
+        folder: Path,
+        load: Callable[[Path], tuple[dict[str, Any], str] | str | None],
+        progress: Callable[[int, int], None] | None = None,
+        workers: int | None = None,
+    ) -> dict[str, Any]:
+        """Index every record in ``folder`` into a new index file, then put it in place of
+        this one (``coralx reindex``). The old index answers queries until the rename, and a
+        reindex killed before it leaves the old index as it was.
+
+        ``load(path)`` gives ``(record, text)``, the reason a damaged record cannot be read,
+        or None for a file gone meanwhile; it must be a module-level function, because
+        ``workers`` processes (by default one per core, none for a small store) read and
+        parse the records while this one inserts their rows. The new file is written the
+        fast way a file nobody else has open can be: no journal, no syncs until it is
+        complete, plain inserts in id order, secondary indexes built at the end. A record
+        that cannot be read keeps its row from the old index, the copy ``coralx fsck
+        --repair`` restores it from: their ids are ``recoverable``."""
         started = time.time()
         folder_mtime = str(folder.stat().st_mtime_ns)
-        names = [n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith(".")]
-        self.clear()
-        unreadable = 0
-
-        def records() -> Iterator[tuple[dict[str, Any], str, str]]:
-            nonlocal unreadable
-            for name in names:
-                path = folder / name
-                try:
-                    stamp = file_stamp(path.stat())
-                except FileNotFoundError:
-                    continue
-                loaded = load(path)
-                if loaded is None:
-                    unreadable += 1
-                    continue
-                yield loaded[0], loaded[1], stamp
-
-        total = len(names)
-        done = self.bulk_load(
-            records(), progress=None if progress is None else (lambda n: progress(n, total))
+        names = sorted(
+            n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith(".")
         )
-        settled = started - int(folder_mtime) / 1e9 > 2.0
-        self.set_meta("folder_mtime", folder_mtime if settled else None)
-        return {"indexed": done, "removed": 0, "unreadable": unreadable}
+        if workers is None:
+            workers = (os.cpu_count() or 1) if len(names) >= PARALLEL_FROM else 0
+        self._remove_dead_builds()
+        tmp = _fs_temp_name(self.path)
+        total = len(names)
+        done = 0
+        failed: dict[str, str] = {}
+        try:
+            conn = _new_file(tmp)
+            try:
+                for rows, bad in _read_chunks(folder, names, load, workers):
+                    done += _insert_rows(conn, rows)
+                    failed.update(bad)
+                    if progress is not None:
+                        progress(done, total)
+                copies = self._copies(list(failed))
+                _insert(conn, [(rec, text, "damaged") for rec, text in copies.values()])
+                if started - int(folder_mtime) / 1e9 > 2.0:  # settled: see `sync`
+                    conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('folder_mtime', ?)", (folder_mtime,)
+                    )
+                _finish_new(conn)
+            finally:
+                conn.close()
+            self._put_in_place(tmp)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return {
+            "indexed": done,
+            "removed": 0,
+            "unreadable": len(failed),
+            "unreadable_files": list(failed.values()),
+            "recoverable": sorted(copies),
+        }
+
+    def _copies(self, ids: Sequence[str]) -> dict[str, tuple[dict[str, Any], str]]:
+        """(record, JSON) of each of ``ids`` this index holds: the last readable copies of
+        records that are damaged on disk."""
+        if not ids:
+            return {}
+        try:
+            rows = self._read(
+                "SELECT id, record FROM records WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(ids)),),
+            )
+        except sqlite3.Error:
+            return {}
+        return {eid: (json.loads(text), text) for eid, text in rows}
+
+    def _remove_dead_builds(self) -> None:
+        from .. import _fs
+
+        prefix = f"{_fs.TEMP_PREFIX}{self.path.name}."
+        for leftover in self.path.parent.glob(f"{prefix}*"):
+            if not _fs.temp_writer_alive(leftover.name):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+
+    def _put_in_place(self, new: Path) -> None:
+        """Rename the complete index file ``new`` over this one, and use it."""
+        from .._fs import FileLock, fsync_dir
+
+        with self._lock:
+            with FileLock(self.path.with_name(self.path.name + ".lock"), timeout=60):
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                os.replace(new, self.path)
+                # The old file's log and shared memory go with it: a process that still has
+                # the old file open writes into those until it notices the new file (at its
+                # next use), never into a log the new file would read.
+                for suffix in ("-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path.with_name(self.path.name + suffix))
+                fsync_dir(self.path.parent)
+            self._conn = self._connect()
 
     def _sync(self, folder: Path, load: Any) -> dict[str, int]:
         indexed = self.stamps()
@@ -629,6 +685,186 @@ class Index:
         return {"indexed": added, "removed": removed, "unreadable": skipped}
 
 
+def _index_names() -> list[str]:
+    return [
+        st.split(" ON ")[0].split()[-1] for st in _SCHEMA_SQL.split(";") if "CREATE INDEX" in st
+    ]
+
+
+def _create_indexes(conn: sqlite3.Connection) -> None:
+    # CREATE INDEX IF NOT EXISTS: the schema's own statements.
+    for statement in _SCHEMA_SQL.split(";"):
+        if "CREATE INDEX" in statement:
+            conn.execute(statement)
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+_INSERT_EXP = f"INSERT INTO experiments ({_EXP_COLUMNS}) VALUES ({','.join('?' * 17)})"
+
+# The rows of a batch of records, table by table: experiments, records, tags, params, metrics.
+_Rows = tuple[list[tuple[Any, ...]], ...]
+
+
+def _rows_of(items: Iterable[tuple[dict[str, Any], str, str]]) -> _Rows:
+    rows: _Rows = ([], [], [], [], [])
+    for rec, text, stamp in items:
+        row, more = index_rows(rec, text, stamp)
+        rows[0].append(row)
+        rows[1].append(more["records"][0])
+        rows[2].extend(more["tags"])
+        rows[3].extend(more["params"])
+        rows[4].extend(more["metrics"])
+    return rows
+
+
+def _insert_children(conn: sqlite3.Connection, rows: _Rows) -> None:
+    conn.executemany("INSERT OR IGNORE INTO tags (tag, id) VALUES (?, ?)", rows[2])
+    conn.executemany("INSERT INTO params VALUES (?, ?, ?, ?, ?)", rows[3])
+    conn.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", rows[4])
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: _Rows) -> int:
+    """Plain inserts (records not in the index yet)."""
+    conn.executemany(_INSERT_EXP, rows[0])
+    conn.executemany("INSERT INTO records VALUES (?, ?, ?)", rows[1])
+    _insert_children(conn, rows)
+    return len(rows[0])
+
+
+def _insert(conn: sqlite3.Connection, items: Sequence[tuple[dict[str, Any], str, str]]) -> int:
+    return _insert_rows(conn, _rows_of(items))
+
+
+# Below this many record files `rebuild` reads them itself: starting processes costs more.
+PARALLEL_FROM = 20_000
+_CHUNK = 5000
+
+
+def _read_chunk(
+    folder: Path, names: Sequence[str], load: Callable[[Path], Any]
+) -> tuple[_Rows, dict[str, str]]:
+    """The index rows of the record files ``names``, and {id: reason} of those that cannot be
+    read (a file deleted meanwhile is neither)."""
+    import gc
+
+    items: list[tuple[dict[str, Any], str, str]] = []
+    bad: dict[str, str] = {}
+    # Parsed records hold no reference cycles: collecting while thousands of them are being
+    # built only costs time.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_names(folder, names, load, items, bad)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _read_names(
+    folder: Path,
+    names: Sequence[str],
+    load: Callable[[Path], Any],
+    items: list[tuple[dict[str, Any], str, str]],
+    bad: dict[str, str],
+) -> tuple[_Rows, dict[str, str]]:
+    for name in names:
+        path = folder / name
+        try:
+            stamp = file_stamp(path.stat())
+        except FileNotFoundError:
+            continue
+        loaded = load(path)
+        if isinstance(loaded, str):
+            bad[name[:-5]] = loaded
+        elif loaded is not None:
+            items.append((loaded[0], loaded[1], stamp))
+    return _rows_of(items), bad
+
+
+def _read_chunks(
+    folder: Path, names: Sequence[str], load: Callable[[Path], Any], workers: int
+) -> Iterator[tuple[_Rows, dict[str, str]]]:
+    """:func:`_read_chunk` of ``names`` a chunk at a time, in order; with ``workers``
+    processes reading ahead (at most two chunks each, so memory stays bounded)."""
+    chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
+    # Forked workers: they start at once and need no importable __main__ (spawn would run
+    # a user's script again). They run only this module's code, which takes no lock another
+    # thread of this process may hold. Where fork is not the way (macOS, Windows): in here.
+    if workers <= 0 or len(chunks) < 2 or sys.platform != "linux":
+        for chunk in chunks:
+            yield _read_chunk(folder, chunk, load)
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        ahead: deque[Any] = deque()
+        try:
+            for chunk in chunks:
+                ahead.append(pool.submit(_read_chunk, folder, chunk, load))
+                if len(ahead) > 2 * workers:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+        finally:  # stopped early (an error while inserting): drop the chunks not started
+            for future in ahead:
+                future.cancel()
+
+
+def _fs_temp_name(path: Path) -> Path:
+    from .._fs import temp_name
+
+    return temp_name(path)
+
+
+# Page cache of a new index file while it is built (KiB): its B-trees stay in memory.
+BUILD_CACHE_KIB = 256 * 1024
+
+
+def _new_file(path: Path) -> sqlite3.Connection:
+    """A connection to a new, empty index file only this process knows of: no journal, no
+    syncs (it is synced once, complete, before it is renamed into place)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # threads: the sorts that build the secondary indexes at the end use every core.
+    threads = min(4, os.cpu_count() or 1)
+    for pragma in ("journal_mode = OFF", "synchronous = OFF", "locking_mode = EXCLUSIVE",
+                   f"cache_size = -{BUILD_CACHE_KIB}", "temp_store = MEMORY",
+                   f"threads = {threads}"):  # fmt: skip
+        conn.execute(f"PRAGMA {pragma}")
+    for statement in _SCHEMA_SQL.split(";"):
+        if statement.strip() and "CREATE INDEX" not in statement:
+            conn.execute(statement)
+    conn.execute("BEGIN")
+    return conn
+
+
+def _finish_new(conn: sqlite3.Connection) -> None:
+    """Build the secondary indexes, commit, switch to WAL (as every open expects) and sync."""
+    _create_indexes(conn)
+    conn.execute(f"PRAGMA user_version = {SCHEMA}")
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA locking_mode = NORMAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    fd = os.open(conn.execute("PRAGMA database_list").fetchone()[2], os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _inode(path: Path) -> int:
     try:
         return os.stat(path).st_ino
@@ -649,8 +885,8 @@ def index_rows(
         params = json.dumps(rec.get("params") or {}, sort_keys=True)
     row = (eid, a["name"], a["status"], a["created"], f.started, f.ended, a["branch"],
            a["commit"], a["parent"], a["sweep"], rec.get("host"), rec.get("pid"),
-           rec.get("pid_start"), rec.get("lease_until"), rec.get("commit_hash"), params,
-           _revision(rec), stamp, text)  # fmt: skip
+           rec.get("pid_start"), rec.get("lease_until"), rec.get("commit_hash"),
+           _revision(rec), stamp)  # fmt: skip
     ptypes = [
         (eid, key, kind, None if kind == "s" else value, value if kind == "s" else None)
         for key, (kind, value) in f.params.items()
@@ -662,4 +898,5 @@ def index_rows(
             (name, eid, last, _finite(last), _num(s.get("min")), _num(s.get("max")),
              int(s.get("count") or 0))
         )  # fmt: skip
-    return row, {"tags": [(t, eid) for t in f.tags], "params": ptypes, "metrics": metrics}
+    return row, {"records": [(eid, params, text)], "tags": [(t, eid) for t in f.tags],
+                 "params": ptypes, "metrics": metrics}  # fmt: skip

@@ -276,6 +276,10 @@ class _Ctx:
     # With "in" and such a test present, attribute columns are written `+col` so that SQLite
     # does not pick a weak attribute index (status) over the subquery's.
     plus: bool = False
+    # Leaves (by id) written as "exists" whatever the style: the tests beside the one chosen
+    # to drive the query (see Filter.sql, `count`).
+    lookups: frozenset[int] = frozenset()
+    driver: int = 0  # the leaf (by id) the query's FROM already tests: it compiles to "1"
 
     def bind(self, value: Any) -> str:
         self.args.append(value)
@@ -442,6 +446,8 @@ class Leaf(Node):
         return cond
 
     def sql(self, ctx: _Ctx) -> str:
+        if id(self) == ctx.driver:
+            return "1"
         fld = self.fld
         if fld.kind == "attr":
             if fld.name == "duration":
@@ -455,8 +461,9 @@ class Leaf(Node):
             # "x IS NOT NULL AND x op ?" is 0 or 1, never NULL: NOT stays two-valued.
             plus = "+" if ctx.plus and fld.name != "duration" else ""
             return f"({null} AND {self._cond(ctx, plus + col, None)})"
+        style = "exists" if id(self) in ctx.lookups else ctx.style
         if fld.kind == "tag":
-            if ctx.style == "in":
+            if style == "in":
                 return f"e.id IN (SELECT id FROM tags t WHERE t.tag = {ctx.bind(fld.name)})"
             return (
                 f"EXISTS (SELECT 1 FROM tags t WHERE t.tag = {ctx.bind(fld.name)} AND t.id = e.id)"
@@ -472,14 +479,14 @@ class Leaf(Node):
             else:
                 col = "p.text" if _kind_of(self.value) == "s" else "p.num"
                 cond = self._cond(ctx, col, "p.kind")
-            if ctx.style == "in":
+            if style == "in":
                 return f"e.id IN (SELECT id FROM params p WHERE p.key = {key} AND {cond})"
             return f"EXISTS (SELECT 1 FROM params p WHERE p.id = e.id AND p.key = {key} AND {cond})"
         name = ctx.bind(fld.name)
         if self.op in ("like", "ilike", "glob"):
             return "0"  # metrics are numbers: no text pattern matches them
         cond = self._cond(ctx, f"mq.{fld.stat}", None)
-        if ctx.style == "in":
+        if style == "in":
             return (
                 f"e.id IN (SELECT id FROM metrics mq WHERE mq.name = {name} "
                 f"AND mq.{fld.stat} IS NOT NULL AND {cond})"
@@ -508,7 +515,8 @@ class ParamJson(Node):
     value: Any
 
     def sql(self, ctx: _Ctx) -> str:
-        return f"param_eq(e.params, {ctx.bind(self.key)}, {ctx.bind(json.dumps(self.value))})"
+        params = "(SELECT rp.params FROM records rp WHERE rp.id = e.id)"
+        return f"param_eq({params}, {ctx.bind(self.key)}, {ctx.bind(json.dumps(self.value))})"
 
     def test(self, f: Facts, now: float) -> bool:
         return bool(self.key in f.params_raw and f.params_raw[self.key] == self.value)
@@ -840,13 +848,75 @@ class Filter:
     root: Node
     text: str = ""
 
-    def sql(self, now: float | None = None, style: str = "in") -> tuple[str, list[Any]]:
+    def sql(
+        self,
+        now: float | None = None,
+        style: str = "in",
+        count: Callable[[str, list[Any]], int] | None = None,
+    ) -> tuple[str, list[Any]]:
         """``(condition, bound values)`` over ``experiments e`` of the index. ``style="in"``
         suits a query that scans runs; ``"exists"`` one whose outer loop is another table.
-        Both give the same rows."""
-        ctx = _Ctx(now=time.time() if now is None else now, style=style)
+        Both give the same rows.
+
+        ``count(sql, args)`` runs a ``SELECT count(*)`` on the index. Given it, a filter that
+        requires several params, metrics or tags (``a and b and c``) is driven by the one
+        that the fewest runs pass, counted on its index, and tests the others by lookups
+        on those runs alone: building a list of every run each test passes costs more than
+        the test."""
+        now = time.time() if now is None else now
+        ctx = _Ctx(now=now, style=style)
         ctx.plus = style == "in" and any(f.kind != "attr" for f in self.root.fields())
+        if style == "in" and count is not None:
+            ctx.lookups = self._lookups(now, count)[1]
         return self.root.sql(ctx), ctx.args
+
+    def source(
+        self, now: float | None = None, count: Callable[[str, list[Any]], int] | None = None
+    ) -> tuple[str, str, list[Any]]:
+        """``(FROM clause, condition, bound values)`` of a query over runs (``e``): the
+        :meth:`sql` of ``style="in"``, except that the test chosen to drive a filter of
+        several (see ``count`` there) is the FROM clause's first table, its index walked
+        straight into the runs, instead of a list of runs built first. Each run comes once:
+        a run has one row per tag, param key and metric name."""
+        now = time.time() if now is None else now
+        driver, lookups = self._lookups(now, count) if count is not None else (None, frozenset())
+        ctx = _Ctx(now=now, plus=any(f.kind != "attr" for f in self.root.fields()))
+        ctx.lookups = lookups
+        head = "e.id IN (SELECT id FROM "
+        if driver is not None:
+            probe = _Ctx(now=now)
+            test = driver.sql(probe)
+            if test.startswith(head) and " WHERE " in test:
+                table, where = test[len(head) : -1].split(" WHERE ", 1)
+                alias = table.split()[1]
+                ctx.driver = id(driver)
+                cond = self.root.sql(ctx)
+                source = f"{table} CROSS JOIN experiments e ON e.id = {alias}.id"
+                return source, f"({where}) AND {cond}", [*probe.args, *ctx.args]
+        return "experiments e", self.root.sql(ctx), ctx.args
+
+    def _lookups(
+        self, now: float, count: Callable[[str, list[Any]], int]
+    ) -> tuple[Leaf | None, frozenset[int]]:
+        """The test to drive the query, and (by id) the tests to check by lookups."""
+        items = self.root.items if isinstance(self.root, Bool) and self.root.op == "and" else []
+        tests = [i for i in items if isinstance(i, Leaf) and i.fld.kind != "attr"]
+        if len(tests) < 2:
+            return None, frozenset()
+        best, fewest = tests[0], -1
+        for leaf in tests:
+            probe = _Ctx(now=now)
+            where = leaf.sql(probe)
+            if not where.startswith("e.id IN ("):
+                continue  # a test that reads no index (a pattern on a metric)
+            # At most one more than the fewest so far: the count stops there.
+            limit = "" if fewest < 0 else f" LIMIT {fewest + 1}"
+            n = count(f"SELECT count(*) FROM ({where[len('e.id IN (') : -1]}{limit})", probe.args)
+            if fewest < 0 or n < fewest:
+                best, fewest = leaf, n
+        if fewest < 0:
+            return None, frozenset()
+        return best, frozenset(id(leaf) for leaf in tests if leaf is not best)
 
     def matches(self, record: Mapping[str, Any] | Facts, now: float | None = None) -> bool:
         """Whether one record (or its :func:`facts`) passes the filter."""

@@ -48,6 +48,17 @@ __all__ = [
 _DIGEST_KEY = ',\n "digest": "sha256:'
 
 
+def load_for_index(path: Path) -> tuple[dict[str, Any], str] | str | None:
+    """(record, text) of one record file, the reason it cannot be read, or None if it is gone:
+    what ``Index.rebuild`` reads each file with (in worker processes, hence a function)."""
+    try:
+        return RecordStore.load_checked(path)
+    except FileNotFoundError:
+        return None
+    except RecordDamaged as exc:
+        return f"{path}: {exc.reason}"
+
+
 def seal(text: str) -> str:
     """A record's JSON text (as ``ExperimentRecord.to_json`` writes it, ending in ``\n}``)
     with a last field holding the SHA-256 of that text.
@@ -377,30 +388,9 @@ class RecordStore:
         if not self.folder.is_dir():
             return {"indexed": 0, "removed": 0, "unreadable": 0, "records": 0,
                     "unreadable_files": [], "recoverable": []}  # fmt: skip
-        copies = {eid: self.index.record(eid) for eid in self._damaged_ids()}
-        bad: list[str] = []
-        result: dict[str, Any] = dict(
-            self.index.rebuild(self.folder, lambda path: self._load_noting(path, bad), progress)
-        )
-        result["unreadable_files"] = bad
-        saved = {eid: rec for eid, rec in copies.items() if rec is not None}
-        if saved:
-            # A damaged record's row is the only readable copy of it: keep it in the index.
-            self.index.upsert_many((rec, json.dumps(rec), "damaged") for rec in saved.values())
-        result["recoverable"] = sorted(saved)
+        result: dict[str, Any] = dict(self.index.rebuild(self.folder, load_for_index, progress))
         result["records"] = self.index.count()
         return result
-
-    def _damaged_ids(self) -> list[str]:
-        out = []
-        for path in self.folder.glob("*.json") if self.folder.is_dir() else []:
-            if path.name.startswith("."):
-                continue
-            try:
-                self.load_checked(path)
-            except (OSError, RecordDamaged):
-                out.append(path.stem)
-        return out
 
     def repair(self, experiment_id: str) -> bool:
         """Rewrite a damaged record from its copy in the index, its metric summaries rebuilt

@@ -16,6 +16,7 @@ The view never writes: not the records, not the index.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -196,6 +197,10 @@ class RecordCache:
         self._row_list: tuple[int, list[Row]] = (-1, [])
         self._sorted_ids: tuple[int, list[str]] = (-1, [])
         self._family: tuple[int, Any] = (-1, None)
+        # The read-only connection to index.sqlite, kept with the inode it opened (a reindex
+        # renames a new file into place) so that its page cache serves query after query.
+        self._index: tuple[int, Any] | None = None
+        self._index_lock = threading.Lock()
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -375,35 +380,71 @@ class RecordCache:
         """
         import sqlite3
 
-        from ..records.index import INDEX_FILE, SCHEMA, _param_eq
+        from ..records.index import INDEX_FILE, SCHEMA
 
         path = self.folder.parent / INDEX_FILE
-        if self._folder_mtime is None or not path.is_file():
+        if self._folder_mtime is None:
             return None
-        try:
-            conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1.0)
+        with self._index_lock:
             try:
-                conn.create_function("coralx_match", 2, q.sql_match, deterministic=True)
-                conn.create_function("param_eq", 3, _param_eq, deterministic=True)
-                (version,) = conn.execute("PRAGMA user_version").fetchone()
-                seen = conn.execute("SELECT value FROM meta WHERE key = 'folder_mtime'").fetchone()
-                if version != SCHEMA or seen is None or seen[0] != str(self._folder_mtime):
+                conn = self._index_connection(path)
+                if conn is None:
                     return None
-                if conn.execute("SELECT count(*) FROM experiments").fetchone()[0] != count:
-                    return None
-                cond, args = flt.sql(now)
-                order, order_args = q.order_sql(keys, now)
-                sql = f"SELECT e.id FROM experiments e WHERE {cond} ORDER BY {order}"
-                ids = [r[0] for r in conn.execute(sql, [*args, *order_args])]
-            finally:
-                conn.close()
-        except sqlite3.Error:
-            return None
+                # One read transaction: the checks and the query see the same index.
+                conn.execute("BEGIN")
+                try:
+                    (version,) = conn.execute("PRAGMA user_version").fetchone()
+                    seen = conn.execute(
+                        "SELECT value FROM meta WHERE key = 'folder_mtime'"
+                    ).fetchone()
+                    if version != SCHEMA or seen is None or seen[0] != str(self._folder_mtime):
+                        return None
+                    if conn.execute("SELECT count(*) FROM experiments").fetchone()[0] != count:
+                        return None
+                    source, cond, args = flt.source(
+                        now, count=lambda sql, a: int(conn.execute(sql, a).fetchone()[0])
+                    )
+                    order, order_args = q.order_sql(keys, now)
+                    sql = f"SELECT e.id FROM {source} WHERE {cond} ORDER BY {order}"
+                    ids = [r[0] for r in conn.execute(sql, [*args, *order_args])]
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._close_index()
+                return None
         with self._lock:
             found = [self._rows.get(i) for i in ids]
         if any(entry is None for entry in found):
             return None
         return [entry[1] for entry in found if entry is not None]
+
+    def _index_connection(self, path: Path) -> Any:
+        """The read-only connection to the index at ``path`` (opened again when the file there
+        is a new one), or None if there is no index."""
+        import sqlite3
+
+        from ..records.index import _param_eq
+
+        try:
+            ino = path.stat().st_ino
+        except FileNotFoundError:
+            self._close_index()
+            return None
+        if self._index is not None and self._index[0] == ino:
+            return self._index[1]
+        self._close_index()
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        conn.isolation_level = None  # autocommit: no read transaction held between queries
+        conn.create_function("coralx_match", 2, q.sql_match, deterministic=True)
+        conn.create_function("param_eq", 3, _param_eq, deterministic=True)
+        self._index = (ino, conn)
+        return conn
+
+    def _close_index(self) -> None:
+        if self._index is not None:
+            with contextlib.suppress(Exception):
+                self._index[1].close()
+            self._index = None
 
     def tags(self) -> list[str]:
         """Every tag in the store (computed once per change of the records)."""
