@@ -40,9 +40,9 @@ that chunks are a unit of parallel work and reuse."""
 class DType:
     """One safetensors dtype: its name, element width and how its bits are ordered.
 
-    ``ordering`` is ``"float"`` for sign-magnitude floats (mapped to an order-preserving
-    integer before differencing), ``"int"`` for integers and bools (their bits are
-    differenced as they are).
+    ``ordering`` is ``"float"`` for sign-magnitude floats, ``"int"`` for integers and bools.
+    Deltas difference every dtype's bits as unsigned integers; the ordering is what the
+    deltas written before 0.3 (``CODEC_DELTA_ORDERED``) need to decode.
     """
 
     name: str
