@@ -110,7 +110,7 @@ def name_os_error(exc: BaseException, path: str | os.PathLike[str]) -> None:
 
 def temp_name(dest: Path) -> Path:
     """A unique temporary path beside ``dest`` (same folder, so a rename is atomic)."""
-    return dest.with_name(f"{TEMP_PREFIX}{dest.name}.{_temp_suffix()}")
+    return Path(temp_path(os.fspath(dest)))
 
 
 def temp_path(dest: str) -> str:

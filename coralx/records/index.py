@@ -575,7 +575,9 @@ class Index:
         if workers is None:
             workers = (os.cpu_count() or 1) if len(names) >= PARALLEL_FROM else 0
         self._remove_dead_builds()
-        tmp = _fs_temp_name(self.path)
+        from .._fs import temp_name
+
+        tmp = temp_name(self.path)
         total = len(names)
         done = 0
         failed: dict[str, str] = {}
@@ -820,12 +822,6 @@ def _read_chunks(
         finally:  # stopped early (an error while inserting): drop the chunks not started
             for future in ahead:
                 future.cancel()
-
-
-def _fs_temp_name(path: Path) -> Path:
-    from .._fs import temp_name
-
-    return temp_name(path)
 
 
 # Page cache of a new index file while it is built (KiB): its B-trees stay in memory.
