@@ -154,3 +154,18 @@ def test_ray_executor_runs_a_sweep() -> None:
     out = fx.plain.run_sweep(executor=RayExecutor(), workers=2, track=False)
     assert [r["double"] for r in out.results] == [2, 4, 6]
     assert out.status == "completed"
+
+
+def test_a_crash_tail_keeps_the_runs_last_output_before_a_long_fault_report(tmp_path) -> None:
+    from coralx.sweeps.task import read_tail
+
+    log = tmp_path / "run.err"
+    frames = "".join(f'  File "/deep/pytest/frame{i}.py", line {i} in call\n' for i in range(400))
+    log.write_text("step 1\nlast words\nFatal Python error: Segmentation fault\n\n" + frames)
+    tail = read_tail(str(log), limit=4000)
+    assert len(tail.encode()) <= 4000
+    assert "last words" in tail and "Fatal Python error: Segmentation fault" in tail
+    # Without a report the tail is the plain end of the log.
+    log.write_text("x" * 10_000 + "the end\n")
+    assert read_tail(str(log), limit=100).endswith("the end\n")
+    assert len(read_tail(str(log), limit=100)) == 100

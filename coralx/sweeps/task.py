@@ -425,10 +425,32 @@ def crash_outcome(task: Task, returncode: int | None, stderr_tail: str, duration
     )
 
 
+_FAULT_REPORT = b"Fatal Python error:"  # how faulthandler's report of a crash begins
+
+
 def read_tail(path: str | None, limit: int = 4000) -> str:
-    """The last ``limit`` bytes of a log file, as text."""
+    """The last ``limit`` bytes of a log file, as text. When the process crashed,
+    faulthandler's report (every thread's stack, the extension modules) can be longer than
+    ``limit`` on its own; the run's last output before it is what says most, so the tail
+    is then the end of that output and the start of the report, ``limit`` bytes in all."""
     if not path:
         return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            window = max(limit, 64 * 1024)  # a report of many deep stacks fits in this
+            f.seek(max(0, size - window))
+            data = f.read()
+    except OSError:
+        return ""
+    fault = data.rfind(_FAULT_REPORT)
+    if fault < 0 or len(data) - fault <= limit // 2:
+        data = data[-limit:]
+    else:
+        before = data[max(0, fault - limit // 2) : fault]
+        data = before + data[fault : fault + limit - len(before)]
+    return data.decode("utf-8", errors="replace")
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
