@@ -575,6 +575,7 @@ class ExperimentTracker:
         record.pid_start = own_start_time()
         record.lease_until = time.time() + LEASE_SECONDS
         record.environment = self._environment()
+        self._store.drain_due()  # the index rows of the runs that ended before this one
         self._store.write(record)
         exp = Experiment(
             experiment_id=record.experiment_id,
@@ -801,13 +802,15 @@ class ExperimentTracker:
         return media.log_figure(self, tag, figure, step, interactive)
 
     def flush(self, wait: bool = True) -> None:
-        """Write buffered values of the active run to its journal now; with ``wait``, return
-        once they (and every record written so far) are on disk."""
+        """Write buffered values of the active run to its journal now, and the index rows of
+        the runs that ended (see ``end()``); with ``wait``, return once they (and every
+        record written so far) are on disk."""
         run = self._run
         if run is not None:
             run.flush()
             if run.dirty_summary:
                 run.save(lease=False)
+        self._store.drain()
         if wait:
             syncer.wait()
 
@@ -872,11 +875,11 @@ class ExperimentTracker:
             for key, value in fields.items():
                 if value is not None:
                     setattr(rec, key, value)
-            run.save(lease=False)
+            # Its index row is held, not left to the index thread: once end() returns, no
+            # thread of coralx writes into the store (a caller may delete it at once). The
+            # next start() writes it, with those of the runs that ended meanwhile.
+            run.save(lease=False, hold=True)
             run.closed = True
-        # The index row now, not from the index thread a moment later: once end() returns,
-        # no thread of coralx writes into the store (a caller may delete it at once).
-        self._store.drain()
         self._run = None
         self._unlink_commits()
         exp = run.experiment

@@ -239,6 +239,7 @@ def test_reindex_names_every_record_it_could_not_read(
     for i in range(4):
         ids.append(tracker.start(f"r{i}", params={"i": i}).experiment_id)
         tracker.end()
+    tracker.flush()  # the index rows of the ended runs (held by end()) are written
     for eid in ids[:2]:
         path = _record(repo, eid)
         path.write_text(path.read_text().replace('"r', '"R', 1))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,19 +47,52 @@ def test_start_log_end_rmtree_200_times(fast_tmp: Path) -> None:
         tracker.close()
 
 
-def test_index_row_is_written_when_end_returns(repo: Repository) -> None:
+def _indexed_status(repo: Repository, experiment_id: str) -> list[tuple[str]]:
+    # Read the index file with a connection of its own, as another process would.
+    import sqlite3
+
+    if not (repo.path / "index.sqlite").exists():
+        return []  # not made yet (connect would make an empty file)
+    conn = sqlite3.connect(f"file:{repo.path / 'index.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT status FROM experiments WHERE id = ?", (experiment_id,))
+        return rows.fetchall()
+    finally:
+        conn.close()
+
+
+def test_an_ended_run_is_found_completed_everywhere_and_its_row_follows(
+    repo: Repository,
+) -> None:
     tracker = ExperimentTracker(repo, capture_code=False)
     exp = tracker.start("indexed")
     tracker.end()
-    # Read the index file with a connection of its own: nothing of this process is queued.
-    import sqlite3
+    # No thread writes the row behind end(): it is held, and the index still says running
+    # (the thread wrote the row of the start a moment ago) or nothing.
+    time.sleep(0.2)
+    assert _indexed_status(repo, exp.experiment_id) in ([], [("running",)])
+    # Another process (a store of its own) finds the run completed: the record is the truth.
+    other = ExperimentTracker(Repository(repo.root), capture_code=False)
+    assert [r.experiment_id for r in other.list(status="completed")] == [exp.experiment_id]
+    other.close()
+    # The next run's start writes the held row.
+    tracker.start("next")
+    assert _indexed_status(repo, exp.experiment_id) == [("completed",)]
+    tracker.end()
+    tracker.flush()  # so does a flush (a sweep worker's, after every run)
+    assert _indexed_status(repo, tracker.list()[0].experiment_id) == [("completed",)]
+    tracker.close()
 
-    conn = sqlite3.connect(repo.path / "index.sqlite")
-    try:
-        rows = conn.execute("SELECT status FROM experiments WHERE id = ?", (exp.experiment_id,))
-        assert rows.fetchall() == [("completed",)]
-    finally:
-        conn.close()
+
+def test_held_rows_are_dropped_when_the_store_went_away(tmp_path: Path) -> None:
+    repo = Repository(tmp_path / "gone", init=True)
+    tracker = ExperimentTracker(repo, capture_code=False)
+    tracker.start("short")
+    tracker.end()
+    shutil.rmtree(repo.path)
+    # The exit handler drains every store: nothing of the deleted store is made again.
+    tracker._store.drain()
+    assert not repo.path.exists()
 
 
 def test_close_writes_the_queue_and_stops_the_index_thread(repo: Repository) -> None:
@@ -68,7 +102,7 @@ def test_close_writes_the_queue_and_stops_the_index_thread(repo: Repository) -> 
     tracker.close()
     store = tracker._store
     assert store._indexer is None and "index" not in store.__dict__
-    assert store._pending == {}
+    assert store._pending == {} and store._held == {}
     again = ExperimentTracker(repo, capture_code=False)
     assert again.get_or_raise(pending.experiment_id).status == "pending"
     again.close()

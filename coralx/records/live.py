@@ -225,8 +225,9 @@ class LiveRun:
             )
         self.dirty_summary = True
 
-    def save(self, lease: bool = True) -> None:
-        """Write the record with the summaries so far (and a fresh lease)."""
+    def save(self, lease: bool = True, hold: bool = False) -> None:
+        """Write the record with the summaries so far (and a fresh lease); ``hold``: its
+        index row waits for the store's next call (see ``RecordStore.write``)."""
         from .models import MetricSummary
 
         with self.lock:
@@ -240,7 +241,7 @@ class LiveRun:
             if lease:
                 rec.lease_until = time.time() + LEASE_SECONDS
                 self.next_lease = time.monotonic() + LEASE_RENEW
-            self.store.write(rec)
+            self.store.write(rec, hold=hold)
             self.dirty_summary = False
             self.on_save(rec)
             if not self.buffer:

@@ -121,6 +121,7 @@ def liveness(
 
 INDEX_DELAY = 0.05  # seconds an index row may wait, so that rows are written in batches
 INDEX_IDLE = 2.0  # seconds without rows after which the index thread ends (a new write restarts it)
+HELD_MAX = 512  # held rows (of ended runs) that are written at once, however young
 SYNC_EVERY = 2.0  # seconds between checks for records the index misses (crash repairs)
 _stores: weakref.WeakSet[RecordStore] = weakref.WeakSet()
 
@@ -166,6 +167,10 @@ class RecordStore:
         self._indexer: threading.Thread | None = None
         self._waiting = False  # the index thread waits for rows (not gathering a batch)
         self._stopping = False
+        # Rows of runs that ended (see write(hold=True)): never written by the index thread,
+        # only by a call into this store (the next run's start, a query, close, exit).
+        self._held: dict[str, tuple[dict[str, Any], str, str]] = {}
+        self._held_since = 0.0
         _stores.add(self)
 
     @cached_property
@@ -251,8 +256,17 @@ class RecordStore:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def write(self, record: ExperimentRecord) -> None:
-        """Write ``record`` atomically (its ``revision`` goes up by one) and index it."""
+    def write(self, record: ExperimentRecord, hold: bool = False) -> None:
+        """Write ``record`` atomically (its ``revision`` goes up by one) and index it.
+
+        The index row follows from the index thread within INDEX_DELAY. With ``hold=True``
+        (the last write of a run) no thread writes it: it waits, with the rows of other
+        runs that ended, for the next call into this store that is due to write them
+        (:meth:`drain_due`, a query, :meth:`close`, the process's exit). Many short runs
+        then share one index transaction, and once ``end()`` returns no thread of coralx
+        writes into the store. A row held by a process that is killed is written by the
+        next process that syncs the index: the record file is the truth.
+        """
         from .. import _fs
         from .sync import syncer
 
@@ -262,6 +276,16 @@ class RecordStore:
         st = _fs.atomic_write(path, seal(text), fsync=False)
         syncer.add(path)
         stamp = file_stamp(st)  # of the file written: the one at `path` until the next write
+        if hold:
+            eid = record.experiment_id
+            with self._pending_lock:
+                self._pending.pop(eid, None)  # its older row: the thread must not write it now
+                if not self._held:
+                    self._held_since = time.monotonic()
+                self._held[eid] = (record.index_view(), text, stamp)
+            with self._drain_lock:
+                pass  # a batch the thread is writing (it may hold this run's older row) ends
+            return
         with self._pending_lock:
             self._pending[record.experiment_id] = (record.index_view(), text, stamp)
             if self._indexer is None or not self._indexer.is_alive():
@@ -294,7 +318,7 @@ class RecordStore:
                 if self._stopping:
                     return
             try:
-                self.drain()
+                self.drain(held=False)
                 delay = INDEX_DELAY
             except Exception:
                 # A full disk, a damaged index being rebuilt: the rows are queued again and
@@ -315,21 +339,54 @@ class RecordStore:
         if index is not None:
             index.close()
 
-    def drain(self) -> None:
-        """Write the index rows still queued by this process. If the index cannot be written
-        (a full disk), the rows stay queued and the error is raised."""
+    def drain(self, held: bool = True) -> None:
+        """Write the index rows still queued by this process (``held=False``: only those the
+        index thread writes). If the index cannot be written (a full disk), the rows stay
+        queued and the error is raised."""
         with self._drain_lock:
             with self._pending_lock:
                 batch, self._pending = self._pending, {}
-            if not batch:
+                kept: dict[str, tuple[dict[str, Any], str, str]] = {}
+                if held and self._held:
+                    kept, self._held = self._held, {}
+            kept = {k: v for k, v in self._still_current(kept).items() if k not in batch}
+            if not batch and not kept:
                 return
             try:
-                self.index.upsert_many(batch.values())
+                self.index.upsert_many([*batch.values(), *kept.values()])
             except BaseException:
-                with self._pending_lock:
-                    for eid, item in batch.items():  # a newer row queued meanwhile wins
+                with self._pending_lock:  # a newer row queued meanwhile wins
+                    for eid, item in batch.items():
                         self._pending.setdefault(eid, item)
+                    if kept and not self._held:
+                        self._held_since = time.monotonic()
+                    for eid, item in kept.items():
+                        self._held.setdefault(eid, item)
                 raise
+
+    def drain_due(self) -> None:
+        """Write the held rows (see :meth:`write`) once the oldest has waited INDEX_DELAY,
+        or many have gathered: called by the tracker as the next run starts."""
+        if self._held and (
+            len(self._held) >= HELD_MAX or time.monotonic() - self._held_since >= INDEX_DELAY
+        ):
+            self.drain()
+
+    def _still_current(
+        self, rows: dict[str, tuple[dict[str, Any], str, str]]
+    ) -> dict[str, tuple[dict[str, Any], str, str]]:
+        # A held row is written only while its record file is still the one it describes:
+        # the store may have been deleted (and made again) since the run ended, or the
+        # record rewritten by another process, whose own row (or the next sync) is right.
+        current = {}
+        for eid, item in rows.items():
+            try:
+                st = os.stat(self._record_file(eid))
+            except OSError:
+                continue
+            if file_stamp(st) == item[2]:
+                current[eid] = item
+        return current
 
     def delete(self, experiment_id: str) -> None:
         """Remove a record, its journal and its index row."""
