@@ -370,9 +370,13 @@ class Index:
             return 0
         conn.executemany(_UPSERT_SQL, rows[0])
         conn.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", rows[1])
-        ids = [(row[0],) for row in rows[0]]
-        for table in ("tags", "params", "metrics"):
-            conn.executemany(f"DELETE FROM {table} WHERE id = ?", ids)
+        # Only a run that had a row can have rows in the child tables (a row and its
+        # children are written in one transaction): a run indexed for the first time, as
+        # most are when its rows wait for the end of the run, has nothing to delete.
+        ids = [(row[0],) for row in rows[0] if row[0] in stored]
+        if ids:
+            for table in ("tags", "params", "metrics"):
+                conn.executemany(f"DELETE FROM {table} WHERE id = ?", ids)
         _insert_children(conn, rows)
         return len(rows[0])
 
