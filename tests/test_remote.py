@@ -510,3 +510,49 @@ def test_a_pull_decodes_the_downloaded_bytes_even_when_the_chunk_is_cached_here(
     with pytest.raises(RemoteCorrupted, match=cid):
         b.pull("origin")
     assert not b.weights.chunks.has(cid)
+
+
+def test_a_pull_makes_every_chunk_durable_before_it_lands_and_before_any_ref_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Downloads are not fsync'd one by one; they are made durable together, and the order
+    holds: a chunk file is fsync'd before it is renamed into ``chunks/``, and every chunk
+    folder is fsync'd before a ref or record names the chunks."""
+    url = str(tmp_path / "shared")
+    a = _store(tmp_path, "a", url, None)
+    _train(a, "run", 1)
+    a.push("origin")
+    b = _store(tmp_path, "b", url, None)
+    chunks = b.path / "chunks"
+    synced: set[tuple[int, int]] = set()  # (device, inode) of every fsync'd file or folder
+    landed: list[Path] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        st = os.fstat(fd)
+        synced.add((st.st_dev, st.st_ino))
+
+    def durable(path: Path) -> bool:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino) in synced
+
+    def replace(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+        if Path(dest).parent.parent == chunks:
+            assert durable(Path(src)), f"{dest} landed before its bytes were durable"
+            landed.append(Path(dest))
+        real_replace(src, dest)
+
+    real_swap = graph.swap
+
+    def swap(refs: graph.RefStore, ref: bytes, old: bytes | None, new: bytes | None) -> None:
+        if isinstance(refs, graph.LocalRefs) and landed:
+            assert all(durable(p.parent) for p in landed), "a ref moved before chunks were"
+            assert durable(chunks)  # the new two-hex folders' entries too
+        real_swap(refs, ref, old, new)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(graph, "swap", swap)
+    b.pull("origin")
+    assert landed and b.fsck().ok

@@ -767,10 +767,12 @@ def _receive_chunks(
     """Download the chunks this store lacks into ``tmp`` and verify each against its id
     before anything lands: decoded (a delta through its base, from the process's cache of
     decoded bases) and hashed. Downloads and verification overlap: each chunk is written
-    (from the transfer's own buffer) and fsync'd by the thread that fetched it, and handed
-    to a decoding thread as soon as its base is verified. A delta whose base is damaged
+    (from the transfer's own buffer, not fsync'd yet: :func:`_land_chunks` makes them all
+    durable at once) by the thread that fetched it, and handed to a decoding thread as soon
+    as its base is verified. A delta whose base is damaged
     waits for it, so a damaged chunk is named itself, not through a delta built on it."""
-    from concurrent.futures import FIRST_COMPLETED, Future, wait
+    import queue
+    from concurrent.futures import Future
 
     from ..store.codecs import CODEC_PLANES, decode_into, parse_header, scratch
     from ..store.weights import pool
@@ -796,7 +798,7 @@ def _receive_chunks(
             head = parse_header(memoryview(data))
         except (StoreCorrupted, ValueError) as exc:
             raise damaged(cid, exc) from None
-        _write_durable(folder / cid, data)
+        _write_chunk_file(folder / cid, data)
         return head, data
 
     def check(cid: str) -> None:
@@ -828,34 +830,42 @@ def _receive_chunks(
     requested = {c for c in ids if not local.has(c)}
     verified: set[str] = set()
     waiting: dict[str, list[str]] = {}  # a fresh base -> the deltas waiting for it
-    jobs: dict[Future[Any], tuple[str, str]] = {}
+    # Finished jobs arrive on a queue (each future's callback puts it there): waiting on
+    # hundreds of futures at once would take every future's lock for each completion.
+    finished: queue.SimpleQueue[tuple[Future[Any], str, str]] = queue.SimpleQueue()
+    jobs: set[Future[Any]] = set()
     cpu = pool()
+
+    def start(executor: Any, fn: Callable[[str], Any], what: str, cid: str) -> None:
+        fut = executor.submit(fn, cid)
+        jobs.add(fut)
+        fut.add_done_callback(lambda f: finished.put((f, what, cid)))
+
     with ThreadPoolExecutor(PULL_WORKERS) as net:
         try:
             for cid in sorted(requested):
-                jobs[net.submit(download, cid)] = ("get", cid)
+                start(net, download, "get", cid)
             while jobs:
-                done, _ = wait(jobs, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    what, cid = jobs.pop(fut)
-                    if what == "check":
-                        fut.result()
-                        verified.add(cid)
-                        for delta in waiting.pop(cid, []):
-                            jobs[cpu.submit(check, delta)] = ("check", delta)
+                fut, what, cid = finished.get()
+                jobs.discard(fut)
+                if what == "check":
+                    fut.result()
+                    verified.add(cid)
+                    for delta in waiting.pop(cid, []):
+                        start(cpu, check, "check", delta)
+                    continue
+                head, data = fut.result()
+                fresh[cid] = folder / cid
+                base = head.base if head.is_delta else None
+                if base is not None and base not in verified:
+                    if base not in requested and not local.has(base):
+                        requested.add(base)  # a base the remote has and this store lacks
+                        start(net, download, "get", base)
+                    if base in requested:
+                        waiting.setdefault(base, []).append(cid)  # read back when ready
                         continue
-                    head, data = fut.result()
-                    fresh[cid] = folder / cid
-                    base = head.base if head.is_delta else None
-                    if base is not None and base not in verified:
-                        if base not in requested and not local.has(base):
-                            requested.add(base)  # a base the remote has and this store lacks
-                            jobs[net.submit(download, base)] = ("get", base)
-                        if base in requested:
-                            waiting.setdefault(base, []).append(cid)  # read back when ready
-                            continue
-                    overlay.held[cid] = data
-                    jobs[cpu.submit(check, cid)] = ("check", cid)
+                overlay.held[cid] = data
+                start(cpu, check, "check", cid)
         finally:
             for fut in jobs:
                 fut.cancel()
@@ -866,23 +876,25 @@ def _receive_chunks(
     return fresh
 
 
-def _write_durable(path: Path, data: Any) -> None:
-    """A downloaded chunk as a read-only file, fsync'd, written from the transfer's buffer."""
+def _write_chunk_file(path: Path, data: Any) -> None:
+    """A downloaded chunk as a read-only file, written from the transfer's buffer. Not
+    fsync'd here: :func:`_land_chunks` makes all of them durable in one pass before any
+    is renamed into ``chunks/``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
     finally:
         os.close(fd)
 
 
 def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
-    """Move verified chunks into the store. On disk, the downloaded files themselves
-    (read-only and fsync'd already) are renamed into ``chunks/`` (written once, never
-    copied), then their folders fsync'd; another store gets their bytes through its
-    ``put_encoded``."""
+    """Move verified chunks into the store, durably, before anything names them here. On
+    disk, the downloaded files are first made durable together (one pass of fsyncs side
+    by side, so that no chunk file in ``chunks/`` can ever be torn by a power cut), then
+    renamed into ``chunks/`` (written once, never copied), then their folders fsync'd;
+    another store gets their bytes through its ``put_encoded``."""
     from ..store.disk import DiskChunkStore
 
     store = repo.weights.chunks
@@ -891,20 +903,19 @@ def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
             for cid, path in fresh.items():
                 store.put_encoded(cid, path.read_bytes())
         return
-
-    def place(item: tuple[str, Path]) -> None:
-        cid, path = item
+    items = sorted(fresh.items())
+    _fs.fsync_many([path for _cid, path in items])
+    made = False
+    for cid, path in items:
         dest = store.path(cid)
         if dest.exists():
-            return
-        dest.parent.mkdir(parents=True, exist_ok=True)
+            continue
+        if not dest.parent.is_dir():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made = True
         os.replace(path, dest)
-
-    items = sorted(fresh.items())
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(place, items))
-        folders = sorted({store.path(cid).parent for cid, _p in items})
-        list(pool.map(_fs.fsync_dir, folders))
+    folders = sorted({store.path(cid).parent for cid, _p in items})
+    _fs.fsync_many([*folders, store.root] if made else folders)
 
 
 def _new_records(
