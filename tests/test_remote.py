@@ -201,6 +201,35 @@ def test_remote_refs_move_only_by_compare_and_swap_and_the_server_honours_it(
     assert sorted(wins) == [False, True]
 
 
+def test_a_swap_on_the_version_read_when_planning_is_refused_once_the_ref_moved(
+    s3: S3Server,
+) -> None:
+    """A push's swap writes on the ETag it read when it planned (one request); another
+    writer's move in between makes the server refuse it, and the swap then fails on the
+    value read again, or succeeds only if the ref holds ``old`` again. (On moto only: the
+    test SeaweedFS has volumes for few buckets; the test above checks its conditional
+    writes.)"""
+    transport = S3Transport(s3.make_bucket(), "p", s3.endpoint)
+    mine, theirs = _TransportRefs(transport), _TransportRefs(transport)
+    ref = b"refs/runs/0123456789abcdef0123"
+    one, two, three = (bytes([c]) * 40 for c in b"123")
+    graph.swap(mine, ref, None, one)
+    assert mine.names(b"refs/runs/") == {ref: one}  # planned on this version
+    graph.swap(theirs, ref, one, two)
+    with pytest.raises(ConcurrentUpdate, match="found 2222"):
+        graph.swap(mine, ref, one, three)
+    assert theirs.read(ref) == two
+    assert mine.names(b"refs/runs/") == {ref: two}
+    graph.swap(theirs, ref, two, one)
+    graph.swap(theirs, ref, one, two)  # moved away and back: same value, another version
+    graph.swap(mine, ref, two, three)  # refused on the stale version, then done on the fresh
+    assert theirs.read(ref) == three
+    assert mine.names(b"refs/runs/x") == {}
+    graph.swap(mine, b"refs/runs/x", None, one)  # seen absent: created only if still absent
+    with pytest.raises(ConcurrentUpdate):
+        graph.swap(theirs, b"refs/runs/x", None, two)
+
+
 def test_a_damaged_remote_chunk_is_refused_and_nothing_local_changes(tmp_path: Path) -> None:
     url = str(tmp_path / "shared")
     a = _store(tmp_path, "a", url, None)

@@ -6,11 +6,13 @@ leaves both sides consistent and a rerun sends only what is still missing:
 1. chunks the remote lacks, as they are stored (known-on-remote record, then a HEAD per
    chunk for a few, except new deltas, or one listing for many), 8 in parallel, each by a
    conditional create;
-2. blobs, sweep files and the new bytes of each metric journal (append-only, unique ids);
+2. beside them (they name no chunk), blobs, sweep files and the new bytes of each metric
+   journal (append-only, unique ids);
 3. git objects: commits, manifests, code-snapshot trees (a folder remote is a bare git
    repository and gets ordinary loose objects; S3 gets one pack per push);
 4. experiment records (after everything they name);
-5. refs, last, each by compare-and-swap: a push that would not fast-forward is refused.
+5. refs, last, each by compare-and-swap on the version read when the push was planned
+   (one request each): a push that would not fast-forward, or whose ref moved, is refused.
 
 A pull downloads into a temporary folder and verifies every chunk against its id (decoded,
 its base from the cache of decoded bases, while the other downloads run), every blob against
@@ -95,29 +97,48 @@ class PullReport:
 
 class _TransportRefs(graph.RefStore):
     """Refs as objects (``refs/heads/main`` holds the id): the primitive is a conditional
-    write, ``If-None-Match: *`` to create and ``If-Match: <ETag>`` to replace."""
+    write, ``If-None-Match: *`` to create and ``If-Match: <ETag>`` to replace.
+
+    Each read remembers the version (ETag) it saw, so a swap from the value read last
+    writes on that version straight away: if the ref moved since, the server refuses the
+    write and the ref is read again (the swap then fails unless it still holds ``old``).
+    A push's final compare-and-swap is thus one request."""
 
     def __init__(self, transport: Transport) -> None:
         self.t = transport
+        self._seen: dict[str, tuple[bytes | None, str | None]] = {}  # key -> (value, ETag)
+
+    def _read_key(self, k: str) -> bytes | None:
+        got = self.t.read_tagged(k)
+        value = got[0].strip() if got is not None else None
+        self._seen[k] = (value, got[1] if got is not None else None)
+        return value
 
     def read(self, ref: bytes) -> bytes | None:
-        got = self.t.get(key(graph.check_ref(ref).decode()))
-        return got.strip() if got is not None else None
+        return self._read_key(key(graph.check_ref(ref).decode()))
 
     def _swap(self, ref: bytes, old: bytes | None, new: bytes | None) -> bool:
+        if new is None:
+            return False
         k = key(ref.decode())
+        seen = self._seen.pop(k, None)
+        fresh = seen is not None and seen[0] == old and (old is None or bool(seen[1]))
+        if fresh and self.t.put_if(k, new + b"\n", seen[1] if seen else None):
+            return True
         now = self.t.read_tagged(k)
-        if (now[0].strip() if now else None) != old or new is None:
+        if (now[0].strip() if now else None) != old:
             return False
         return self.t.put_if(k, new + b"\n", now[1] if now else None)
 
     def names(self, prefix: bytes = b"refs/") -> dict[bytes, bytes]:
-        out = {}
-        for item in self.t.list(prefix.decode()):
-            value = self.t.get(item.key)
-            if value is not None and re.fullmatch(rb"[0-9a-f]{40}", value.strip()):
-                out[item.key.encode()] = value.strip()
-        return out
+        keys = [item.key for item in self.t.list(prefix.decode())]
+        with ThreadPoolExecutor(min(WORKERS, max(1, len(keys)))) as pool:
+            values = list(pool.map(self._read_key, keys))
+        return {
+            k.encode(): v
+            for k, v in zip(keys, values)
+            if v is not None and re.fullmatch(rb"[0-9a-f]{40}", v)
+        }
 
 
 class RemoteStore:
@@ -147,8 +168,13 @@ class RemoteStore:
 
     def check_format(self, create: bool) -> None:
         """Refuse a remote written by a newer coralx; create the marker on a first push."""
-        self.transport.check()
-        raw = self.transport.get(FORMAT_KEY)
+        try:
+            raw = self.transport.get(FORMAT_KEY)
+        except RemoteError:
+            raw = None
+        if raw is None:  # an unreachable endpoint, a missing bucket, bad credentials: say so
+            self.transport.check()
+            raw = self.transport.get(FORMAT_KEY)
         if raw is None:
             if not create:
                 raise RemoteError(
@@ -340,9 +366,10 @@ def push(
     git: Any = repo.git
     local = graph.LocalRefs(git)
     updates = _refs_to_push(repo, local, branches)
+    remote_refs = remote.refs.names(b"refs/")  # the refs' values, read once (and versions)
     plan: dict[bytes, tuple[bytes | None, bytes]] = {}
     for ref, new in updates.items():
-        old = remote.refs.resolve_ref(ref)
+        old = remote_refs.get(ref)  # absent: created only if still absent (the swap checks)
         if old == new:
             continue
         if old is not None and not force and not _is_ancestor(git, old, new):
@@ -354,7 +381,7 @@ def push(
             )
         plan[ref] = (old, new)
     haves = [o for o, _n in plan.values() if o is not None and o in git.object_store]
-    haves += [v for v in remote.refs.names(b"refs/").values() if v in git.object_store]
+    haves += [v for v in remote_refs.values() if v in git.object_store]
     wants = [n for _o, n in plan.values()]
     records = _changed_records(repo, state)
     snapshots = [t for t in (_snapshot_of(r) for _p, r in records) if t]
@@ -365,28 +392,61 @@ def push(
     haves += [t.encode() for t in sent_trees]
     objects = _missing_objects(git, haves, wants + snapshots, state)
     chunk_ids = _chunks_of(repo, objects)
-    _send_chunks(repo, remote, state, chunk_ids, report)
-    _send_files(repo, remote, state, report)
+    # Blobs, sweep files and journal segments name no chunk: they travel beside the chunks.
+    with ThreadPoolExecutor(1) as side:
+        files = side.submit(_send_files, repo, remote, state)
+        _send_chunks(repo, remote, state, chunk_ids, report)
+        marks = files.result()
+    _mark_sent(state, marks, report)
     report.objects_sent = remote.send_objects(objects)
     state.doc["snapshots"] = sorted(sent_trees | {t.decode() for t in snapshots})
+    _send_records(remote, state, [path for path, _rec in records], report)
     state.save()
-    for path, _rec in records:
-        data = path.read_bytes()
-        remote.transport.put(key("experiments", path.name), data)
-        state.doc["sent"][f"experiments/{path.name}"] = _fingerprint(path)
-        report.files_sent += 1
-    state.save()
-    for ref, (old, new) in sorted(plan.items()):
+    _move_refs(remote, plan, report)
+    report.bytes_sent = remote.transport.sent - start_bytes  # everything: packs and refs too
+    return report
+
+
+def _send_records(
+    remote: RemoteStore, state: _State, paths: list[Path], report: PushReport
+) -> None:
+    """The records (each names only what was confirmed on the remote before), side by side."""
+
+    def send(path: Path) -> str:
+        fingerprint = _fingerprint(path)  # before reading: a record changed meanwhile is resent
+        remote.transport.put(key("experiments", path.name), path.read_bytes())
+        return fingerprint
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for path, fingerprint in zip(paths, pool.map(send, paths)):
+            state.doc["sent"][f"experiments/{path.name}"] = fingerprint
+            report.files_sent += 1
+
+
+def _move_refs(
+    remote: RemoteStore, plan: dict[bytes, tuple[bytes | None, bytes]], report: PushReport
+) -> None:
+    """Every ref by compare-and-swap, last (side by side: each is its own swap)."""
+
+    def move(item: tuple[bytes, tuple[bytes | None, bytes]]) -> bytes | None:
+        ref, (old, new) = item
         try:
             graph.swap(remote.refs, ref, old, new)
         except ConcurrentUpdate:
-            raise PushRejected(
-                f"push to {remote.name} rejected: {ref.decode()} moved on the remote while "
-                f"pushing; run `coralx fetch {remote.name}` first, or push with --force"
-            ) from None
-        report.refs[ref.decode()] = new.decode()
-    report.bytes_sent = remote.transport.sent - start_bytes  # everything: packs and refs too
-    return report
+            return ref
+        return None
+
+    items = sorted(plan.items())
+    with ThreadPoolExecutor(min(WORKERS, max(1, len(items)))) as pool:
+        refused = [r for r in pool.map(move, items) if r is not None]
+    for ref, (_old, new) in items:
+        if ref not in refused:
+            report.refs[ref.decode()] = new.decode()
+    if refused:
+        raise PushRejected(
+            f"push to {remote.name} rejected: {refused[0].decode()} moved on the remote while "
+            f"pushing; run `coralx fetch {remote.name}` first, or push with --force"
+        )
 
 
 def _refs_to_push(
@@ -582,7 +642,9 @@ def _tree_files(root: Path, sub: str) -> Iterator[tuple[str, Path]]:
                 yield rel, path
 
 
-def _send_files(repo: Repository, remote: RemoteStore, state: _State, report: PushReport) -> None:
+def _send_files(repo: Repository, remote: RemoteStore, state: _State) -> list[tuple[str, str]]:
+    """Send the blobs, sweep files and journal bytes not sent yet; return what to note as
+    sent (the caller notes it: this runs beside the chunks' upload, which saves the state)."""
     sent = state.doc["sent"]
     jobs: list[tuple[str, Callable[[], bytes], str]] = []
     for rel, path in _tree_files(repo.path, "blobs"):
@@ -612,15 +674,19 @@ def _send_files(repo: Repository, remote: RemoteStore, state: _State, report: Pu
         return len(data)
 
     with ThreadPoolExecutor(WORKERS) as pool:
-        for job, _size in zip(jobs, pool.map(send, jobs)):
-            rel, _read, mark = job
-            if mark.startswith("journal/"):
-                name, _, end = mark.partition("=")
-                sent[name] = int(end)
-            else:
-                sent[rel] = mark
-            report.files_sent += 1
-    state.save()
+        list(pool.map(send, jobs))
+    return [(rel, mark) for rel, _read, mark in jobs]
+
+
+def _mark_sent(state: _State, marks: list[tuple[str, str]], report: PushReport) -> None:
+    sent = state.doc["sent"]
+    for rel, mark in marks:
+        if mark.startswith("journal/"):
+            name, _, end = mark.partition("=")
+            sent[name] = int(end)
+        else:
+            sent[rel] = mark
+        report.files_sent += 1
 
 
 # -- fetch and pull -------------------------------------------------------------------------------
