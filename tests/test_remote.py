@@ -545,8 +545,8 @@ def test_a_pull_makes_every_chunk_durable_before_it_lands_and_before_any_ref_mov
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Downloads are not fsync'd one by one; they are made durable together, and the order
-    holds: a chunk file is fsync'd before it is renamed into ``chunks/``, and every chunk
-    folder is fsync'd before a ref or record names the chunks."""
+    holds: a chunk (or blob) file is fsync'd before it is renamed into ``chunks/``
+    (``blobs/``), and every such folder is fsync'd before a ref or record names them."""
     url = str(tmp_path / "shared")
     a = _store(tmp_path, "a", url, None)
     _train(a, "run", 1)
@@ -567,7 +567,7 @@ def test_a_pull_makes_every_chunk_durable_before_it_lands_and_before_any_ref_mov
         return (st.st_dev, st.st_ino) in synced
 
     def replace(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
-        if Path(dest).parent.parent == chunks:
+        if Path(dest).parent.parent in (chunks, b.path / "blobs"):
             assert durable(Path(src)), f"{dest} landed before its bytes were durable"
             landed.append(Path(dest))
         real_replace(src, dest)
@@ -577,11 +577,11 @@ def test_a_pull_makes_every_chunk_durable_before_it_lands_and_before_any_ref_mov
     def swap(refs: graph.RefStore, ref: bytes, old: bytes | None, new: bytes | None) -> None:
         if isinstance(refs, graph.LocalRefs) and landed:
             assert all(durable(p.parent) for p in landed), "a ref moved before chunks were"
-            assert durable(chunks)  # the new two-hex folders' entries too
+            assert durable(chunks) and durable(b.path / "blobs")  # the new folders' entries
         real_swap(refs, ref, old, new)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(graph, "swap", swap)
     b.pull("origin")
-    assert landed and b.fsck().ok
+    assert {p.parent.parent for p in landed} == {chunks, b.path / "blobs"} and b.fsck().ok

@@ -717,9 +717,7 @@ def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
         # On the remote: what was fetched from it, and every chunk its manifests name (it
         # took them only after those chunks were confirmed there). A push skips them.
         state.add_known(chunk_ids | set(landed))
-        for dest, src in blob_files:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dest)
+        _land_files(blob_files)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for obj in objects:
@@ -971,17 +969,36 @@ def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
         return
     items = sorted(fresh.items())
     _fs.fsync_many([path for _cid, path in items])
-    made = False
+    folders: set[Path] = set()
     for cid, path in items:
         dest = store.path(cid)
         if dest.exists():
             continue
-        if not dest.parent.is_dir():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            made = True
+        _make_folder(dest.parent, folders)
         os.replace(path, dest)
-    folders = sorted({store.path(cid).parent for cid, _p in items})
-    _fs.fsync_many([*folders, store.root] if made else folders)
+    _fs.fsync_many(sorted(folders))
+
+
+def _land_files(files: list[tuple[Path, Path]]) -> None:
+    """Blobs and sweep files, the same way: made durable together, renamed into place,
+    their folders fsync'd (before the records that name them land)."""
+    _fs.fsync_many([src for _dest, src in files])
+    folders: set[Path] = set()
+    for dest, src in files:
+        _make_folder(dest.parent, folders)
+        os.replace(src, dest)
+    _fs.fsync_many(sorted(folders))
+
+
+def _make_folder(folder: Path, to_sync: set[Path]) -> None:
+    """Make ``folder`` (and its missing parents); note which folders' entries to fsync: it,
+    and the parent of each folder made."""
+    to_sync.add(folder)
+    made = folder
+    while not made.is_dir():
+        to_sync.add(made.parent)
+        made = made.parent
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _new_records(
