@@ -831,9 +831,10 @@ def _receive_chunks(
     """Download the chunks this store lacks into ``tmp`` and verify each against its id
     before anything lands: decoded (a delta through its base, from the process's cache of
     decoded bases) and hashed. Downloads and verification overlap: each chunk is written
-    (from the transfer's own buffer, not fsync'd yet: :func:`_land_chunks` makes them all
-    durable at once) by the thread that fetched it, and handed to a decoding thread as soon
-    as its base is verified. A delta whose base is damaged
+    (from the transfer's own buffer) by the thread that fetched it, its fsync started on
+    threads of their own (awaited before this returns: every file is durable before any is
+    renamed into ``chunks/``), and handed to a decoding thread as soon as its base is
+    verified. A delta whose base is damaged
     waits for it, so a damaged chunk is named itself, not through a delta built on it."""
     import queue
     from concurrent.futures import Future
@@ -863,6 +864,7 @@ def _receive_chunks(
         except (StoreCorrupted, ValueError) as exc:
             raise damaged(cid, exc) from None
         _write_chunk_file(folder / cid, data)
+        flushes.append(io.submit(_fs.fsync_many, [folder / cid]))
         return head, data
 
     def check(cid: str) -> None:
@@ -899,6 +901,11 @@ def _receive_chunks(
     finished: queue.SimpleQueue[tuple[Future[Any], str, str]] = queue.SimpleQueue()
     jobs: set[Future[Any]] = set()
     cpu = pool()
+    # Each file's fsync starts as soon as it is written, on threads of its own: the disk
+    # works while the downloads go on (none waits for the disk), and the chunks are durable
+    # by the time the last one is verified.
+    io = ThreadPoolExecutor(8, thread_name_prefix="coralx-fsync")
+    flushes: list[Future[None]] = []
 
     def start(executor: Any, fn: Callable[[str], Any], what: str, cid: str) -> None:
         fut = executor.submit(fn, cid)
@@ -930,9 +937,12 @@ def _receive_chunks(
                         continue
                 overlay.held[cid] = data
                 start(cpu, check, "check", cid)
+            for flush in list(flushes):
+                flush.result()
         finally:
             for fut in jobs:
                 fut.cancel()
+            io.shutdown(wait=True)
     if waiting:  # deltas whose bases never verified: a cycle of deltas
         cid = sorted(c for group in waiting.values() for c in group)[0]
         raise damaged(cid, "its delta chain does not end in a whole chunk")
@@ -941,9 +951,8 @@ def _receive_chunks(
 
 
 def _write_chunk_file(path: Path, data: Any) -> None:
-    """A downloaded chunk as a read-only file, written from the transfer's buffer. Not
-    fsync'd here: :func:`_land_chunks` makes all of them durable in one pass before any
-    is renamed into ``chunks/``."""
+    """A downloaded chunk as a read-only file, written from the transfer's buffer (fsync'd
+    by the caller, off the download thread)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     try:
         view = memoryview(data)
@@ -955,10 +964,10 @@ def _write_chunk_file(path: Path, data: Any) -> None:
 
 def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
     """Move verified chunks into the store, durably, before anything names them here. On
-    disk, the downloaded files are first made durable together (one pass of fsyncs side
-    by side, so that no chunk file in ``chunks/`` can ever be torn by a power cut), then
-    renamed into ``chunks/`` (written once, never copied), then their folders fsync'd;
-    another store gets their bytes through its ``put_encoded``."""
+    disk, the downloaded files (durable already: :func:`_receive_chunks` fsyncs each as it
+    is written, so no chunk file in ``chunks/`` can be torn by a power cut) are renamed
+    into ``chunks/`` (written once, never copied), then their folders fsync'd; another
+    store gets their bytes through its ``put_encoded``."""
     from ..store.disk import DiskChunkStore
 
     store = repo.weights.chunks
@@ -968,7 +977,6 @@ def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
                 store.put_encoded(cid, path.read_bytes())
         return
     items = sorted(fresh.items())
-    _fs.fsync_many([path for _cid, path in items])
     folders: set[Path] = set()
     for cid, path in items:
         dest = store.path(cid)
