@@ -201,6 +201,35 @@ def test_remote_refs_move_only_by_compare_and_swap_and_the_server_honours_it(
     assert sorted(wins) == [False, True]
 
 
+def test_a_swap_on_the_version_read_when_planning_is_refused_once_the_ref_moved(
+    s3: S3Server,
+) -> None:
+    """A push's swap writes on the ETag it read when it planned (one request); another
+    writer's move in between makes the server refuse it, and the swap then fails on the
+    value read again, or succeeds only if the ref holds ``old`` again. (On moto only: the
+    test SeaweedFS has volumes for few buckets; the test above checks its conditional
+    writes.)"""
+    transport = S3Transport(s3.make_bucket(), "p", s3.endpoint)
+    mine, theirs = _TransportRefs(transport), _TransportRefs(transport)
+    ref = b"refs/runs/0123456789abcdef0123"
+    one, two, three = (bytes([c]) * 40 for c in b"123")
+    graph.swap(mine, ref, None, one)
+    assert mine.names(b"refs/runs/") == {ref: one}  # planned on this version
+    graph.swap(theirs, ref, one, two)
+    with pytest.raises(ConcurrentUpdate, match="found 2222"):
+        graph.swap(mine, ref, one, three)
+    assert theirs.read(ref) == two
+    assert mine.names(b"refs/runs/") == {ref: two}
+    graph.swap(theirs, ref, two, one)
+    graph.swap(theirs, ref, one, two)  # moved away and back: same value, another version
+    graph.swap(mine, ref, two, three)  # refused on the stale version, then done on the fresh
+    assert theirs.read(ref) == three
+    assert mine.names(b"refs/runs/x") == {}
+    graph.swap(mine, b"refs/runs/x", None, one)  # seen absent: created only if still absent
+    with pytest.raises(ConcurrentUpdate):
+        graph.swap(theirs, b"refs/runs/x", None, two)
+
+
 def test_a_damaged_remote_chunk_is_refused_and_nothing_local_changes(tmp_path: Path) -> None:
     url = str(tmp_path / "shared")
     a = _store(tmp_path, "a", url, None)
@@ -510,3 +539,49 @@ def test_a_pull_decodes_the_downloaded_bytes_even_when_the_chunk_is_cached_here(
     with pytest.raises(RemoteCorrupted, match=cid):
         b.pull("origin")
     assert not b.weights.chunks.has(cid)
+
+
+def test_a_pull_makes_every_chunk_durable_before_it_lands_and_before_any_ref_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Downloads are not fsync'd one by one; they are made durable together, and the order
+    holds: a chunk (or blob) file is fsync'd before it is renamed into ``chunks/``
+    (``blobs/``), and every such folder is fsync'd before a ref or record names them."""
+    url = str(tmp_path / "shared")
+    a = _store(tmp_path, "a", url, None)
+    _train(a, "run", 1)
+    a.push("origin")
+    b = _store(tmp_path, "b", url, None)
+    chunks = b.path / "chunks"
+    synced: set[tuple[int, int]] = set()  # (device, inode) of every fsync'd file or folder
+    landed: list[Path] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        st = os.fstat(fd)
+        synced.add((st.st_dev, st.st_ino))
+
+    def durable(path: Path) -> bool:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino) in synced
+
+    def replace(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+        if Path(dest).parent.parent in (chunks, b.path / "blobs"):
+            assert durable(Path(src)), f"{dest} landed before its bytes were durable"
+            landed.append(Path(dest))
+        real_replace(src, dest)
+
+    real_swap = graph.swap
+
+    def swap(refs: graph.RefStore, ref: bytes, old: bytes | None, new: bytes | None) -> None:
+        if isinstance(refs, graph.LocalRefs) and landed:
+            assert all(durable(p.parent) for p in landed), "a ref moved before chunks were"
+            assert durable(chunks) and durable(b.path / "blobs")  # the new folders' entries
+        real_swap(refs, ref, old, new)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(graph, "swap", swap)
+    b.pull("origin")
+    assert {p.parent.parent for p in landed} == {chunks, b.path / "blobs"} and b.fsck().ok

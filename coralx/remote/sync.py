@@ -6,11 +6,13 @@ leaves both sides consistent and a rerun sends only what is still missing:
 1. chunks the remote lacks, as they are stored (known-on-remote record, then a HEAD per
    chunk for a few, except new deltas, or one listing for many), 8 in parallel, each by a
    conditional create;
-2. blobs, sweep files and the new bytes of each metric journal (append-only, unique ids);
+2. beside them (they name no chunk), blobs, sweep files and the new bytes of each metric
+   journal (append-only, unique ids);
 3. git objects: commits, manifests, code-snapshot trees (a folder remote is a bare git
    repository and gets ordinary loose objects; S3 gets one pack per push);
 4. experiment records (after everything they name);
-5. refs, last, each by compare-and-swap: a push that would not fast-forward is refused.
+5. refs, last, each by compare-and-swap on the version read when the push was planned
+   (one request each): a push that would not fast-forward, or whose ref moved, is refused.
 
 A pull downloads into a temporary folder and verifies every chunk against its id (decoded,
 its base from the cache of decoded bases, while the other downloads run), every blob against
@@ -95,29 +97,48 @@ class PullReport:
 
 class _TransportRefs(graph.RefStore):
     """Refs as objects (``refs/heads/main`` holds the id): the primitive is a conditional
-    write, ``If-None-Match: *`` to create and ``If-Match: <ETag>`` to replace."""
+    write, ``If-None-Match: *`` to create and ``If-Match: <ETag>`` to replace.
+
+    Each read remembers the version (ETag) it saw, so a swap from the value read last
+    writes on that version straight away: if the ref moved since, the server refuses the
+    write and the ref is read again (the swap then fails unless it still holds ``old``).
+    A push's final compare-and-swap is thus one request."""
 
     def __init__(self, transport: Transport) -> None:
         self.t = transport
+        self._seen: dict[str, tuple[bytes | None, str | None]] = {}  # key -> (value, ETag)
+
+    def _read_key(self, k: str) -> bytes | None:
+        got = self.t.read_tagged(k)
+        value = got[0].strip() if got is not None else None
+        self._seen[k] = (value, got[1] if got is not None else None)
+        return value
 
     def read(self, ref: bytes) -> bytes | None:
-        got = self.t.get(key(graph.check_ref(ref).decode()))
-        return got.strip() if got is not None else None
+        return self._read_key(key(graph.check_ref(ref).decode()))
 
     def _swap(self, ref: bytes, old: bytes | None, new: bytes | None) -> bool:
+        if new is None:
+            return False
         k = key(ref.decode())
+        seen = self._seen.pop(k, None)
+        fresh = seen is not None and seen[0] == old and (old is None or bool(seen[1]))
+        if fresh and self.t.put_if(k, new + b"\n", seen[1] if seen else None):
+            return True
         now = self.t.read_tagged(k)
-        if (now[0].strip() if now else None) != old or new is None:
+        if (now[0].strip() if now else None) != old:
             return False
         return self.t.put_if(k, new + b"\n", now[1] if now else None)
 
     def names(self, prefix: bytes = b"refs/") -> dict[bytes, bytes]:
-        out = {}
-        for item in self.t.list(prefix.decode()):
-            value = self.t.get(item.key)
-            if value is not None and re.fullmatch(rb"[0-9a-f]{40}", value.strip()):
-                out[item.key.encode()] = value.strip()
-        return out
+        keys = [item.key for item in self.t.list(prefix.decode())]
+        with ThreadPoolExecutor(min(WORKERS, max(1, len(keys)))) as pool:
+            values = list(pool.map(self._read_key, keys))
+        return {
+            k.encode(): v
+            for k, v in zip(keys, values)
+            if v is not None and re.fullmatch(rb"[0-9a-f]{40}", v)
+        }
 
 
 class RemoteStore:
@@ -147,8 +168,13 @@ class RemoteStore:
 
     def check_format(self, create: bool) -> None:
         """Refuse a remote written by a newer coralx; create the marker on a first push."""
-        self.transport.check()
-        raw = self.transport.get(FORMAT_KEY)
+        try:
+            raw = self.transport.get(FORMAT_KEY)
+        except RemoteError:
+            raw = None
+        if raw is None:  # an unreachable endpoint, a missing bucket, bad credentials: say so
+            self.transport.check()
+            raw = self.transport.get(FORMAT_KEY)
         if raw is None:
             if not create:
                 raise RemoteError(
@@ -340,9 +366,10 @@ def push(
     git: Any = repo.git
     local = graph.LocalRefs(git)
     updates = _refs_to_push(repo, local, branches)
+    remote_refs = remote.refs.names(b"refs/")  # the refs' values, read once (and versions)
     plan: dict[bytes, tuple[bytes | None, bytes]] = {}
     for ref, new in updates.items():
-        old = remote.refs.resolve_ref(ref)
+        old = remote_refs.get(ref)  # absent: created only if still absent (the swap checks)
         if old == new:
             continue
         if old is not None and not force and not _is_ancestor(git, old, new):
@@ -354,7 +381,7 @@ def push(
             )
         plan[ref] = (old, new)
     haves = [o for o, _n in plan.values() if o is not None and o in git.object_store]
-    haves += [v for v in remote.refs.names(b"refs/").values() if v in git.object_store]
+    haves += [v for v in remote_refs.values() if v in git.object_store]
     wants = [n for _o, n in plan.values()]
     records = _changed_records(repo, state)
     snapshots = [t for t in (_snapshot_of(r) for _p, r in records) if t]
@@ -365,28 +392,61 @@ def push(
     haves += [t.encode() for t in sent_trees]
     objects = _missing_objects(git, haves, wants + snapshots, state)
     chunk_ids = _chunks_of(repo, objects)
-    _send_chunks(repo, remote, state, chunk_ids, report)
-    _send_files(repo, remote, state, report)
+    # Blobs, sweep files and journal segments name no chunk: they travel beside the chunks.
+    with ThreadPoolExecutor(1) as side:
+        files = side.submit(_send_files, repo, remote, state)
+        _send_chunks(repo, remote, state, chunk_ids, report)
+        marks = files.result()
+    _mark_sent(state, marks, report)
     report.objects_sent = remote.send_objects(objects)
     state.doc["snapshots"] = sorted(sent_trees | {t.decode() for t in snapshots})
+    _send_records(remote, state, [path for path, _rec in records], report)
     state.save()
-    for path, _rec in records:
-        data = path.read_bytes()
-        remote.transport.put(key("experiments", path.name), data)
-        state.doc["sent"][f"experiments/{path.name}"] = _fingerprint(path)
-        report.files_sent += 1
-    state.save()
-    for ref, (old, new) in sorted(plan.items()):
+    _move_refs(remote, plan, report)
+    report.bytes_sent = remote.transport.sent - start_bytes  # everything: packs and refs too
+    return report
+
+
+def _send_records(
+    remote: RemoteStore, state: _State, paths: list[Path], report: PushReport
+) -> None:
+    """The records (each names only what was confirmed on the remote before), side by side."""
+
+    def send(path: Path) -> str:
+        fingerprint = _fingerprint(path)  # before reading: a record changed meanwhile is resent
+        remote.transport.put(key("experiments", path.name), path.read_bytes())
+        return fingerprint
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for path, fingerprint in zip(paths, pool.map(send, paths)):
+            state.doc["sent"][f"experiments/{path.name}"] = fingerprint
+            report.files_sent += 1
+
+
+def _move_refs(
+    remote: RemoteStore, plan: dict[bytes, tuple[bytes | None, bytes]], report: PushReport
+) -> None:
+    """Every ref by compare-and-swap, last (side by side: each is its own swap)."""
+
+    def move(item: tuple[bytes, tuple[bytes | None, bytes]]) -> bytes | None:
+        ref, (old, new) = item
         try:
             graph.swap(remote.refs, ref, old, new)
         except ConcurrentUpdate:
-            raise PushRejected(
-                f"push to {remote.name} rejected: {ref.decode()} moved on the remote while "
-                f"pushing; run `coralx fetch {remote.name}` first, or push with --force"
-            ) from None
-        report.refs[ref.decode()] = new.decode()
-    report.bytes_sent = remote.transport.sent - start_bytes  # everything: packs and refs too
-    return report
+            return ref
+        return None
+
+    items = sorted(plan.items())
+    with ThreadPoolExecutor(min(WORKERS, max(1, len(items)))) as pool:
+        refused = [r for r in pool.map(move, items) if r is not None]
+    for ref, (_old, new) in items:
+        if ref not in refused:
+            report.refs[ref.decode()] = new.decode()
+    if refused:
+        raise PushRejected(
+            f"push to {remote.name} rejected: {refused[0].decode()} moved on the remote while "
+            f"pushing; run `coralx fetch {remote.name}` first, or push with --force"
+        )
 
 
 def _refs_to_push(
@@ -582,7 +642,9 @@ def _tree_files(root: Path, sub: str) -> Iterator[tuple[str, Path]]:
                 yield rel, path
 
 
-def _send_files(repo: Repository, remote: RemoteStore, state: _State, report: PushReport) -> None:
+def _send_files(repo: Repository, remote: RemoteStore, state: _State) -> list[tuple[str, str]]:
+    """Send the blobs, sweep files and journal bytes not sent yet; return what to note as
+    sent (the caller notes it: this runs beside the chunks' upload, which saves the state)."""
     sent = state.doc["sent"]
     jobs: list[tuple[str, Callable[[], bytes], str]] = []
     for rel, path in _tree_files(repo.path, "blobs"):
@@ -612,15 +674,19 @@ def _send_files(repo: Repository, remote: RemoteStore, state: _State, report: Pu
         return len(data)
 
     with ThreadPoolExecutor(WORKERS) as pool:
-        for job, _size in zip(jobs, pool.map(send, jobs)):
-            rel, _read, mark = job
-            if mark.startswith("journal/"):
-                name, _, end = mark.partition("=")
-                sent[name] = int(end)
-            else:
-                sent[rel] = mark
-            report.files_sent += 1
-    state.save()
+        list(pool.map(send, jobs))
+    return [(rel, mark) for rel, _read, mark in jobs]
+
+
+def _mark_sent(state: _State, marks: list[tuple[str, str]], report: PushReport) -> None:
+    sent = state.doc["sent"]
+    for rel, mark in marks:
+        if mark.startswith("journal/"):
+            name, _, end = mark.partition("=")
+            sent[name] = int(end)
+        else:
+            sent[rel] = mark
+        report.files_sent += 1
 
 
 # -- fetch and pull -------------------------------------------------------------------------------
@@ -651,9 +717,7 @@ def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
         # On the remote: what was fetched from it, and every chunk its manifests name (it
         # took them only after those chunks were confirmed there). A push skips them.
         state.add_known(chunk_ids | set(landed))
-        for dest, src in blob_files:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dest)
+        _land_files(blob_files)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for obj in objects:
@@ -767,10 +831,13 @@ def _receive_chunks(
     """Download the chunks this store lacks into ``tmp`` and verify each against its id
     before anything lands: decoded (a delta through its base, from the process's cache of
     decoded bases) and hashed. Downloads and verification overlap: each chunk is written
-    (from the transfer's own buffer) and fsync'd by the thread that fetched it, and handed
-    to a decoding thread as soon as its base is verified. A delta whose base is damaged
+    (from the transfer's own buffer) by the thread that fetched it, its fsync started on
+    threads of their own (awaited before this returns: every file is durable before any is
+    renamed into ``chunks/``), and handed to a decoding thread as soon as its base is
+    verified. A delta whose base is damaged
     waits for it, so a damaged chunk is named itself, not through a delta built on it."""
-    from concurrent.futures import FIRST_COMPLETED, Future, wait
+    import queue
+    from concurrent.futures import Future
 
     from ..store.codecs import CODEC_PLANES, decode_into, parse_header, scratch
     from ..store.weights import pool
@@ -796,7 +863,8 @@ def _receive_chunks(
             head = parse_header(memoryview(data))
         except (StoreCorrupted, ValueError) as exc:
             raise damaged(cid, exc) from None
-        _write_durable(folder / cid, data)
+        _write_chunk_file(folder / cid, data)
+        flushes.append(io.submit(_fs.fsync_many, [folder / cid]))
         return head, data
 
     def check(cid: str) -> None:
@@ -828,37 +896,53 @@ def _receive_chunks(
     requested = {c for c in ids if not local.has(c)}
     verified: set[str] = set()
     waiting: dict[str, list[str]] = {}  # a fresh base -> the deltas waiting for it
-    jobs: dict[Future[Any], tuple[str, str]] = {}
+    # Finished jobs arrive on a queue (each future's callback puts it there): waiting on
+    # hundreds of futures at once would take every future's lock for each completion.
+    finished: queue.SimpleQueue[tuple[Future[Any], str, str]] = queue.SimpleQueue()
+    jobs: set[Future[Any]] = set()
     cpu = pool()
+    # Each file's fsync starts as soon as it is written, on threads of its own: the disk
+    # works while the downloads go on (none waits for the disk), and the chunks are durable
+    # by the time the last one is verified.
+    io = ThreadPoolExecutor(8, thread_name_prefix="coralx-fsync")
+    flushes: list[Future[None]] = []
+
+    def start(executor: Any, fn: Callable[[str], Any], what: str, cid: str) -> None:
+        fut = executor.submit(fn, cid)
+        jobs.add(fut)
+        fut.add_done_callback(lambda f: finished.put((f, what, cid)))
+
     with ThreadPoolExecutor(PULL_WORKERS) as net:
         try:
             for cid in sorted(requested):
-                jobs[net.submit(download, cid)] = ("get", cid)
+                start(net, download, "get", cid)
             while jobs:
-                done, _ = wait(jobs, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    what, cid = jobs.pop(fut)
-                    if what == "check":
-                        fut.result()
-                        verified.add(cid)
-                        for delta in waiting.pop(cid, []):
-                            jobs[cpu.submit(check, delta)] = ("check", delta)
+                fut, what, cid = finished.get()
+                jobs.discard(fut)
+                if what == "check":
+                    fut.result()
+                    verified.add(cid)
+                    for delta in waiting.pop(cid, []):
+                        start(cpu, check, "check", delta)
+                    continue
+                head, data = fut.result()
+                fresh[cid] = folder / cid
+                base = head.base if head.is_delta else None
+                if base is not None and base not in verified:
+                    if base not in requested and not local.has(base):
+                        requested.add(base)  # a base the remote has and this store lacks
+                        start(net, download, "get", base)
+                    if base in requested:
+                        waiting.setdefault(base, []).append(cid)  # read back when ready
                         continue
-                    head, data = fut.result()
-                    fresh[cid] = folder / cid
-                    base = head.base if head.is_delta else None
-                    if base is not None and base not in verified:
-                        if base not in requested and not local.has(base):
-                            requested.add(base)  # a base the remote has and this store lacks
-                            jobs[net.submit(download, base)] = ("get", base)
-                        if base in requested:
-                            waiting.setdefault(base, []).append(cid)  # read back when ready
-                            continue
-                    overlay.held[cid] = data
-                    jobs[cpu.submit(check, cid)] = ("check", cid)
+                overlay.held[cid] = data
+                start(cpu, check, "check", cid)
+            for flush in list(flushes):
+                flush.result()
         finally:
             for fut in jobs:
                 fut.cancel()
+            io.shutdown(wait=True)
     if waiting:  # deltas whose bases never verified: a cycle of deltas
         cid = sorted(c for group in waiting.values() for c in group)[0]
         raise damaged(cid, "its delta chain does not end in a whole chunk")
@@ -866,23 +950,24 @@ def _receive_chunks(
     return fresh
 
 
-def _write_durable(path: Path, data: Any) -> None:
-    """A downloaded chunk as a read-only file, fsync'd, written from the transfer's buffer."""
+def _write_chunk_file(path: Path, data: Any) -> None:
+    """A downloaded chunk as a read-only file, written from the transfer's buffer (fsync'd
+    by the caller, off the download thread)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
     finally:
         os.close(fd)
 
 
 def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
-    """Move verified chunks into the store. On disk, the downloaded files themselves
-    (read-only and fsync'd already) are renamed into ``chunks/`` (written once, never
-    copied), then their folders fsync'd; another store gets their bytes through its
-    ``put_encoded``."""
+    """Move verified chunks into the store, durably, before anything names them here. On
+    disk, the downloaded files (durable already: :func:`_receive_chunks` fsyncs each as it
+    is written, so no chunk file in ``chunks/`` can be torn by a power cut) are renamed
+    into ``chunks/`` (written once, never copied), then their folders fsync'd; another
+    store gets their bytes through its ``put_encoded``."""
     from ..store.disk import DiskChunkStore
 
     store = repo.weights.chunks
@@ -891,20 +976,37 @@ def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
             for cid, path in fresh.items():
                 store.put_encoded(cid, path.read_bytes())
         return
-
-    def place(item: tuple[str, Path]) -> None:
-        cid, path = item
+    items = sorted(fresh.items())
+    folders: set[Path] = set()
+    for cid, path in items:
         dest = store.path(cid)
         if dest.exists():
-            return
-        dest.parent.mkdir(parents=True, exist_ok=True)
+            continue
+        _make_folder(dest.parent, folders)
         os.replace(path, dest)
+    _fs.fsync_many(sorted(folders))
 
-    items = sorted(fresh.items())
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(place, items))
-        folders = sorted({store.path(cid).parent for cid, _p in items})
-        list(pool.map(_fs.fsync_dir, folders))
+
+def _land_files(files: list[tuple[Path, Path]]) -> None:
+    """Blobs and sweep files, the same way: made durable together, renamed into place,
+    their folders fsync'd (before the records that name them land)."""
+    _fs.fsync_many([src for _dest, src in files])
+    folders: set[Path] = set()
+    for dest, src in files:
+        _make_folder(dest.parent, folders)
+        os.replace(src, dest)
+    _fs.fsync_many(sorted(folders))
+
+
+def _make_folder(folder: Path, to_sync: set[Path]) -> None:
+    """Make ``folder`` (and its missing parents); note which folders' entries to fsync: it,
+    and the parent of each folder made."""
+    to_sync.add(folder)
+    made = folder
+    while not made.is_dir():
+        to_sync.add(made.parent)
+        made = made.parent
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _new_records(
