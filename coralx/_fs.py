@@ -30,6 +30,7 @@ __all__ = [
     "check_output_path",
     "fsync_dir",
     "fsync_many",
+    "fsync_path",
     "name_os_error",
     "temp_name",
     "temp_writer_alive",
@@ -129,6 +130,18 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Make a file (or a folder) durable; an error names the path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except BaseException as exc:
+        name_os_error(exc, path)
+        raise
+    finally:
+        os.close(fd)
+
+
 def fsync_many(paths: list[str] | list[Path], workers: int = 16) -> None:
     """Make many files (or folders) durable at once: each is fsync'd, side by side on
     ``workers`` threads, so the file system joins the flushes into few journal commits.
@@ -136,22 +149,12 @@ def fsync_many(paths: list[str] | list[Path], workers: int = 16) -> None:
     other processes have written to the same disk). Raises the first error."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(path: str | Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        except BaseException as exc:
-            name_os_error(exc, path)
-            raise
-        finally:
-            os.close(fd)
-
     if len(paths) <= 1:
         for path in paths:
-            one(path)
+            fsync_path(path)
         return
     with ThreadPoolExecutor(min(workers, len(paths)), thread_name_prefix="coralx-fsync") as io:
-        list(io.map(one, paths))
+        list(io.map(fsync_path, paths))
 
 
 @overload

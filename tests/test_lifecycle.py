@@ -78,9 +78,14 @@ def test_an_ended_run_is_found_completed_everywhere_and_its_row_follows(
     # The next run's start writes the held row.
     tracker.start("next")
     assert _indexed_status(repo, exp.experiment_id) == [("completed",)]
-    tracker.end()
+    second = tracker.end()
     tracker.flush()  # so does a flush (a sweep worker's, after every run)
-    assert _indexed_status(repo, tracker.list()[0].experiment_id) == [("completed",)]
+    assert _indexed_status(repo, second.experiment_id) == [("completed",)]
+    third = tracker.start("third")
+    tracker.end()
+    assert _indexed_status(repo, third.experiment_id) in ([], [("running",)])
+    assert len(tracker.list(status="completed")) == 3  # and so does a query
+    assert _indexed_status(repo, third.experiment_id) == [("completed",)]
     tracker.close()
 
 

@@ -864,7 +864,7 @@ def _receive_chunks(
         except (StoreCorrupted, ValueError) as exc:
             raise damaged(cid, exc) from None
         _write_chunk_file(folder / cid, data)
-        flushes.append(io.submit(_fs.fsync_many, [folder / cid]))
+        flushes.append(io.submit(_fs.fsync_path, folder / cid))
         return head, data
 
     def check(cid: str) -> None:

@@ -451,11 +451,3 @@ def read_tail(path: str | None, limit: int = 4000) -> str:
         before = data[max(0, fault - limit // 2) : fault]
         data = before + data[fault : fault + limit - len(before)]
     return data.decode("utf-8", errors="replace")
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
