@@ -13,13 +13,16 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.installed: $(PY) pyproject.toml Makefile
+# The install compiles coralx/store/_kernels.c (hatch_build.py): a change to either reinstalls.
+KERNELS := coralx/store/_kernels.c hatch_build.py
+
+$(VENV)/.installed: $(PY) pyproject.toml Makefile $(KERNELS)
 	$(PIP) install --quiet -e '.[ui]'
 	touch $@
 
 # torch first, then the dev extra under a constraint that keeps it: lightning and
 # transformers require torch, and pip would otherwise fetch a CUDA build.
-$(VENV)/.installed-dev: $(PY) pyproject.toml Makefile
+$(VENV)/.installed-dev: $(PY) pyproject.toml Makefile $(KERNELS)
 ifneq ($(TORCH_WHEEL),)
 	$(PIP) install --quiet '$(TORCH_WHEEL)'
 	echo 'torch==2.13.0' > $(VENV)/torch-constraint.txt

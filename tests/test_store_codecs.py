@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import numpy as np
@@ -205,3 +206,99 @@ def test_deltas_written_before_0_3_still_decode_alone_and_in_chains() -> None:
     codecs.decode_chain([*chain, (new3, codecs.parse_header(new3))], out)
     assert out.tobytes() == v3.tobytes()
     assert codecs.parse_header(new3).codec == codecs.CODEC_DELTA != codecs.CODEC_DELTA_ORDERED
+
+
+# -- the compiled decode loops (store/_kernels.c) against numpy ------------------------------
+
+
+def _reference_join(planes: np.ndarray, width: int) -> np.ndarray:
+    """Elements from byte planes, the slow obvious way (a transposed copy)."""
+    return np.ascontiguousarray(planes.reshape(width, -1).T).reshape(-1)
+
+
+def test_the_compiled_loops_are_built_where_a_compiler_is() -> None:
+    """The install (hatch_build.py) compiles them; without a compiler coralx falls back."""
+    import shutil
+
+    from coralx.store import kernels
+
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler here: coralx uses its numpy loops")
+    if os.environ.get("CORALX_NO_KERNELS"):
+        pytest.skip("CORALX_NO_KERNELS is set: the numpy loops are asked for")
+    assert kernels.available(), f"{kernels.LIBRARY} was not built at install"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([2, 4, 8]),
+    st.integers(0, 3000),
+    st.randoms(use_true_random=False),
+)
+def test_compiled_loops_give_numpys_bytes(width: int, n: int, rnd: object) -> None:
+    from coralx.store import kernels
+
+    if not kernels.available():
+        pytest.skip("the compiled loops are not built here")
+    seed = rnd.getrandbits(32)  # type: ignore[attr-defined]
+    rng = np.random.default_rng(seed)
+    planes = rng.integers(0, 256, n * width, dtype=np.uint8)
+    base = rng.integers(0, 256, n * width, dtype=np.uint8)
+    joined = _reference_join(planes, width)
+    out = np.full(n * width, 7, np.uint8)
+    assert kernels.join(planes, width, out)
+    assert out.tobytes() == joined.tobytes()
+    # the delta: zigzag undone and the base added, wrapping (numpy's own loops)
+    uint = np.dtype(f"<u{width}")
+    z = joined.view(uint)
+    expect = base.view(uint) + ((z >> uint.type(1)) ^ (uint.type(0) - (z & uint.type(1))))
+    assert kernels.join_delta(planes, width, base, out)
+    assert out.tobytes() == expect.tobytes()
+    in_place = base.copy()  # the base may be the output
+    assert kernels.join_delta(planes, width, in_place, in_place)
+    assert in_place.tobytes() == expect.tobytes()
+
+
+def test_compiled_loops_refuse_what_they_cannot_take() -> None:
+    from coralx.store import kernels
+
+    if not kernels.available():
+        pytest.skip("the compiled loops are not built here")
+    planes = np.zeros(16, np.uint8)
+    assert not kernels.join(planes, 3, np.empty(16, np.uint8))  # a width they have no loop for
+    assert not kernels.join(planes, 4, np.empty(32, np.uint8)[::2])  # not contiguous
+    frozen = np.empty(16, np.uint8)
+    frozen.flags.writeable = False
+    assert not kernels.join(planes, 4, frozen)
+    with pytest.raises(ValueError):
+        kernels.join_delta(planes, 4, np.zeros(16, np.uint8), np.empty(12, np.uint8))
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("name", ["F32", "BF16", "F64", "U8"])
+def test_chunks_decode_alike_with_and_without_the_compiled_loops(
+    name: str, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coralx.store import kernels
+
+    if compiled and not kernels.available():
+        pytest.skip("the compiled loops are not built here")
+    if not compiled:
+        monkeypatch.setattr(kernels, "_load", lambda: None)
+    dtype = dtype_by_name(name)
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, 4096 * dtype.itemsize, dtype=np.uint8)
+    new = base.copy()
+    new[:: dtype.itemsize] ^= rng.integers(0, 4, new.size // dtype.itemsize, dtype=np.uint8)
+    whole = codecs.encode_standalone(base, dtype)
+    delta = codecs.encode_delta(new, base, dtype, "ab" * 32)
+    out = np.empty(base.size, np.uint8)
+    codecs.decode_into(whole, out)
+    assert out.tobytes() == base.tobytes()
+    codecs.decode_into(delta, out, base)
+    assert out.tobytes() == new.tobytes()
+    out[:] = 0
+    codecs.decode_chain(
+        [(whole, codecs.parse_header(whole)), (delta, codecs.parse_header(delta))], out
+    )
+    assert out.tobytes() == new.tobytes()

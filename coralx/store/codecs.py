@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import StoreCorrupted
+from . import kernels
 from .tensors import DType, dtype_by_name
 
 __all__ = [
@@ -194,7 +195,10 @@ def to_planes(raw: np.ndarray[Any, Any], width: int) -> np.ndarray[Any, Any]:
 
 
 def from_planes(planes: np.ndarray[Any, Any], width: int, out: np.ndarray[Any, Any]) -> None:
-    """Write (width, n) byte planes back into interleaved bytes ``out``."""
+    """Write (width, n) byte planes back into interleaved bytes ``out``: the compiled loop
+    (``kernels.py``) where it is built, else the numpy passes below."""
+    if kernels.join(planes, width, out):
+        return
     if width == 1:
         out[:] = planes
         return
@@ -361,7 +365,14 @@ def decode_into(
         return head
     if base_raw is None or base_raw.size != out.size:
         raise StoreCorrupted("a delta chunk's base is missing or has the wrong length")
-    _planes_into(payload, head, dtype, out)
+    if head.codec == CODEC_DELTA:
+        planes = scratch("planes", head.raw_len)
+        _decompress_into(payload, planes)
+        if kernels.join_delta(planes, dtype.itemsize, base_raw, out):
+            return head  # planes joined, zigzag undone and the base added, in one pass
+        from_planes(planes, dtype.itemsize, out)
+    else:
+        _planes_into(payload, head, dtype, out)
     tmp = scratch("tmp", out.size).view(dtype.uint)
     _apply_delta(out.view(dtype.uint), base_raw.view(dtype.uint), tmp, head.codec, dtype)
     return head
@@ -412,7 +423,14 @@ def decode_chain(chain: list[tuple[bytes, Header]], out: np.ndarray[Any, Any]) -
     for blob, head in chain[1:]:
         if not head.is_delta or head.dtype != whole.dtype or head.raw_len != out.size:
             raise StoreCorrupted("a delta chain mixes dtypes, lengths or codecs")
-        _planes_into(memoryview(blob)[head.size :], head, dtype, step)
+        if head.codec == CODEC_DELTA:
+            planes = scratch("planes", head.raw_len)
+            _decompress_into(memoryview(blob)[head.size :], planes)
+            if kernels.join_delta(planes, dtype.itemsize, out, out):
+                continue  # added to ``out`` in place, in one pass
+            from_planes(planes, dtype.itemsize, step)
+        else:
+            _planes_into(memoryview(blob)[head.size :], head, dtype, step)
         _unzigzag_inplace(z, tmp)
         if head.codec == CODEC_DELTA:
             np.add(acc, z, out=acc)
