@@ -49,6 +49,31 @@ def test_a_damaged_chunk_header_names_the_chunk_tensor_and_commit(repo: Reposito
     assert chunk_id in text and "'encoder.weight'" in text and commit in text
 
 
+@pytest.mark.parametrize("damage", ["flipped", "truncated"])
+def test_a_damaged_large_chunk_file_is_refused_by_name(repo: Repository, damage: str) -> None:
+    """Chunk files of MAP_MIN bytes or more are mapped to be decoded: a damaged or short one
+    is refused with the chunk named, as a read one is."""
+    from coralx.errors import ChecksumMismatch
+    from coralx.store.disk import MAP_MIN
+
+    rng = np.random.default_rng(5)
+    weights = rng.standard_normal(1 << 18).astype(np.float32)  # 1 MiB, one chunk
+    repo.stage_weights({"encoder.weight": weights})
+    commit = repo.commit("one").commit_hash
+    (chunk,) = _chunk_files(repo)
+    assert chunk.stat().st_size >= MAP_MIN
+    if damage == "flipped":
+        _damage(chunk, chunk.stat().st_size // 2, 0x10)
+    else:
+        os.chmod(chunk, 0o644)
+        os.truncate(chunk, chunk.stat().st_size * 3 // 4)
+    base_cache.clear()
+    with pytest.raises((ChecksumMismatch, StoreCorrupted)) as info:
+        Repository.open(repo.root).get_all_weights(commit)
+    assert chunk.parent.name + chunk.name in str(info.value)
+    assert not Repository.open(repo.root).fsck().ok
+
+
 def test_fsck_checks_records_journals_blobs_and_sweeps(repo: Repository) -> None:
     tracker = ExperimentTracker(repo)
     eid = tracker.start("r", params={"lr": 0.125}).experiment_id

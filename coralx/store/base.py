@@ -173,6 +173,11 @@ class ChunkStore(abc.ABC):
         block and do it for all at once. Everything is durable when the block ends."""
         yield
 
+    def read_encoded(self, chunk_id: str) -> Any:
+        """The chunk's encoded bytes to decode at once, as any buffer (a store on disk maps
+        large chunk files instead of copying them); :class:`ChunkNotFound` if absent."""
+        return self.get_raw_encoded(chunk_id)
+
     def read_header(self, chunk_id: str) -> Header:
         """The chunk's header (a store on disk reads only the first bytes)."""
         return parse_header(self.get_raw_encoded(chunk_id)[:HEADER_MAX])
@@ -258,13 +263,13 @@ class ChunkStore(abc.ABC):
             if hit is not None and hit.size == out.size:
                 np.copyto(out, hit)  # verified when it was cached
                 return
-            blob = self.get_raw_encoded(check_chunk_id(chunk_id))
+            blob = self.read_encoded(check_chunk_id(chunk_id))
             head = parse_header(blob)
             if not head.is_delta:
                 decode_into(blob, out, None, head)
             else:
                 assert head.base is not None
-                base_blob = self.get_raw_encoded(head.base)
+                base_blob = self.read_encoded(head.base)
                 base_head = parse_header(base_blob)
                 if base_head.is_delta:
                     blobs = self._chain_blobs(chunk_id)

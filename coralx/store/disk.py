@@ -9,6 +9,7 @@ validated before a path is built, so no string can reach outside the chunk folde
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import threading
 import time
@@ -24,6 +25,10 @@ from .base import ChunkStore
 from .codecs import HEADER_MAX, Header, parse_header
 
 __all__ = ["DiskChunkStore"]
+
+MAP_MIN = 256 << 10
+"""Chunk files this large are mapped to be decoded (smaller ones cost less to copy than to
+map and unmap)."""
 
 
 class DiskChunkStore(ChunkStore):
@@ -62,6 +67,19 @@ class DiskChunkStore(ChunkStore):
         try:
             with open(self._readable(chunk_id), "rb") as f:
                 return f.read()
+        except FileNotFoundError:
+            raise ChunkNotFound(chunk_id) from None
+
+    def read_encoded(self, chunk_id: str) -> Any:
+        """A chunk file of :data:`MAP_MIN` bytes or more is mapped, not copied: checking
+        out a version reads each file once, and the copy into fresh memory cost about a
+        tenth of a checkout's CPU (docs/architecture.md). Smaller files are read."""
+        try:
+            with open(self._readable(chunk_id), "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < MAP_MIN:
+                    return f.read()
+                return mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
         except FileNotFoundError:
             raise ChunkNotFound(chunk_id) from None
 
