@@ -171,6 +171,8 @@ def to_planes(raw: np.ndarray[Any, Any], width: int) -> np.ndarray[Any, Any]:
     if width == 1:
         return raw
     planes = scratch("planes", raw.size).reshape(width, raw.size // width)
+    if kernels.split(raw, width, planes.reshape(-1)):
+        return planes
     if width == 2:
         # As 16-bit integers: the low byte by truncation, the high one by a shift;
         # contiguous passes, about twice as fast as a strided transposing copy.
@@ -293,9 +295,14 @@ def encode_standalone_parts(raw: Any, dtype: DType, chain: int = 0) -> list[Any]
 
 def delta_planes(raw: Any, base_raw: Any, dtype: DType) -> np.ndarray[Any, Any]:
     """The zigzag integer difference of ``raw`` against ``base_raw`` as byte planes
-    (scratch): four passes over the chunk, then the plane split."""
+    (scratch): one compiled pass (``kernels.py``), else four numpy passes over the chunk,
+    then the plane split."""
     a = _as_bytes(raw)
     n = a.size
+    if dtype.itemsize > 1:
+        planes = scratch("planes", n)
+        if kernels.split_delta(a, _as_bytes(base_raw), dtype.itemsize, planes):
+            return planes.reshape(dtype.itemsize, n // dtype.itemsize)
     d = scratch("delta", n).view(dtype.uint)
     tmp = scratch("tmp", n).view(dtype.uint)
     np.subtract(a.view(dtype.uint), _as_bytes(base_raw).view(dtype.uint), out=d)  # wraps

@@ -1,8 +1,10 @@
-"""The decode loops of ``_kernels.c``, loaded with ctypes, with numpy's code as the fallback.
+"""The byte-plane loops of ``_kernels.c``, loaded with ctypes, with numpy's code as the
+fallback.
 
 The library is compiled at install (``hatch_build.py``). Where it is missing, or
-``CORALX_NO_KERNELS=1`` is set, :func:`join` and :func:`join_delta` return False and the
-caller runs the numpy version of the same loop (``codecs.py``): the same bytes, more slowly.
+``CORALX_NO_KERNELS=1`` is set, every function here returns False, having written nothing,
+and the caller runs the numpy version of the same loop (``codecs.py``): the same bytes, more
+slowly.
 ctypes releases the GIL during each call, so the decoding threads of a checkout run side by
 side.
 """
@@ -16,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "join", "join_delta"]
+__all__ = ["available", "join", "join_delta", "split", "split_delta"]
 
 LIBRARY = Path(__file__).with_name("_kernels.so")
-VERSION = 1
+VERSION = 2
 _WIDTHS = (2, 4, 8)
 
 _lib: Any = None
@@ -43,6 +45,10 @@ def _load() -> Any:
             getattr(lib, f"cx_join{width}").restype = None
             getattr(lib, f"cx_join{width}_delta").argtypes = [ptr, size, ptr, ptr]
             getattr(lib, f"cx_join{width}_delta").restype = None
+            getattr(lib, f"cx_split{width}").argtypes = [ptr, size, ptr]
+            getattr(lib, f"cx_split{width}").restype = None
+            getattr(lib, f"cx_split{width}_delta").argtypes = [ptr, ptr, size, ptr]
+            getattr(lib, f"cx_split{width}_delta").restype = None
     except (OSError, AttributeError):
         return None
     _lib = lib
@@ -91,5 +97,37 @@ def join_delta(
         raise ValueError("a delta's planes, base and output differ in length")
     getattr(lib, f"cx_join{width}_delta")(
         planes.ctypes.data, out.size // width, base.ctypes.data, out.ctypes.data
+    )
+    return True
+
+
+def split(raw: np.ndarray[Any, Any], width: int, planes: np.ndarray[Any, Any]) -> bool:
+    """Cut ``raw`` (uint8, elements of ``width`` bytes) into byte planes in ``planes`` (uint8,
+    the same length). False, with nothing written, where the library is not in use."""
+    lib = _load()
+    if lib is None or not _usable(width, raw, planes) or raw.size != planes.size:
+        return False
+    if raw.size % width:
+        raise ValueError("byte planes of a partial element")
+    getattr(lib, f"cx_split{width}")(raw.ctypes.data, raw.size // width, planes.ctypes.data)
+    return True
+
+
+def split_delta(
+    raw: np.ndarray[Any, Any],
+    base: np.ndarray[Any, Any],
+    width: int,
+    planes: np.ndarray[Any, Any],
+) -> bool:
+    """``planes`` = the byte planes of the zigzag-mapped wrapping difference ``raw - base``
+    (all uint8 of one length). False, with nothing written, where the library is not in
+    use."""
+    lib = _load()
+    if lib is None or not _usable(width, raw, base, planes):
+        return False
+    if not raw.size == base.size == planes.size or raw.size % width:
+        raise ValueError("a delta's chunk, base and planes differ in length")
+    getattr(lib, f"cx_split{width}_delta")(
+        raw.ctypes.data, base.ctypes.data, raw.size // width, planes.ctypes.data
     )
     return True
