@@ -147,6 +147,22 @@ def full_message(message: str, links: dict[str, str | None]) -> bytes:
         raise InvalidValue("a commit message and its links must be valid unicode") from None
 
 
+PACK_AT = 32
+"""New git objects from which they are written as one pack, not loose files."""
+
+
+def write_objects(store: Any, objects: list[Any]) -> None:
+    """Write new ``objects`` into a git object store: from :data:`PACK_AT` objects on as one
+    pack and its index (two files, each fsync'd), else as loose files. Each loose object is a
+    file and an fsync of its own: a fetch of a few hundred objects took a third of a second
+    that way, on top of a pull of 155 MB that took 1.5."""
+    if len(objects) >= PACK_AT:
+        store.add_objects([(obj, None) for obj in objects])
+    else:
+        for obj in objects:
+            store.add_object(obj)
+
+
 def make_commit(
     git: Any,
     manifest: Manifest,

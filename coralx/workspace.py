@@ -145,9 +145,6 @@ def _find_tree(store_git: Any, tree: str) -> tuple[bool, str | None]:
         objects.close()  # packs reopen when next needed; none is left open behind us
 
 
-PACK_AT = 32  # new objects from which a snapshot is written as one pack, not loose files
-
-
 def _write_snapshot(root: Path, state: Any, store_git: Any) -> tuple[str, list[str]]:
     """Store the files of ``state`` not in the store yet and the trees over them. The first
     snapshot of a large tree adds thousands of objects: written as one pack file (one file
@@ -191,12 +188,9 @@ def _write_objects(root: Path, state: Any, objects: Any, store_git: Any) -> tupl
         total += size
         files[rel] = (mode, blob_id)
     tree = _build_trees(files, new)
-    missing = [obj for oid, obj in new.items() if oid not in stored]
-    if len(missing) >= PACK_AT:
-        objects.add_objects([(obj, None) for obj in missing])
-    else:
-        for obj in missing:
-            objects.add_object(obj)
+    from .graph import write_objects  # here: graph imports numpy, start() must not
+
+    write_objects(objects, [obj for oid, obj in new.items() if oid not in stored])
     return tree, skipped
 
 

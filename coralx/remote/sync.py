@@ -720,8 +720,7 @@ def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
         _land_files(blob_files)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for obj in objects:
-        git.object_store.add_object(obj)
+    graph.write_objects(git.object_store, [o for o in objects if o.id not in git.object_store])
     report.objects_received = len(objects)
     state.doc["packs"] = sorted(seen)
     for rel, record, tag in records:
