@@ -567,12 +567,19 @@ def codecs_table(dtype: str) -> str:
             best = min(best, time.process_time() - t)
         return best
 
+    from coralx.store import kernels
+
     rows = []
     wholes = [codecs.encode_standalone(x, dt) for x, _ in pairs]
     outs = [np.empty_like(x) for x, _ in pairs]
-    enc = timed(lambda: [codecs.encode_standalone(x, dt) for x, _ in pairs])
-    dec = timed(lambda: [codecs.decode_into(b, o) for b, o in zip(wholes, outs)])
-    rows.append(("whole: byte planes + zstd-1 (coralx)", sum(map(len, wholes)) / raw, enc, dec))
+    compiled = kernels._load
+    for loops in ("compiled", "numpy"):  # the byte-plane loops of store/_kernels.c, or numpy's
+        kernels._load = compiled if loops == "compiled" else (lambda: None)  # type: ignore
+        enc = timed(lambda: [codecs.encode_standalone(x, dt) for x, _ in pairs])
+        dec = timed(lambda: [codecs.decode_into(b, o) for b, o in zip(wholes, outs)])
+        rows.append((f"whole: byte planes + zstd-1 (coralx, {loops} loops)",
+                     sum(map(len, wholes)) / raw, enc, dec))  # fmt: skip
+    kernels._load = compiled  # type: ignore
     planes = [codecs.delta_planes(x, y, dt).copy() for x, y in pairs]
     for label, filt in (
         ("shuffle", blosc2.Filter.SHUFFLE),
@@ -587,10 +594,15 @@ def codecs_table(dtype: str) -> str:
             rows.append((f"whole: blosc2 {label} + zstd-{level}", sum(map(len, blobs)) / raw,
                          enc, dec))  # fmt: skip
     deltas = [codecs.encode_delta(x, y, dt, "0" * 64) for x, y in pairs]
-    enc = timed(lambda: [codecs.encode_delta(x, y, dt, "0" * 64) for x, y in pairs])
-    dec = timed(lambda: [codecs.decode_into(b, o, y) for b, o, (_, y) in zip(deltas, outs, pairs)])
-    rows.append(("delta: integer map + planes + zstd-1 (coralx)", sum(map(len, deltas)) / raw,
-                 enc, dec))  # fmt: skip
+    for loops in ("compiled", "numpy"):
+        kernels._load = compiled if loops == "compiled" else (lambda: None)  # type: ignore
+        enc = timed(lambda: [codecs.encode_delta(x, y, dt, "0" * 64) for x, y in pairs])
+        dec = timed(
+            lambda: [codecs.decode_into(b, o, y) for b, o, (_, y) in zip(deltas, outs, pairs)]
+        )
+        rows.append((f"delta: integer map + planes + zstd-1 (coralx, {loops} loops)",
+                     sum(map(len, deltas)) / raw, enc, dec))  # fmt: skip
+    kernels._load = compiled  # type: ignore
     zig = [np.ascontiguousarray(p.reshape(dt.itemsize, -1).T).reshape(-1) for p in planes]
     for label, filt in (
         ("shuffle", blosc2.Filter.SHUFFLE),
@@ -608,7 +620,61 @@ def codecs_table(dtype: str) -> str:
              "codec | stored/raw | encode | decode"]  # fmt: skip
     lines += [f"{n} | {r:.4f} | {e:.3f}s ({raw / e / 2**30:.2f} GiB/s) | {d:.3f}s "
               f"({raw / d / 2**30:.2f} GiB/s)" for n, r, e, d in rows]  # fmt: skip
-    return "\n".join(lines) + "\n" + delta_maps_table(dtype)
+    return "\n".join(lines) + "\n" + loops_table(dtype, pairs) + delta_maps_table(dtype)
+
+
+def loops_table(dtype: str, pairs: list[tuple[np.ndarray, np.ndarray]]) -> str:
+    """The byte-plane loops alone (no zstd), compiled (store/_kernels.c) against numpy's, on
+    the same chunks: what the compiled loops save in every checkout, commit and pull."""
+    from coralx.store import codecs, kernels
+    from coralx.store.tensors import dtype_by_name
+
+    dt = dtype_by_name("F32" if dtype == "f32" else "BF16")
+    w = dt.itemsize
+    raw = sum(x.size for x, _ in pairs)
+    planes = [codecs.delta_planes(x, y, dt).reshape(-1).copy() for x, y in pairs]
+    outs = [np.empty_like(x) for x, _ in pairs]
+    tmp = [np.empty_like(x).view(dt.uint) for x, _ in pairs]
+
+    def timed(fn: Any) -> float:
+        best = float("inf")
+        for _ in range(5):
+            t = time.process_time()
+            fn()
+            best = min(best, time.process_time() - t)
+        return best
+
+    def np_join_delta(p: np.ndarray, base: np.ndarray, out: np.ndarray, t: np.ndarray) -> None:
+        codecs.from_planes(p, w, out)
+        codecs._apply_delta(out.view(dt.uint), base.view(dt.uint), t, codecs.CODEC_DELTA, dt)
+
+    compiled = kernels._load
+    loops: dict[str, dict[str, float]] = {}
+    for kind in ("compiled", "numpy"):
+        kernels._load = compiled if kind == "compiled" else (lambda: None)  # type: ignore
+        loops[kind] = {
+            "split into planes": timed(lambda: [codecs.to_planes(x, w) for x, _ in pairs]),
+            "delta: difference, zigzag, planes": timed(
+                lambda: [codecs.delta_planes(x, y, dt) for x, y in pairs]
+            ),
+            "join planes": timed(
+                lambda: [codecs.from_planes(p, w, o) for p, o in zip(planes, outs)]
+            ),
+            "delta: join, unzigzag, add base": timed(
+                lambda kind=kind: [
+                    np_join_delta(p, y, o, t) if kind == "numpy" else kernels.join_delta(p, w, y, o)
+                    for p, o, (_, y), t in zip(planes, outs, pairs, tmp)
+                ]
+            ),
+        }
+    kernels._load = compiled  # type: ignore
+    lines = [f"== byte-plane loops, {dtype}, {raw / 2**20:.0f} MiB, CPU on one thread ==",
+             "loop | compiled (store/_kernels.c) | numpy | numpy / compiled"]  # fmt: skip
+    for name, c in loops["compiled"].items():
+        n = loops["numpy"][name]
+        lines.append(f"{name} | {c * 1e3:.1f} ms ({raw / c / 2**30:.1f} GiB/s) | "
+                     f"{n * 1e3:.1f} ms ({raw / n / 2**30:.1f} GiB/s) | {n / c:.1f}x")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def delta_maps_table(dtype: str) -> str:
@@ -662,7 +728,11 @@ def main() -> None:
     parser.add_argument("--big-gb", type=float, default=1.0, help="size of the large row (0: none)")
     parser.add_argument("--large-only", action="store_true", help="only the large row")
     parser.add_argument("--layouts", action="store_true", help="the layout study instead")
-    parser.add_argument("--codecs", action="store_true", help="coralx's codec against blosc2")
+    parser.add_argument(
+        "--codecs",
+        action="store_true",
+        help="coralx's codec against blosc2, and its compiled loops against numpy's",
+    )
     parser.add_argument(
         "--rss-gb",
         type=float,
