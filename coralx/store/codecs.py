@@ -424,9 +424,6 @@ def decode_chain(chain: list[tuple[bytes, Header]], out: np.ndarray[Any, Any]) -
     dtype = dtype_by_name(whole.dtype)
     decode_into(whole_blob, out, None, whole)
     acc = out.view(dtype.uint)
-    tmp = scratch("tmp", out.size).view(dtype.uint)
-    step = scratch("step", out.size)
-    z = step.view(dtype.uint)
     for blob, head in chain[1:]:
         if not head.is_delta or head.dtype != whole.dtype or head.raw_len != out.size:
             raise StoreCorrupted("a delta chain mixes dtypes, lengths or codecs")
@@ -435,6 +432,11 @@ def decode_chain(chain: list[tuple[bytes, Header]], out: np.ndarray[Any, Any]) -
             _decompress_into(memoryview(blob)[head.size :], planes)
             if kernels.join_delta(planes, dtype.itemsize, out, out):
                 continue  # added to ``out`` in place, in one pass
+        # numpy's passes need two more buffers (taken only here: fresh memory is slow)
+        tmp = scratch("tmp", out.size).view(dtype.uint)
+        step = scratch("step", out.size)
+        z = step.view(dtype.uint)
+        if head.codec == CODEC_DELTA:
             from_planes(planes, dtype.itemsize, step)
         else:
             _planes_into(memoryview(blob)[head.size :], head, dtype, step)
