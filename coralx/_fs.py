@@ -26,6 +26,7 @@ __all__ = [
     "STORE_DIR",
     "FileLock",
     "atomic_write",
+    "atomic_write_many",
     "atomic_writer",
     "check_output_path",
     "fsync_dir",
@@ -261,6 +262,39 @@ def atomic_write(
     if fsync:
         fsync_dir(Path(folder or "."))
     return st
+
+
+def atomic_write_many(files: list[tuple[Path, bytes]], workers: int = 16) -> None:
+    """:func:`atomic_write` for many files at once: each goes to a temporary file beside it,
+    all are fsync'd side by side (:func:`fsync_many`), then each is renamed into place, and
+    each folder is fsync'd once. Every file on its own is atomic (a crash leaves its old
+    content or its new); two thousand records land in a fraction of the time that one
+    ``atomic_write`` after another takes (a file fsync and a folder fsync each)."""
+    temps: list[tuple[str, str]] = []
+    try:
+        for dest, data in files:
+            path = os.fspath(dest)
+            folder, name = os.path.split(path)
+            tmp = os.path.join(folder, f"{TEMP_PREFIX}{name}.{_temp_suffix()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            temps.append((tmp, path))
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        fsync_many([tmp for tmp, _ in temps], workers)
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException as exc:
+        if temps:
+            name_os_error(exc, temps[-1][1])
+        for tmp, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+    fsync_many(sorted({os.path.dirname(path) or "." for _, path in temps}), workers)
 
 
 class FileLock:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coralx._fs import FileLock, atomic_write, atomic_writer
+from coralx._fs import FileLock, atomic_write, atomic_write_many, atomic_writer
 from coralx.errors import LockTimeout
 
 
@@ -30,6 +30,27 @@ def test_failed_write_keeps_old_content_and_no_temp(tmp_path: Path) -> None:
         raise RuntimeError("crash mid-write")
     assert dest.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
+def test_many_files_are_written_at_once_each_atomically(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    old = tmp_path / "b" / "two.json"
+    old.write_text("old")
+    files = [(tmp_path / "one.json", b"1"), (old, b"2"), (tmp_path / "b" / "three", b"3" * 70000)]
+    atomic_write_many(files)
+    assert [p.read_bytes() for p, _ in files] == [b"1", b"2", b"3" * 70000]
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_many_files_written_at_once_fail_together(tmp_path: Path) -> None:
+    """A destination that cannot be written (its folder is missing) fails the call before
+    any file is replaced, and no temporary file is left."""
+    kept = tmp_path / "kept.json"
+    kept.write_text("old")
+    with pytest.raises(FileNotFoundError):
+        atomic_write_many([(kept, b"new"), (tmp_path / "missing" / "x.json", b"x")])
+    assert kept.read_text() == "old"
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
 
 
 def test_readonly_objects(tmp_path: Path) -> None:

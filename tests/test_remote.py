@@ -94,6 +94,32 @@ def test_two_stores_exchange_runs_weights_and_branches(
         assert "coralx-test-secret" not in text and "AWS_SECRET" not in text
 
 
+def test_a_pull_downloads_only_the_journal_segments_it_lacks(
+    tmp_path: Path, remote_url: tuple[str, str | None]
+) -> None:
+    url, endpoint = remote_url
+    a = _store(tmp_path, "a", url, endpoint)
+    tracker = ExperimentTracker(a)
+    exp = tracker.start("live")
+    for step in range(2000):
+        tracker.log("loss", 1.0 / (step + 1), step=step)
+    assert tracker.current is not None and tracker.current._live is not None
+    tracker.current._live.flush()
+    a.push("origin")
+    b = Repository.clone(url, tmp_path / "b", endpoint_url=endpoint)
+    journal = a.path / "experiments" / f"{exp.experiment_id}.metrics"
+    first = journal.stat().st_size
+    tracker.log("loss", 0.5, step=2000)
+    tracker.end()
+    a.push("origin")
+    report = b.pull("origin")
+    theirs = b.path / "experiments" / f"{exp.experiment_id}.metrics"
+    assert theirs.read_bytes() == journal.read_bytes()
+    got = ExperimentTracker(b).get(exp.experiment_id)
+    assert len(got.metrics) == 2001 and got.metrics[-1].value == 0.5
+    assert report.bytes_received < first / 2, (report.bytes_received, first)
+
+
 def test_one_more_checkpoint_sends_only_its_new_chunks_and_journal_bytes(
     tmp_path: Path, remote_url: tuple[str, str | None]
 ) -> None:

@@ -704,7 +704,7 @@ def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
     seen = set(state.doc["packs"])
     wants = list(set(remote_refs.values()))
     records = _new_records(repo, remote, state)
-    wants += [t for t in (_snapshot_of(r) for _k, r, _t in records) if t]
+    wants += [t for t in (_snapshot_of(r) for _k, r, _t, _d in records) if t]
     objects = remote.fetch_objects(git, [w for w in wants if w not in git.object_store], seen)
     chunk_ids = _chunks_in(objects)
     _remove_stale_pulls(repo)
@@ -723,9 +723,7 @@ def fetch(repo: Repository, remote: RemoteStore) -> PullReport:
     graph.write_objects(git.object_store, [o for o in objects if o.id not in git.object_store])
     report.objects_received = len(objects)
     state.doc["packs"] = sorted(seen)
-    for rel, record, tag in records:
-        if not _land_record(repo, rel, record, rel in state.doc["received"]):
-            continue
+    for rel, tag in _land_records(repo, records, state.doc["received"]):
         state.doc["received"][rel] = tag
         report.files_received += 1
     state.save()
@@ -1010,7 +1008,9 @@ def _make_folder(folder: Path, to_sync: set[Path]) -> None:
 
 def _new_records(
     repo: Repository, remote: RemoteStore, state: _State
-) -> list[tuple[str, dict[str, Any], str]]:
+) -> list[tuple[str, dict[str, Any], str, bytes]]:
+    """The remote's records this store lacks or has an older copy of: (key, record, version
+    tag, the bytes as the remote has them), each checked to be its run's record."""
     got = state.doc["received"]
     listed = [
         i
@@ -1021,30 +1021,41 @@ def _new_records(
     # A record this store wrote itself (not received from a remote) is never replaced.
     listed = [i for i in listed if i.key in got or not (repo.path / key(i.key)).exists()]
 
-    def read(item: Any) -> tuple[str, dict[str, Any], str]:
-        data = remote.transport.get(item.key)
+    def read(item: Any) -> tuple[str, dict[str, Any], str, bytes]:
+        data = remote.transport.get(item.key) or b""
         eid = item.key.rsplit("/", 1)[-1][:-5]
         try:
-            record = json.loads(data or b"")
+            record = json.loads(data)
             assert isinstance(record, dict) and record.get("experiment_id") == eid
         except (ValueError, AssertionError):
             raise RemoteCorrupted(f"{item.key} on {remote.name} is damaged") from None
-        return item.key, record, item.tag
+        return item.key, record, item.tag, bytes(data)
 
     with ThreadPoolExecutor(WORKERS) as pool:
         return list(pool.map(read, listed))
 
 
-def _land_record(repo: Repository, rel: str, record: dict[str, Any], theirs: bool) -> bool:
-    """Write a pulled record. Each run has one owner, the store it ran in, and records only
-    grow there: another store's record is taken as the remote has it; a record this store
-    wrote (pushed earlier) is never replaced by the remote's copy."""
-    path = repo.path / key(rel)
-    if path.exists() and not theirs:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _fs.atomic_write(path, json.dumps(record, indent=1))
-    return True
+def _land_records(
+    repo: Repository,
+    records: list[tuple[str, dict[str, Any], str, bytes]],
+    received: dict[str, str],
+) -> list[tuple[str, str]]:
+    """Write pulled records, all at once (each atomic: :func:`_fs.atomic_write_many`), as
+    the remote has them (their bytes were checked to parse as the run's record); return the
+    (key, version tag) of each written. Each run has one owner, the store it ran in, and
+    records only grow there: another store's record is taken as the remote has it; a
+    record this store wrote (pushed earlier) is never replaced by the remote's copy."""
+    writes: list[tuple[Path, bytes]] = []
+    landed: list[tuple[str, str]] = []
+    for rel, _record, tag, data in records:
+        path = repo.path / key(rel)
+        if rel not in received and path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writes.append((path, data))
+        landed.append((rel, tag))
+    _fs.atomic_write_many(writes)
+    return landed
 
 
 def _receive_files(
@@ -1093,26 +1104,37 @@ def _receive_files(
 
 
 def _receive_journals(repo: Repository, remote: RemoteStore, report: PullReport) -> None:
-    segments: dict[str, list[tuple[int, str]]] = {}
+    """Append to each run's journal the bytes of the remote's segments past what is here
+    (a journal only grows), the runs side by side: a segment wholly here already is not
+    downloaded, and each journal is fsync'd once its segments are in."""
+    segments: dict[str, list[tuple[int, str, int]]] = {}
     for item in remote.transport.list("journals/"):
         parts = item.key.split("/")
         if len(parts) == 3 and _ID20.match(parts[1]) and parts[2].isdigit():
-            segments.setdefault(parts[1], []).append((int(parts[2]), item.key))
-    for eid, segs in segments.items():
+            segments.setdefault(parts[1], []).append((int(parts[2]), item.key, item.size))
+
+    def receive(eid: str) -> None:
         path = repo.path / "experiments" / f"{eid}.metrics"
         have = path.stat().st_size if path.exists() else 0
-        for offset, k in sorted(segs):
+        wrote = False
+        for offset, k, size in sorted(segments[eid]):
+            if offset + size <= have:
+                continue  # here already
+            if offset > have:
+                break  # a gap (a segment still on its way): the rest comes next time
             data = remote.transport.get(k)
             if data is None or offset + len(data) <= have:
                 continue
-            if offset > have:
-                break  # a gap (a segment still on its way): the rest comes next time
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "ab") as f:
                 f.write(data[have - offset :])
-                f.flush()
-                os.fsync(f.fileno())
             have = offset + len(data)
+            wrote = True
+        if wrote:
+            _fs.fsync_path(path)
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(receive, sorted(segments)))
 
 
 def _reindex(repo: Repository) -> None:
