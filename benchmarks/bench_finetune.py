@@ -541,6 +541,16 @@ def layouts(dtype: str) -> str:
     return "\n".join(lines)
 
 
+def best_cpu(fn: Any, repeats: int) -> float:
+    """The least CPU time of ``repeats`` calls of ``fn`` (this process, one thread's work)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t)
+    return best
+
+
 def codecs_table(dtype: str) -> str:
     """The hand-written byte planes + zstd against python-blosc2 (SIMD shuffle + zstd, in C),
     whole chunks and deltas of the real sequence, one thread each (coralx runs chunks on a
@@ -559,15 +569,10 @@ def codecs_table(dtype: str) -> str:
         pairs += [(flat[s].copy(), prev[s].copy()) for s in chunk_spans(flat.size, dt.itemsize)]
     raw = sum(x.size for x, _ in pairs)
 
-    def timed(fn: Any) -> float:
-        best = float("inf")
-        for _ in range(3):
-            t = time.process_time()
-            fn()
-            best = min(best, time.process_time() - t)
-        return best
-
     from coralx.store import kernels
+
+    def timed(fn: Any) -> float:
+        return best_cpu(fn, 3)
 
     rows = []
     wholes = [codecs.encode_standalone(x, dt) for x, _ in pairs]
@@ -637,12 +642,7 @@ def loops_table(dtype: str, pairs: list[tuple[np.ndarray, np.ndarray]]) -> str:
     tmp = [np.empty_like(x).view(dt.uint) for x, _ in pairs]
 
     def timed(fn: Any) -> float:
-        best = float("inf")
-        for _ in range(5):
-            t = time.process_time()
-            fn()
-            best = min(best, time.process_time() - t)
-        return best
+        return best_cpu(fn, 5)
 
     def np_join_delta(p: np.ndarray, base: np.ndarray, out: np.ndarray, t: np.ndarray) -> None:
         codecs.from_planes(p, w, out)

@@ -35,6 +35,7 @@ __all__ = [
     "name_os_error",
     "temp_name",
     "temp_writer_alive",
+    "write_new_file",
 ]
 
 STORE_DIR = ".coralx"
@@ -264,6 +265,18 @@ def atomic_write(
     return st
 
 
+def write_new_file(path: str | os.PathLike[str], data: Any, mode: int = 0o644) -> None:
+    """Create ``path`` (it must not exist) holding ``data`` (any buffer, written straight
+    from it), not fsync'd: the caller makes it durable, often many files at once."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def atomic_write_many(files: list[tuple[Path, bytes]], workers: int = 16) -> None:
     """:func:`atomic_write` for many files at once: each goes to a temporary file beside it,
     all are fsync'd side by side (:func:`fsync_many`), then each is renamed into place, and
@@ -276,14 +289,8 @@ def atomic_write_many(files: list[tuple[Path, bytes]], workers: int = 16) -> Non
             path = os.fspath(dest)
             folder, name = os.path.split(path)
             tmp = os.path.join(folder, f"{TEMP_PREFIX}{name}.{_temp_suffix()}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             temps.append((tmp, path))
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
+            write_new_file(tmp, data)
         fsync_many([tmp for tmp, _ in temps], workers)
         for tmp, path in temps:
             os.replace(tmp, path)

@@ -950,13 +950,7 @@ def _receive_chunks(
 def _write_chunk_file(path: Path, data: Any) -> None:
     """A downloaded chunk as a read-only file, written from the transfer's buffer (fsync'd
     by the caller, off the download thread)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
+    _fs.write_new_file(path, data, 0o444)
 
 
 def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:

@@ -12,8 +12,9 @@
  * then byte 1, ...); elements are little-endian unsigned integers of ``width`` bytes. A
  * delta's element is zigzag-mapped: z = (d << 1) ^ (d >> (bits - 1)) of the wrapping
  * difference d = new - base; so new = base + ((z >> 1) ^ -(z & 1)), wrapping.
- * ``base`` may be ``out`` itself (the delta is added in place). Every function reads and
- * writes exactly the bytes its sizes say; the Python side checks the sizes first.
+ * ``base`` may be ``out`` itself (the delta is added in place). Every function takes its
+ * inputs, then its output, then ``n``, the number of elements, and reads and writes exactly
+ * the bytes that says; the Python side checks the sizes first.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -24,19 +25,19 @@
 #define CX_CLONES
 #endif
 
-CX_CLONES void cx_join2(const uint8_t *planes, size_t n, uint16_t *out) {
+CX_CLONES void cx_join2(const uint8_t *planes, uint16_t *out, size_t n) {
     const uint8_t *p0 = planes, *p1 = planes + n;
     for (size_t i = 0; i < n; i++) out[i] = (uint16_t)(p0[i] | ((unsigned)p1[i] << 8));
 }
 
-CX_CLONES void cx_join4(const uint8_t *planes, size_t n, uint32_t *out) {
+CX_CLONES void cx_join4(const uint8_t *planes, uint32_t *out, size_t n) {
     const uint8_t *p0 = planes, *p1 = planes + n, *p2 = planes + 2 * n, *p3 = planes + 3 * n;
     for (size_t i = 0; i < n; i++)
         out[i] = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) |
                  ((uint32_t)p3[i] << 24);
 }
 
-CX_CLONES void cx_join8(const uint8_t *planes, size_t n, uint64_t *out) {
+CX_CLONES void cx_join8(const uint8_t *planes, uint64_t *out, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint64_t v = 0;
         for (int b = 0; b < 8; b++) v |= (uint64_t)planes[(size_t)b * n + i] << (8 * b);
@@ -44,8 +45,8 @@ CX_CLONES void cx_join8(const uint8_t *planes, size_t n, uint64_t *out) {
     }
 }
 
-CX_CLONES void cx_join2_delta(const uint8_t *planes, size_t n, const uint16_t *base,
-                              uint16_t *out) {
+CX_CLONES void cx_join2_delta(const uint8_t *planes, const uint16_t *base, uint16_t *out,
+                              size_t n) {
     const uint8_t *p0 = planes, *p1 = planes + n;
     for (size_t i = 0; i < n; i++) {
         uint16_t z = (uint16_t)(p0[i] | ((unsigned)p1[i] << 8));
@@ -53,8 +54,8 @@ CX_CLONES void cx_join2_delta(const uint8_t *planes, size_t n, const uint16_t *b
     }
 }
 
-CX_CLONES void cx_join4_delta(const uint8_t *planes, size_t n, const uint32_t *base,
-                              uint32_t *out) {
+CX_CLONES void cx_join4_delta(const uint8_t *planes, const uint32_t *base, uint32_t *out,
+                              size_t n) {
     const uint8_t *p0 = planes, *p1 = planes + n, *p2 = planes + 2 * n, *p3 = planes + 3 * n;
     for (size_t i = 0; i < n; i++) {
         uint32_t z = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) |
@@ -63,8 +64,8 @@ CX_CLONES void cx_join4_delta(const uint8_t *planes, size_t n, const uint32_t *b
     }
 }
 
-CX_CLONES void cx_join8_delta(const uint8_t *planes, size_t n, const uint64_t *base,
-                              uint64_t *out) {
+CX_CLONES void cx_join8_delta(const uint8_t *planes, const uint64_t *base, uint64_t *out,
+                              size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint64_t z = 0;
         for (int b = 0; b < 8; b++) z |= (uint64_t)planes[(size_t)b * n + i] << (8 * b);
@@ -79,13 +80,13 @@ CX_CLONES void cx_join8_delta(const uint8_t *planes, size_t n, const uint64_t *b
 #define CX_BLOCK 256
 
 #define CX_SPLIT(W, T, ST)                                                                   \
-    CX_CLONES void cx_split##W(const T *x, size_t n, uint8_t *planes) {                      \
+    CX_CLONES void cx_split##W(const T *x, uint8_t *planes, size_t n) {                      \
         for (int b = 0; b < W; b++) {                                                        \
             uint8_t *p = planes + (size_t)b * n;                                             \
             for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(x[i] >> (8 * b));                \
         }                                                                                    \
     }                                                                                        \
-    CX_CLONES void cx_split##W##_delta(const T *x, const T *base, size_t n, uint8_t *planes) { \
+    CX_CLONES void cx_split##W##_delta(const T *x, const T *base, uint8_t *planes, size_t n) { \
         T z[CX_BLOCK];                                                                       \
         for (size_t s = 0; s < n; s += CX_BLOCK) {                                           \
             size_t k = n - s < CX_BLOCK ? n - s : CX_BLOCK;                                  \
@@ -105,4 +106,4 @@ CX_SPLIT(4, uint32_t, int32_t)
 CX_SPLIT(8, uint64_t, int64_t)
 
 /* The version of this file's interface; kernels.py refuses a library of another. */
-int cx_kernels_version(void) { return 2; }
+int cx_kernels_version(void) { return 3; }

@@ -4,9 +4,7 @@ fallback.
 The library is compiled at install (``hatch_build.py``). Where it is missing, or
 ``CORALX_NO_KERNELS=1`` is set, every function here returns False, having written nothing,
 and the caller runs the numpy version of the same loop (``codecs.py``): the same bytes, more
-slowly.
-ctypes releases the GIL during each call, so the decoding threads of a checkout run side by
-side.
+slowly. ctypes releases the GIL during each call, so the pool's threads run side by side.
 """
 
 from __future__ import annotations
@@ -21,11 +19,18 @@ import numpy as np
 __all__ = ["available", "join", "join_delta", "split", "split_delta"]
 
 LIBRARY = Path(__file__).with_name("_kernels.so")
-VERSION = 2
+VERSION = 3
 _WIDTHS = (2, 4, 8)
 
 _lib: Any = None
 _loaded = False
+_ARRAYS = {"join": 2, "join_delta": 3, "split": 2, "split_delta": 3}  # loop -> its buffers
+
+
+def _name(loop: str, width: int) -> str:
+    """The C function of a loop at a width: ``join_delta``, 4 -> ``cx_join4_delta``."""
+    head, _, tail = loop.partition("_")
+    return f"cx_{head}{width}" + (f"_{tail}" if tail else "")
 
 
 def _load() -> Any:
@@ -39,16 +44,11 @@ def _load() -> Any:
         lib = ctypes.CDLL(str(LIBRARY))
         if lib.cx_kernels_version() != VERSION:
             return None
-        ptr, size = ctypes.c_void_p, ctypes.c_size_t
-        for width in _WIDTHS:
-            getattr(lib, f"cx_join{width}").argtypes = [ptr, size, ptr]
-            getattr(lib, f"cx_join{width}").restype = None
-            getattr(lib, f"cx_join{width}_delta").argtypes = [ptr, size, ptr, ptr]
-            getattr(lib, f"cx_join{width}_delta").restype = None
-            getattr(lib, f"cx_split{width}").argtypes = [ptr, size, ptr]
-            getattr(lib, f"cx_split{width}").restype = None
-            getattr(lib, f"cx_split{width}_delta").argtypes = [ptr, ptr, size, ptr]
-            getattr(lib, f"cx_split{width}_delta").restype = None
+        for loop in _ARRAYS:
+            for width in _WIDTHS:
+                fn = getattr(lib, _name(loop, width))
+                fn.argtypes = [ctypes.c_void_p] * _ARRAYS[loop] + [ctypes.c_size_t]
+                fn.restype = None
     except (OSError, AttributeError):
         return None
     _lib = lib
@@ -60,25 +60,29 @@ def available() -> bool:
     return _load() is not None
 
 
-def _usable(width: int, *arrays: np.ndarray[Any, Any]) -> bool:
-    """The loops take contiguous uint8 buffers; the last one is written."""
-    return (
-        width in _WIDTHS
-        and arrays[-1].flags.writeable
-        and all(a.flags.c_contiguous and a.dtype == np.uint8 for a in arrays)
-    )
+def _run(loop: str, width: int, *arrays: np.ndarray[Any, Any]) -> bool:
+    """``loop`` over ``arrays`` (contiguous uint8 buffers of one length, whole elements of
+    ``width`` bytes: the inputs, then the output). False, with nothing written, where the
+    library is not in use or has no loop for these buffers."""
+    lib = _load()
+    out = arrays[-1]
+    if (
+        lib is None
+        or width not in _WIDTHS
+        or not out.flags.writeable
+        or not all(a.flags.c_contiguous and a.dtype == np.uint8 for a in arrays)
+    ):
+        return False
+    n = out.size
+    if any(a.size != n for a in arrays) or n % width:
+        raise ValueError(f"{loop}: buffers of different lengths, or a partial element")
+    getattr(lib, _name(loop, width))(*(a.ctypes.data for a in arrays), n // width)
+    return True
 
 
 def join(planes: np.ndarray[Any, Any], width: int, out: np.ndarray[Any, Any]) -> bool:
-    """Interleave ``width`` byte planes (uint8, ``width * n``) into ``out`` (uint8, the same
-    length). False, with nothing written, where the library is not in use."""
-    lib = _load()
-    if lib is None or not _usable(width, planes, out) or planes.size != out.size:
-        return False
-    if out.size % width:
-        raise ValueError("byte planes of a partial element")
-    getattr(lib, f"cx_join{width}")(planes.ctypes.data, out.size // width, out.ctypes.data)
-    return True
+    """Interleave ``width`` byte planes into the elements of ``out``."""
+    return _run("join", width, planes, out)
 
 
 def join_delta(
@@ -87,30 +91,14 @@ def join_delta(
     base: np.ndarray[Any, Any],
     out: np.ndarray[Any, Any],
 ) -> bool:
-    """``out`` = ``base`` + the zigzag difference in ``planes`` (all uint8 of one length,
-    elements of ``width`` bytes, wrapping); ``base`` may be ``out``. False, with nothing
-    written, where the library is not in use."""
-    lib = _load()
-    if lib is None or not _usable(width, planes, base, out):
-        return False
-    if not planes.size == base.size == out.size or out.size % width:
-        raise ValueError("a delta's planes, base and output differ in length")
-    getattr(lib, f"cx_join{width}_delta")(
-        planes.ctypes.data, out.size // width, base.ctypes.data, out.ctypes.data
-    )
-    return True
+    """``out`` = ``base`` + the zigzag difference in ``planes``, wrapping; ``base`` may be
+    ``out``."""
+    return _run("join_delta", width, planes, base, out)
 
 
 def split(raw: np.ndarray[Any, Any], width: int, planes: np.ndarray[Any, Any]) -> bool:
-    """Cut ``raw`` (uint8, elements of ``width`` bytes) into byte planes in ``planes`` (uint8,
-    the same length). False, with nothing written, where the library is not in use."""
-    lib = _load()
-    if lib is None or not _usable(width, raw, planes) or raw.size != planes.size:
-        return False
-    if raw.size % width:
-        raise ValueError("byte planes of a partial element")
-    getattr(lib, f"cx_split{width}")(raw.ctypes.data, raw.size // width, planes.ctypes.data)
-    return True
+    """Cut the elements of ``raw`` into byte planes in ``planes``."""
+    return _run("split", width, raw, planes)
 
 
 def split_delta(
@@ -119,15 +107,5 @@ def split_delta(
     width: int,
     planes: np.ndarray[Any, Any],
 ) -> bool:
-    """``planes`` = the byte planes of the zigzag-mapped wrapping difference ``raw - base``
-    (all uint8 of one length). False, with nothing written, where the library is not in
-    use."""
-    lib = _load()
-    if lib is None or not _usable(width, raw, base, planes):
-        return False
-    if not raw.size == base.size == planes.size or raw.size % width:
-        raise ValueError("a delta's chunk, base and planes differ in length")
-    getattr(lib, f"cx_split{width}_delta")(
-        raw.ctypes.data, base.ctypes.data, raw.size // width, planes.ctypes.data
-    )
-    return True
+    """``planes`` = the byte planes of the zigzag-mapped wrapping difference ``raw - base``."""
+    return _run("split_delta", width, raw, base, planes)
