@@ -1,4 +1,4 @@
-"""Build hook: compile coralx's decode loops (``coralx/store/_kernels.c``) into a shared
+"""Build hook: compile coralx's byte-plane loops (``coralx/store/_kernels.c``) into a shared
 library that ``coralx/store/kernels.py`` loads with ctypes.
 
 The library has no Python API, so only a C compiler is needed, not Python's headers. Without
@@ -34,7 +34,7 @@ def compile_kernels(root: Path) -> Path | None:
         detail = getattr(exc, "stderr", "") or exc
         print(
             f"coralx: could not compile {SOURCE} ({detail}); installing without it "
-            "(weights decode with numpy, more slowly)",
+            "(weights are encoded and decoded with numpy, more slowly)",
             file=sys.stderr,
         )
         tmp.unlink(missing_ok=True)

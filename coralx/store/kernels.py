@@ -24,6 +24,7 @@ _WIDTHS = (2, 4, 8)
 
 _lib: Any = None
 _loaded = False
+_fns: dict[tuple[str, int], Any] = {}  # (loop, width) -> its C function, typed once
 _ARRAYS = {"join": 2, "join_delta": 3, "split": 2, "split_delta": 3}  # loop -> its buffers
 
 
@@ -49,6 +50,7 @@ def _load() -> Any:
                 fn = getattr(lib, _name(loop, width))
                 fn.argtypes = [ctypes.c_void_p] * _ARRAYS[loop] + [ctypes.c_size_t]
                 fn.restype = None
+                _fns[loop, width] = fn
     except (OSError, AttributeError):
         return None
     _lib = lib
@@ -76,7 +78,7 @@ def _run(loop: str, width: int, *arrays: np.ndarray[Any, Any]) -> bool:
     n = out.size
     if any(a.size != n for a in arrays) or n % width:
         raise ValueError(f"{loop}: buffers of different lengths, or a partial element")
-    getattr(lib, _name(loop, width))(*(a.ctypes.data for a in arrays), n // width)
+    _fns[loop, width](*(a.ctypes.data for a in arrays), n // width)
     return True
 
 
