@@ -141,6 +141,39 @@ def test_same_weights_twice_add_no_chunk(repo: Repository) -> None:
     assert du.dedup_ratio == pytest.approx(2.0, rel=0.01)
 
 
+def test_small_chunks_go_to_the_pool_together(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A model's many small tensors (biases, norms) go to the worker threads in batches; a
+    # large chunk goes alone. Every tensor still lands in its own place, bit for bit.
+    monkeypatch.setattr(engine, "BATCH_BYTES", 64 << 10)
+    rng = np.random.default_rng(3)
+    weights: dict[str, np.ndarray] = {}
+    for i in range(40):
+        weights[f"layer{i}.bias"] = rng.normal(0, 0.02, 300 + i).astype(np.float32)
+        if i % 10 == 0:
+            weights[f"layer{i}.weight"] = rng.normal(0, 0.02, (200, 100)).astype(np.float32)
+    submitted: list[object] = []
+    real_bounded = engine._bounded
+
+    def counting(tasks, window):  # type: ignore[no-untyped-def]
+        tasks = list(tasks)
+        submitted.append(len(tasks))
+        return real_bounded(tasks, window)
+
+    monkeypatch.setattr(engine, "_bounded", counting)
+    first = _commit(repo, weights)
+    shifted = {k: v + np.float32(1e-3) for k, v in weights.items()}
+    second = _commit(repo, shifted, "second")
+    base_cache.clear()
+    assert _same(repo.get_all_weights(first), weights)
+    assert _same(repo.get_all_weights(second), shifted)
+    chunks = sum(len(e.chunks) for e in repo.weights.manifest(second).tensors.values())
+    # 44 chunks: four large ones alone, the 40 small ones in a few batches of 64 KiB
+    assert chunks == 44
+    assert submitted and all(4 < n < 20 for n in submitted), submitted
+
+
 def test_small_noise_step_stores_the_new_version_as_a_delta(repo: Repository) -> None:
     old = _weights(n=20000)
     first = _commit(repo, old)

@@ -79,6 +79,40 @@ def _bounded(tasks: Iterable[Callable[[], Any]], window: int) -> Iterator[Any]:
         yield fut.result()
 
 
+BATCH_BYTES = 1 << 20
+"""Chunks smaller than this go to the pool together, up to this many bytes a task: a model's
+biases and norms are many chunks of a few KiB, and handing each to a thread on its own cost
+more than the work (measured in docs/architecture.md)."""
+
+
+def _batched(
+    tasks: Iterable[tuple[int, Callable[[], Any]]],
+) -> Iterator[Callable[[], list[Any]]]:
+    """(bytes, task) pairs as pool tasks, each running one large task or several small
+    ones in order and returning their results as a list (in the order given)."""
+    limit = BATCH_BYTES
+    group: list[Callable[[], Any]] = []
+    size = 0
+    for nbytes, task in tasks:
+        if nbytes >= limit:
+            if group:
+                yield _run_all(group)
+                group, size = [], 0
+            yield _run_all([task])
+            continue
+        group.append(task)
+        size += nbytes
+        if size >= limit:
+            yield _run_all(group)
+            group, size = [], 0
+    if group:
+        yield _run_all(group)
+
+
+def _run_all(group: list[Callable[[], Any]]) -> Callable[[], list[Any]]:
+    return lambda: [task() for task in group]
+
+
 def check_tensor_name(name: object) -> str:
     """A tensor name is any non-empty string without NUL (a safetensors key)."""
     if not isinstance(name, str):
@@ -127,7 +161,7 @@ def stage_tensors(
     Every chunk of every tensor goes through one bounded pipeline on the pool: a model's
     tensors are mostly one chunk each, so a pipeline per tensor would keep one worker busy.
     """
-    tasks: list[Callable[[], str]] = []
+    tasks: list[tuple[int, Callable[[], str]]] = []
     layout: list[tuple[str, DType, np.ndarray[Any, Any], int]] = []
     for name, array in arrays.items():
         dtype = dtype_of(array)
@@ -139,11 +173,11 @@ def stage_tensors(
             for i, old in enumerate(parent.chunks[: len(spans)]):
                 bases[i] = old
         tasks += [
-            _task(store, flat[span], dtype, base, progress) for span, base in zip(spans, bases)
+            (span.stop - span.start, _task(store, flat[span], dtype, base, progress))
+            for span, base in zip(spans, bases)
         ]
         layout.append((name, dtype, array, len(spans)))
-    results = list(_bounded(tasks, window=8))
-    ids = iter(results)
+    ids = (cid for batch in _bounded(_batched(tasks), window=8) for cid in batch)
     staged: dict[str, StagedTensor] = {}
     for name, _dtype, array, count in layout:
         chunks = [next(ids) for _ in range(count)]
@@ -254,15 +288,15 @@ def read_tensors(
         offsets.append(offsets[-1] + -(-entry.nbytes // _ALIGN) * _ALIGN)
     slab = np.empty(offsets[-1], dtype=np.uint8)
     arrays: dict[str, np.ndarray[Any, Any]] = {}
-    tasks: list[Callable[[], None]] = []
+    tasks: list[tuple[int, Callable[[], None]]] = []
     for name, entry, offset in zip(names, entries, offsets):
         flat = slab[offset : offset + entry.nbytes]
         array = flat.view(dtype_by_name(entry.dtype).numpy).reshape(entry.shape)
         what = _what(name, commit)
         for cid, span in zip(entry.chunks, entry.spans()):
-            tasks.append(_decode_task(store, cid, flat[span], what))
+            tasks.append((span.stop - span.start, _decode_task(store, cid, flat[span], what)))
         arrays[name] = array
-    for _ in _bounded(tasks, window=8):
+    for _ in _bounded(_batched(tasks), window=8):
         pass
     return arrays
 
