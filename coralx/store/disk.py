@@ -234,6 +234,34 @@ class DiskChunkStore(ChunkStore):
         return removed
 
 
+IO_THREADS = 16
+"""Threads that wait on the disk for batches (fsyncs, renames): they wait, not compute, so
+many at once cost little."""
+
+_io_lock = threading.Lock()
+_io_pool: ThreadPoolExecutor | None = None
+
+
+def io_pool() -> ThreadPoolExecutor:
+    """The process's I/O threads, made on first use and kept: a commit used to start and
+    stop sixteen threads of its own, which cost more than some of its fsyncs."""
+    global _io_pool
+    with _io_lock:
+        if _io_pool is None:
+            _io_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="coralx-io")
+        return _io_pool
+
+
+def _forget_io_pool() -> None:
+    # A forked child inherits the pool object but not its threads (see weights._forget_pool).
+    global _io_pool, _io_lock
+    _io_pool = None
+    _io_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_io_pool)
+
+
 class _Batch:
     """Chunk files written inside :meth:`DiskChunkStore.batch`, not yet published.
 
@@ -242,19 +270,14 @@ class _Batch:
     new chunks into place, fsyncs their folders, and only then swaps in re-encoded chunks.
     """
 
-    IO_THREADS = 16  # fsync waits on the disk, not the CPU: many at once cost little
-
     def __init__(self) -> None:
         self.files: dict[str, str] = {}  # destination -> temporary file
         self.replacing: set[str] = set()
         self._syncs: dict[str, Future[None]] = {}  # temporary file -> its fsync
-        self._io: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def _executor(self) -> ThreadPoolExecutor:
-        if self._io is None:
-            self._io = ThreadPoolExecutor(self.IO_THREADS, thread_name_prefix="coralx-io")
-        return self._io
+        return io_pool()
 
     def _start_fsync(self, tmp: str) -> Future[None]:
         try:
@@ -316,10 +339,9 @@ class _Batch:
         self._close()
 
     def _close(self) -> None:
+        # Every fsync of the batch has been awaited (publish, discard): nothing of it is
+        # left on the shared threads.
         self._syncs.clear()
-        if self._io is not None:
-            self._io.shutdown(wait=True)
-            self._io = None
 
 
 def _each(io: ThreadPoolExecutor, work: Callable[[str], object], items: list[str]) -> None:
