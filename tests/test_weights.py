@@ -213,6 +213,60 @@ def test_delta_groups_stay_bounded(repo: Repository, monkeypatch: pytest.MonkeyP
     assert wholes == 3  # versions 1, 4 and 7 start the groups of three
 
 
+@pytest.mark.parametrize("limit", [3, 16])
+def test_groups_found_from_memory_match_the_stored_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    # A committing process remembers the group of every chunk it wrote, so the next commit
+    # reads no header from storage; the layout must be the one the headers give.
+    monkeypatch.setattr(engine, "GROUP_LIMIT", limit)
+    rng = np.random.default_rng(1)
+    versions = []
+    w = rng.normal(0, 0.02, 5000).astype(np.float32)
+    for _ in range(8):
+        w = w + rng.normal(0, 2e-6, w.size).astype(np.float32)
+        versions.append({"w": w.copy(), "b": w[:50].astype(np.float16)})
+
+    def layout(repo: Repository) -> list[tuple[int, int, str | None]]:
+        store = repo.weights.chunks
+        out = []
+        for commit in commits_of(repo):
+            for entry in repo.weights.manifest(commit).tensors.values():
+                for cid in entry.chunks:
+                    head = store.read_header(cid)
+                    out.append((head.codec, head.chain, head.base))
+        return out
+
+    def commits_of(repo: Repository) -> list[str]:
+        return [repo.resolve(f"HEAD~{i}") for i in range(len(versions))]
+
+    remembered = Repository.init(tmp_path / "remembered")
+    reads: list[str] = []
+    real = type(remembered.weights.chunks).read_header
+
+    def counting(self, chunk_id):  # type: ignore[no-untyped-def]
+        if sys._getframe(1).f_code.co_name == "_group_base":  # not a base being decoded
+            reads.append(chunk_id)
+        return real(self, chunk_id)
+
+    monkeypatch.setattr(type(remembered.weights.chunks), "read_header", counting)
+    for v in versions:
+        _commit(remembered, v)
+    assert reads == []  # every chunk's group came from memory
+    monkeypatch.undo()
+    monkeypatch.setattr(engine, "GROUP_LIMIT", limit)
+    # The same commits, each by a fresh Repository (nothing remembered): headers are read.
+    fresh_root = tmp_path / "fresh"
+    Repository.init(fresh_root)
+    for v in versions:
+        _commit(Repository(fresh_root), v)
+    fresh = Repository(fresh_root)
+    assert layout(remembered) == layout(fresh)
+    assert any(codec == CODEC_DELTA for codec, _chain, _base in layout(fresh))
+    for i, v in enumerate(reversed(versions)):
+        assert _same(remembered.get_all_weights(f"HEAD~{i}"), v)
+
+
 def test_reopen_in_a_new_process(repo: Repository) -> None:
     weights = _weights()
     commit = _commit(repo, weights)

@@ -221,14 +221,57 @@ def _write_chunk(
         # trained) is not worth a group: this chunk starts one (the one case encoded twice).
         if sum(len(p) for p in parts) < key_size:
             store.put_parts(cid, parts)
+            _groups.note(store, cid, (key, place, key_size), raw.size, dtype)
             return cid
     parts = encode_standalone_parts(raw, dtype)
     store.put_parts(cid, parts)
+    _groups.note(store, cid, (cid, 0, sum(len(p) for p in parts)), raw.size, dtype)
     if len(parts[1]) < raw.size:  # a compressible whole chunk is worth caching as a base
         view = raw.view()
         view.flags.writeable = False
         base_cache.put(cid, np.array(view))
     return cid
+
+
+class _Groups:
+    """The group of each chunk this process wrote (its group's whole chunk, its place, that
+    chunk's stored size), so the next commit finds each chunk's group without reading the
+    headers of its parent and base from storage (about a tenth of a small commit's CPU).
+
+    A chunk's encoding never changes once written (ids are content; only the legacy
+    :meth:`ChunkStore.put_delta` re-encodes, and no writer calls it), so what a writer
+    noted stays true; at worst a stale entry would make one delta on a delta, which still
+    decodes (chains are followed), one step slower."""
+
+    LIMIT = 200_000  # entries per store; then it starts again
+
+    def __init__(self) -> None:
+        import weakref
+
+        # per store object: what one store wrote says nothing about another's encodings
+        self._known: weakref.WeakKeyDictionary[
+            ChunkStore, dict[tuple[str, int, str], tuple[str, int, int]]
+        ] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def note(
+        self, store: ChunkStore, cid: str, group: tuple[str, int, int], size: int, dtype: DType
+    ) -> None:
+        with self._lock:
+            known = self._known.get(store)
+            if known is None or len(known) >= self.LIMIT:
+                known = self._known[store] = {}
+            known[(cid, size, dtype.name)] = group
+
+    def get(
+        self, store: ChunkStore, cid: str, size: int, dtype: DType
+    ) -> tuple[str, int, int] | None:
+        with self._lock:
+            known = self._known.get(store)
+            return None if known is None else known.get((cid, size, dtype.name))
+
+
+_groups = _Groups()
 
 
 def _group_base(
@@ -241,6 +284,10 @@ def _group_base(
     drift away from it); :func:`_write_chunk` also starts a new group when a delta would be
     larger than the base's whole encoding. A base from an older store that is itself a
     delta (a backward chain) starts a new group too, so no chain is ever longer than one."""
+    known = _groups.get(store, base, size, dtype)
+    if known is not None and store.has(known[0]):
+        key, place, key_size = known
+        return (key, place + 1, key_size) if place + 1 < GROUP_LIMIT else None
     try:
         head = store.read_header(base)
         # The same bytes may be stored under another dtype's header (ids are content):
