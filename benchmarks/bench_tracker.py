@@ -3,10 +3,6 @@ and (the hard case people meet) creating runs from inside a git work tree of 2,4
 untracked and modified ones, where every run records its commit, branch, dirty flag and code
 snapshot, checked against git's own answer; the environment's cost to a process's first run.
 
-Before (d) it waits about half a minute (``settle_freed_inodes``) so that the files (b) deleted
-do not slow (d)'s file creations (ext4 without a journal steps over recently freed inodes); run
-it when the disk has been quiet for as long, not right after a previous run deleted its store.
-
 Run with ``make bench`` or ``.venv/bin/python benchmarks/bench_tracker.py [--quick]``. Prints one
 table: each coralx number beside a baseline measured in the same run on the same machine (the
 floor the number cannot beat), the target, and the anchors the issue quotes for other trackers
@@ -254,24 +250,6 @@ def bench_runs(root: Path, runs: int) -> tuple[Path, float, float]:
     return repo.root, created, cpu
 
 
-def settle_freed_inodes(quick: bool) -> None:
-    """Wait until the inodes that (b) freed no longer slow file creation.
-
-    (b) frees about 4,000 inodes (its floor's record swaps and its runs'). On ext4 without a
-    journal (this machine's disk) every file created in the next ``dirty_expire_centisecs``
-    (30 s) steps over each inode freed in that time and reads its deletion time, so (d) would
-    pay for (b)'s files as well as its own. A training process in a work tree does not start
-    its sweep right after another program deleted thousands of files; (d)'s own frees (one
-    per run, the start record replaced by the final one) stay in its time."""
-    if quick:
-        return
-    try:
-        expire = int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100
-    except (OSError, ValueError):
-        expire = 30.0
-    time.sleep(min(expire, 60.0) + 5.0)
-
-
 def make_work_tree(folder: Path, tracked: int) -> str:
     """A git work tree like a real project's: ``tracked`` committed files in 40 folders, a
     .gitignore, ignored files, five untracked files and one modified file. Returns HEAD."""
@@ -470,7 +448,6 @@ def main() -> None:
             bench_logging_sampled(root, n_logs)
             bench_environment()
         project, outside, outside_cpu = bench_runs(root, n_runs)
-        settle_freed_inodes(args.quick)
         bench_work_tree(
             root, n_runs, (outside, outside_cpu), tracked=2_400 if not args.quick else 2_000
         )
