@@ -100,6 +100,40 @@ def test_held_rows_are_dropped_when_the_store_went_away(tmp_path: Path) -> None:
     assert not repo.path.exists()
 
 
+def test_a_forked_child_leaves_its_parents_index_rows_and_connection(
+    repo: Repository,
+) -> None:
+    from coralx.records import store as records
+
+    tracker = ExperimentTracker(repo, capture_code=False)
+    exp = tracker.start("parent's")
+    tracker.end()  # its index row is held, for the parent's next call to write
+    store = tracker._store
+    assert store._held
+    inherited = store.index
+    pid = os.fork()
+    if pid == 0:  # the child: the rows and the SQLite connection are the parent's
+        code = 1
+        try:
+            assert store._held == {} and store._pending == {}
+            assert "index" not in store.__dict__
+            assert inherited in records._inherited  # kept, never closed here
+            records._drain_all()  # what the child's exit handler runs: writes nothing
+            assert "index" not in store.__dict__
+            # The child still reads the store (its own connection), the run included.
+            found = [r.experiment_id for r in tracker.list(status="completed")]
+            assert store.index is not inherited
+            code = 0 if found == [exp.experiment_id] else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store._held  # the parent's are untouched, and it writes them itself
+    assert [r.experiment_id for r in tracker.list(status="completed")] == [exp.experiment_id]
+    assert _indexed_status(repo, exp.experiment_id) == [("completed",)]
+    tracker.close()
+
+
 def test_close_writes_the_queue_and_stops_the_index_thread(repo: Repository) -> None:
     tracker = ExperimentTracker(repo, capture_code=False)
     pending = tracker.resume(tracker.start("parent").experiment_id, start=False)

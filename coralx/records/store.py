@@ -136,6 +136,32 @@ def _drain_all() -> None:
 
 atexit.register(_drain_all)
 
+# SQLite connections a forked child inherited: kept referenced so they are never closed there
+# (closing one in the child could checkpoint or remove a WAL the parent still uses).
+_inherited: list[Any] = []
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's queued and held index rows are the parent's to write,
+    and its SQLite connection must not be used across the fork (sqlite.org, "How To Corrupt
+    An SQLite Database File", 2.6). Each store drops them, with its locks and index thread;
+    a store used in the child opens its own connection."""
+    for store in list(_stores):
+        store._pending = {}
+        store._held = {}
+        store._held_since = 0.0
+        store._pending_lock = threading.Condition()
+        store._drain_lock = threading.Lock()
+        store._indexer = None
+        store._waiting = False
+        store._stopping = False
+        index = store.__dict__.pop("index", None)
+        if index is not None:
+            _inherited.append(index)
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
 _HEX = frozenset("0123456789abcdef")
 
 
