@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _fs
+from .._pools import KeptPool
 from ..errors import ChunkNotFound
 from ..ids import ChunkId, check_chunk_id
 from .base import ChunkStore
@@ -238,28 +239,13 @@ IO_THREADS = 16
 """Threads that wait on the disk for batches (fsyncs, renames): they wait, not compute, so
 many at once cost little."""
 
-_io_lock = threading.Lock()
-_io_pool: ThreadPoolExecutor | None = None
+_io = KeptPool(lambda: IO_THREADS, "coralx-io")
 
 
 def io_pool() -> ThreadPoolExecutor:
     """The process's I/O threads, made on first use and kept: a commit used to start and
     stop sixteen threads of its own, which cost more than some of its fsyncs."""
-    global _io_pool
-    with _io_lock:
-        if _io_pool is None:
-            _io_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="coralx-io")
-        return _io_pool
-
-
-def _forget_io_pool() -> None:
-    # A forked child inherits the pool object but not its threads (see weights._forget_pool).
-    global _io_pool, _io_lock
-    _io_pool = None
-    _io_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_io_pool)
+    return _io.get()
 
 
 class _Batch:

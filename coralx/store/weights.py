@@ -23,6 +23,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from .._pools import KeptPool
 from ..errors import ChecksumMismatch, ChunkNotFound, InvalidName, InvalidValue
 from .base import ChunkStore, base_cache, chunk_id_of
 from .codecs import encode_delta_parts, encode_standalone_parts
@@ -42,29 +43,12 @@ GROUP_LIMIT = 16
 """Versions of a chunk stored as deltas on one whole chunk, at most (see the measurements
 in docs/architecture.md)."""
 
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+_workers = KeptPool(lambda: max(2, min(4, os.cpu_count() or 2)), "coralx")
 
 
 def pool() -> ThreadPoolExecutor:
     """The process's small worker pool (2-4 threads), created on first use."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            workers = max(2, min(4, os.cpu_count() or 2))
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="coralx")
-        return _pool
-
-
-def _forget_pool() -> None:
-    # A forked child inherits the pool object but not its threads: work submitted to it would
-    # never run. The child makes its own pool on first use.
-    global _pool, _pool_lock
-    _pool = None
-    _pool_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+    return _workers.get()
 
 
 def _bounded(tasks: Iterable[Callable[[], Any]], window: int) -> Iterator[Any]:
