@@ -267,6 +267,22 @@ def test_groups_found_from_memory_match_the_stored_headers(
         assert _same(remembered.get_all_weights(f"HEAD~{i}"), v)
 
 
+def test_remembered_groups_are_bounded_oldest_first(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coralx.store.tensors import dtype_by_name
+
+    groups = engine._Groups()
+    monkeypatch.setattr(engine._Groups, "LIMIT", 3)
+    store, f32 = repo.weights.chunks, dtype_by_name("F32")
+    for i in range(5):
+        groups.note(store, f"{i:064x}", (f"{i:064x}", 0, 100), 16, f32)
+    assert [groups.get(store, f"{i:064x}", 16, f32) is not None for i in range(5)] == [
+        False, False, True, True, True,
+    ]  # fmt: skip
+    assert groups.get(store, f"{4:064x}", 32, f32) is None  # another length: not the same
+
+
 def test_reopen_in_a_new_process(repo: Repository) -> None:
     weights = _weights()
     commit = _commit(repo, weights)

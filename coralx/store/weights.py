@@ -227,7 +227,7 @@ class _Groups:
     noted stays true; at worst a stale entry would make one delta on a delta, which still
     decodes (chains are followed), one step slower."""
 
-    LIMIT = 200_000  # entries per store; then it starts again
+    LIMIT = 50_000  # entries per store (about 20 MB at most), the oldest dropped first
 
     def __init__(self) -> None:
         import weakref
@@ -243,8 +243,10 @@ class _Groups:
     ) -> None:
         with self._lock:
             known = self._known.get(store)
-            if known is None or len(known) >= self.LIMIT:
+            if known is None:
                 known = self._known[store] = {}
+            while len(known) >= self.LIMIT:  # the oldest first: a commit needs the newest
+                del known[next(iter(known))]
             known[(cid, size, dtype.name)] = group
 
     def get(
