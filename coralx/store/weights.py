@@ -204,12 +204,12 @@ def _write_chunk(
         # A delta larger than its base's whole encoding (the tensor was replaced, not
         # trained) is not worth a group: this chunk starts one (the one case encoded twice).
         if sum(len(p) for p in parts) < key_size:
-            store.put_parts(cid, parts)
-            _groups.note(store, cid, (key, place, key_size), raw.size, dtype)
+            if store.put_parts(cid, parts):  # (not if another writer stored it first)
+                _groups.note(store, cid, (key, place, key_size), raw.size, dtype)
             return cid
     parts = encode_standalone_parts(raw, dtype)
-    store.put_parts(cid, parts)
-    _groups.note(store, cid, (cid, 0, sum(len(p) for p in parts)), raw.size, dtype)
+    if store.put_parts(cid, parts):
+        _groups.note(store, cid, (cid, 0, sum(len(p) for p in parts)), raw.size, dtype)
     if len(parts[1]) < raw.size:  # a compressible whole chunk is worth caching as a base
         view = raw.view()
         view.flags.writeable = False
