@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,6 +56,22 @@ def _store(tmp_path: Path, name: str, url: str, endpoint: str | None) -> Reposit
     return repo
 
 
+def _live_run(
+    tmp_path: Path, remote_url: tuple[str, str | None]
+) -> tuple[Repository, ExperimentTracker, Any]:
+    """Store ``a`` with the remote ``origin``, and a run started in it, still live."""
+    url, endpoint = remote_url
+    a = _store(tmp_path, "a", url, endpoint)
+    tracker = ExperimentTracker(a)
+    return a, tracker, tracker.start("live")
+
+
+def _flush(tracker: ExperimentTracker) -> None:
+    """Write the live run's buffered metrics to its journal now."""
+    assert tracker.current is not None and tracker.current._live is not None
+    tracker.current._live.flush()
+
+
 def test_two_stores_exchange_runs_weights_and_branches(
     tmp_path: Path, remote_url: tuple[str, str | None]
 ) -> None:
@@ -98,13 +115,10 @@ def test_a_pull_downloads_only_the_journal_segments_it_lacks(
     tmp_path: Path, remote_url: tuple[str, str | None]
 ) -> None:
     url, endpoint = remote_url
-    a = _store(tmp_path, "a", url, endpoint)
-    tracker = ExperimentTracker(a)
-    exp = tracker.start("live")
+    a, tracker, exp = _live_run(tmp_path, remote_url)
     for step in range(2000):
         tracker.log("loss", 1.0 / (step + 1), step=step)
-    assert tracker.current is not None and tracker.current._live is not None
-    tracker.current._live.flush()
+    _flush(tracker)
     a.push("origin")
     b = Repository.clone(url, tmp_path / "b", endpoint_url=endpoint)
     journal = a.path / "experiments" / f"{exp.experiment_id}.metrics"
@@ -124,22 +138,19 @@ def test_one_more_checkpoint_sends_only_its_new_chunks_and_journal_bytes(
     tmp_path: Path, remote_url: tuple[str, str | None]
 ) -> None:
     url, endpoint = remote_url
-    a = _store(tmp_path, "a", url, endpoint)
-    tracker = ExperimentTracker(a)
-    exp = tracker.start("live")
+    a, tracker, exp = _live_run(tmp_path, remote_url)
     a.stage_weights(_w(1, 0))
     a.commit("step 0")
     for step in range(100):
         tracker.log("loss", 1.0 / (step + 1), step=step)
-    exp.flush() if hasattr(exp, "flush") else None
-    tracker.current._live.flush() if tracker.current and tracker.current._live else None
+    _flush(tracker)
     a.push("origin")
     journal = a.path / "experiments" / f"{exp.experiment_id}.metrics"
     size_before = journal.stat().st_size
     a.stage_weights(_w(1, 1))
     a.commit("step 1")  # layer.weight changes, layer.bias is the same chunk
     tracker.log("loss", 0.001, step=100)
-    tracker.current._live.flush() if tracker.current and tracker.current._live else None
+    _flush(tracker)
     grown = journal.stat().st_size - size_before
     second = a.push("origin")
     assert second.chunks_sent == 1
