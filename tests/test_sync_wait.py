@@ -13,13 +13,13 @@ from coralx.records import sync
 
 def test_wait_fsyncs_pending_paths_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[str] = []
-    real = sync._fsync_path
+    real = sync.fsync_all
 
-    def recording(path: str) -> None:
-        synced.append(path)
-        real(path)
+    def recording(paths: list[str]) -> None:
+        synced.extend(paths)
+        real(paths)
 
-    monkeypatch.setattr(sync, "_fsync_path", recording)
+    monkeypatch.setattr(sync, "fsync_all", recording)
     syncer = sync.Syncer(delay=600)  # the thread would not get to it for ten minutes
     target = tmp_path / "record.json"
     target.write_text("{}")
@@ -29,3 +29,36 @@ def test_wait_fsyncs_pending_paths_at_once(tmp_path: Path, monkeypatch: pytest.M
     synced.clear()
     assert syncer.wait() is True  # nothing new: nothing synced again
     assert synced == []
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["in C", "in Python"])
+def test_a_batch_fsyncs_files_and_folders_and_skips_paths_gone_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
+    from coralx.store import kernels
+
+    if compiled and not kernels.available():
+        pytest.skip("the compiled library is not built here")
+    calls: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(sync.os, "fsync", lambda fd: (calls.append("py"), real_fsync(fd)))
+    if not compiled:
+        monkeypatch.setattr(kernels, "fsync_paths", lambda paths: False)
+    record = tmp_path / "run.json"
+    record.write_text("{}")
+    sync.fsync_all([str(record), str(tmp_path), str(tmp_path / "renamed-since.json")])
+    # The compiled route makes no Python fsync call at all (the batch is one C call); the
+    # fallback fsyncs the two paths that exist, and skips the one that is gone.
+    assert calls == ([] if compiled else ["py", "py"])
+
+
+def test_the_syncer_loads_no_numpy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from coralx.records import sync; sync.fsync_all(['.']); "
+        "print('numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,5 +1,5 @@
 """The byte-plane loops of ``_kernels.c``, loaded with ctypes, with numpy's code as the
-fallback.
+fallback; and :func:`fsync_paths`, the records' batch of fsyncs in one call.
 
 The library is compiled at install (``hatch_build.py``). Where it is missing, or
 ``CORALX_NO_KERNELS=1`` is set, every function here returns False, having written nothing,
@@ -12,14 +12,15 @@ from __future__ import annotations
 import ctypes
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is not imported here: the records' syncer loads this module too
+    import numpy as np
 
-__all__ = ["available", "join", "join_delta", "split", "split_delta"]
+__all__ = ["available", "fsync_paths", "join", "join_delta", "split", "split_delta"]
 
 LIBRARY = Path(__file__).with_name("_kernels.so")
-VERSION = 3
+VERSION = 4
 _WIDTHS = (2, 4, 8)
 
 _lib: Any = None
@@ -51,6 +52,8 @@ def _load() -> Any:
                 fn.argtypes = [ctypes.c_void_p] * _ARRAYS[loop] + [ctypes.c_size_t]
                 fn.restype = None
                 _fns[loop, width] = fn
+        lib.cx_fsync_paths.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]
+        lib.cx_fsync_paths.restype = ctypes.c_int
     except (OSError, AttributeError):
         return None
     _lib = lib
@@ -72,7 +75,7 @@ def _run(loop: str, width: int, *arrays: np.ndarray[Any, Any]) -> bool:
         lib is None
         or width not in _WIDTHS
         or not out.flags.writeable
-        or not all(a.flags.c_contiguous and a.dtype == np.uint8 for a in arrays)
+        or not all(a.flags.c_contiguous and a.dtype.char == "B" for a in arrays)  # uint8
     ):
         return False
     n = out.size
@@ -111,3 +114,14 @@ def split_delta(
 ) -> bool:
     """``planes`` = the byte planes of the zigzag-mapped wrapping difference ``raw - base``."""
     return _run("split_delta", width, raw, base, planes)
+
+
+def fsync_paths(paths: list[str]) -> bool:
+    """fsync every file or folder in ``paths`` in one call, without the GIL; False (nothing
+    done) where the library is not in use. A path that cannot be opened is skipped; a failed
+    fsync is ignored, as the records' syncer has always done (the next batch tries again)."""
+    lib = _load()
+    if lib is None or not paths:
+        return lib is not None
+    array = (ctypes.c_char_p * len(paths))(*map(os.fsencode, paths))
+    return lib.cx_fsync_paths(array, len(paths)) >= 0
