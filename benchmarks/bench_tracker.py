@@ -150,39 +150,6 @@ def create_runs(tracker: ExperimentTracker, runs: int) -> None:
         tracker.end()
 
 
-SETTLE = 62  # seconds: see settle()
-CLEANED = Path.home() / ".cache" / "coralx-bench" / "tracker-cleaned"
-
-
-def settle() -> float:
-    """Wait until SETTLE seconds have passed since the previous run of this benchmark removed
-    its folders; returns the seconds waited.
-
-    Why: on ext4 without a journal (this machine's volume), a new file does not take an inode
-    freed in the last 60 s (360 s while the inode table is not yet written back) if its group
-    has another, and finding one walks past each freed inode (``recently_deleted`` in
-    ``fs/ext4/ialloc.c``). Right after the previous run removed its 20,000 files, 2,000 runs
-    then take 6-8 s instead of 2-4 s, with the same code. So the benchmark writes its removal
-    back (``sync``) when it ends and the next run waits out the minute. Removals by anything
-    else (a test suite a moment ago) are not waited for."""
-    try:
-        since = time.time() - CLEANED.stat().st_mtime
-    except OSError:
-        return 0.0
-    wait = max(0.0, min(SETTLE - since, SETTLE))
-    if wait:
-        print(f"waiting {wait:.0f} s: the previous run removed its files {since:.0f} s ago")
-        time.sleep(wait)
-    return wait
-
-
-def cleaned() -> None:
-    """After the benchmark's folders are removed: write the removal back, note when (settle)."""
-    os.sync()
-    CLEANED.parent.mkdir(parents=True, exist_ok=True)
-    CLEANED.touch()
-
-
 def plain_files(folder: Path, runs: int) -> float:
     """The floor: one small JSON file per run, written and renamed, nothing else."""
     folder.mkdir()
@@ -473,7 +440,6 @@ def main() -> None:
         print_table()
         return
     n_logs, n_runs = (100_000, 200) if args.quick else (1_000_000, 2_000)
-    settle()
     with tempfile.TemporaryDirectory(prefix="coralx-bench-") as tmp:
         root = Path(tmp)
         os.chdir(root)  # (a)-(c) outside any git work tree; (d) goes into one
@@ -487,7 +453,6 @@ def main() -> None:
         )
         if not args.runs:
             bench_processes(project, n_runs)
-    cleaned()
     print_table()
 
 
