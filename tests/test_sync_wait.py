@@ -62,3 +62,23 @@ def test_the_syncer_loads_no_numpy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_syncer_thread_imports_nothing_itself(tmp_path: Path) -> None:
+    # What the batches call is imported by the thread that starts the syncer's thread: an
+    # import running on a background thread at the moment a sweep forks a worker would leave
+    # the worker waiting forever on that module's lock.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from coralx.records import sync; "
+        "s = sync.Syncer(delay=600); s.add(sys.argv[1]); "
+        "print('coralx.store.kernels' in sys.modules, s._done < s._queued)"
+    )
+    record = tmp_path / "run.json"
+    record.write_text("{}")
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(record)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", "True"]  # imported, and no batch has run yet

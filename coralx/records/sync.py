@@ -82,6 +82,7 @@ class Syncer:
             self._pid = os.getpid()
             self._thread = None
         if self._thread is None or not self._thread.is_alive():
+            _load_fsync_all()
             self._thread = threading.Thread(target=self._run, name="coralx-sync", daemon=True)
             self._thread.start()
 
@@ -103,6 +104,16 @@ class Syncer:
             with self._cond:
                 self._done = max(self._done, target)
                 self._cond.notify_all()
+
+
+def _load_fsync_all() -> None:
+    """Import and load what :func:`fsync_all` calls, on the thread that starts the syncer's
+    thread, never on that thread itself: a module being imported (or a library being loaded)
+    by a background thread holds its lock, and a process forked at that moment (a sweep's
+    fork worker) would wait forever for that lock the first time it imported the module."""
+    from ..store import kernels
+
+    kernels.available()
 
 
 def fsync_all(paths: list[str]) -> None:
