@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from coralx import Repository
+
+# A shell starts a background job (`make test &`) with Ctrl-C ignored, and every process the
+# tests start would inherit that: the tests that press Ctrl-C on a sweep or an export would
+# see nothing happen. They test what a user at a terminal gets, so the suite undoes it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 HAS_GIT = shutil.which("git") is not None
 
