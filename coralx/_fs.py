@@ -124,16 +124,21 @@ def temp_path(dest: str) -> str:
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
-    """Make a folder's entries (a rename, a new file) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Make a folder's entries (a rename, a new file) durable; an error names the folder."""
+    fsync_path(path)
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
-    """Make a file (or a folder) durable; an error names the path."""
+    """Make a file (or a folder) durable; an error names the path.
+
+    In one C call where coralx's compiled library is built (``cx_fsync_one``): the chunk
+    store's I/O threads fsync every chunk file and folder of a commit or a pull, and each
+    open, fsync and close in Python takes the GIL back from the threads encoding or
+    decoding beside them."""
+    from .store import kernels
+
+    if kernels.fsync_one(os.fspath(path)):
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

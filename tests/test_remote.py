@@ -22,6 +22,7 @@ from coralx.errors import ConcurrentUpdate, PushRejected, RemoteCorrupted, Remot
 from coralx.experiments import ExperimentTracker
 from coralx.remote.sync import _TransportRefs
 from coralx.remote.transport import S3Transport
+from coralx.store import kernels
 
 from .s3_server import S3Server
 
@@ -617,7 +618,17 @@ def test_a_pull_makes_every_chunk_durable_before_it_lands_and_before_any_ref_mov
             assert durable(chunks) and durable(b.path / "blobs")  # the new folders' entries
         real_swap(refs, ref, old, new)
 
+    real_fsync_one = kernels.fsync_one
+
+    def fsync_one(path: str) -> bool:  # the C route: one call opens, fsyncs and closes
+        done = real_fsync_one(path)
+        if done:
+            st = os.stat(path)
+            synced.add((st.st_dev, st.st_ino))
+        return done
+
     monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(kernels, "fsync_one", fsync_one)
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(graph, "swap", swap)
     b.pull("origin")

@@ -44,6 +44,7 @@ def test_a_batch_fsyncs_files_and_folders_and_skips_paths_gone_since(
     monkeypatch.setattr(sync.os, "fsync", lambda fd: (calls.append("py"), real_fsync(fd)))
     if not compiled:
         monkeypatch.setattr(kernels, "fsync_paths", lambda paths: False)
+        monkeypatch.setattr(kernels, "fsync_one", lambda path: False)
     record = tmp_path / "run.json"
     record.write_text("{}")
     sync.fsync_all([str(record), str(tmp_path), str(tmp_path / "renamed-since.json")])
@@ -82,3 +83,26 @@ def test_the_syncer_thread_imports_nothing_itself(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(record)], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["True", "True"]  # imported, and no batch has run yet
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["in C", "in Python"])
+def test_a_chunk_file_fsync_reports_what_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
+    # The chunk store's I/O threads fsync each chunk file and folder of a commit in one C
+    # call; a failure must still raise, naming the path, as the Python route does.
+    from coralx import _fs
+    from coralx.store import kernels
+
+    if compiled and not kernels.available():
+        pytest.skip("the compiled library is not built here")
+    if not compiled:
+        monkeypatch.setattr(kernels, "fsync_one", lambda path: False)
+    chunk = tmp_path / "ab" / "cdef"
+    chunk.parent.mkdir()
+    chunk.write_bytes(b"chunk")
+    _fs.fsync_path(str(chunk))
+    _fs.fsync_path(str(chunk.parent))  # a folder, as after the renames
+    with pytest.raises(FileNotFoundError) as info:
+        _fs.fsync_path(str(tmp_path / "ab" / "gone"))
+    assert str(tmp_path / "ab" / "gone") in str(info.value)

@@ -131,16 +131,12 @@ def fsync_all(paths: list[str]) -> None:
 
 
 def _fsync_path(path: str) -> None:
+    from .. import _fs
+
     try:
-        fd = os.open(path, os.O_RDONLY)  # a file or a folder alike
+        _fs.fsync_path(path)  # a file or a folder alike
     except OSError:
-        return  # deleted or renamed since; its replacement was queued on its own
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        pass  # deleted or renamed since (its replacement was queued on its own), or failed
 
 
 syncer = Syncer()

@@ -267,10 +267,10 @@ class _Batch:
 
     def _start_fsync(self, tmp: str) -> Future[None]:
         try:
-            return self._executor().submit(_fsync_file, tmp)
+            return self._executor().submit(_fs.fsync_path, tmp)
         except RuntimeError:  # the interpreter is exiting: no new threads; fsync here
             done: Future[None] = Future()
-            _fsync_file(tmp)
+            _fs.fsync_path(tmp)
             done.set_result(None)
             return done
 
@@ -309,7 +309,7 @@ class _Batch:
         swaps = [d for d in self.files if d in self.replacing]
         # renames take journal locks and wait on a loaded disk: do them side by side
         _each(io, lambda dest: os.replace(self.files.pop(dest), dest), fresh)
-        _each(io, _fs.fsync_dir, sorted({os.path.dirname(d) for d in fresh}))
+        _each(io, _fs.fsync_path, sorted({os.path.dirname(d) for d in fresh}))
         # A re-encoded chunk's bases are durable now. Its rename needs no folder fsync: if a
         # crash loses it, the folder still holds the chunk's previous encoding, also valid.
         _each(io, lambda dest: os.replace(self.files.pop(dest), dest), swaps)
@@ -354,11 +354,3 @@ def _create(tmp: str, folder: str) -> Any:
     except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
         return open(tmp, "wb")
-
-
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is not imported here: the records' syncer loads this module too
     import numpy as np
 
-__all__ = ["available", "fsync_paths", "join", "join_delta", "split", "split_delta"]
+__all__ = ["available", "fsync_one", "fsync_paths", "join", "join_delta", "split", "split_delta"]
 
 LIBRARY = Path(__file__).with_name("_kernels.so")
-VERSION = 4
+VERSION = 5
 _WIDTHS = (2, 4, 8)
 
 _lib: Any = None
@@ -54,6 +54,8 @@ def _load() -> Any:
                 _fns[loop, width] = fn
         lib.cx_fsync_paths.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]
         lib.cx_fsync_paths.restype = ctypes.c_int
+        lib.cx_fsync_one.argtypes = [ctypes.c_char_p]
+        lib.cx_fsync_one.restype = ctypes.c_int
     except (OSError, AttributeError):
         return None
     _lib = lib
@@ -125,3 +127,15 @@ def fsync_paths(paths: list[str]) -> bool:
         return lib is not None
     array = (ctypes.c_char_p * len(paths))(*map(os.fsencode, paths))
     return lib.cx_fsync_paths(array, len(paths)) >= 0
+
+
+def fsync_one(path: str) -> bool:
+    """fsync the file or folder ``path`` in one call, without the GIL; False (nothing done)
+    where the library is not in use. A failure raises ``OSError`` naming the path."""
+    lib = _load()
+    if lib is None:
+        return False
+    err = lib.cx_fsync_one(os.fsencode(path))
+    if err:
+        raise OSError(err, os.strerror(err), path)
+    return True
