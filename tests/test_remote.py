@@ -421,21 +421,29 @@ def test_bad_remote_input_is_one_clear_line(tmp_path: Path, args: list[str], mes
 def test_unreachable_endpoint_and_missing_bucket_are_one_clear_line(
     tmp_path: Path, s3: S3Server
 ) -> None:
-    from .s3_server import free_port
+    import socket
 
     repo = Repository.init(tmp_path / "p")
     _train(repo, "run", 1, steps=1)
     bucket = s3.make_bucket()
-    repo.add_remote("dead", f"s3://{bucket}/p", f"http://127.0.0.1:{free_port()}")
-    repo.add_remote("nobucket", "s3://no-such-bucket-here/p", s3.endpoint)
-    repo.add_remote("good", f"s3://{bucket}/p", s3.endpoint)
-    runner = CliRunner()
-    for name, message in (("dead", "cannot reach"), ("nobucket", "does not exist")):
-        result = runner.invoke(cli, ["-C", str(repo.root), "push", name])
-        assert result.exit_code != 0
-        assert len(result.output.strip().splitlines()) == 1 and message in result.output, (
-            result.output
-        )
+    # A port held bound but not listening: connections to it are refused for the whole test
+    # (a port only found free could be taken meanwhile, by a test server's second port).
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    try:
+        port = dead.getsockname()[1]
+        repo.add_remote("dead", f"s3://{bucket}/p", f"http://127.0.0.1:{port}")
+        repo.add_remote("nobucket", "s3://no-such-bucket-here/p", s3.endpoint)
+        repo.add_remote("good", f"s3://{bucket}/p", s3.endpoint)
+        runner = CliRunner()
+        for name, message in (("dead", "cannot reach"), ("nobucket", "does not exist")):
+            result = runner.invoke(cli, ["-C", str(repo.root), "push", name])
+            assert result.exit_code != 0
+            assert len(result.output.strip().splitlines()) == 1 and message in result.output, (
+                result.output
+            )
+    finally:
+        dead.close()
 
 
 def test_wrong_credentials_are_one_clear_line_and_change_nothing(
