@@ -160,6 +160,9 @@ def fsync_many(paths: list[str] | list[Path], workers: int = 16) -> None:
         for path in paths:
             fsync_path(path)
         return
+    from .store import kernels
+
+    kernels.available()  # imported and loaded here, not first on a pool thread (a fork then)
     with ThreadPoolExecutor(min(workers, len(paths)), thread_name_prefix="coralx-fsync") as io:
         list(io.map(fsync_path, paths))
 

@@ -31,20 +31,26 @@ def test_wait_fsyncs_pending_paths_at_once(tmp_path: Path, monkeypatch: pytest.M
     assert synced == []
 
 
-@pytest.mark.parametrize("compiled", [True, False], ids=["in C", "in Python"])
+@pytest.fixture(params=[True, False], ids=["in C", "in Python"])
+def compiled(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Each fsync test runs on both routes: the compiled library's calls, and the Python
+    loop that runs where it is not built (its calls made to report "not in use")."""
+    from coralx.store import kernels
+
+    if request.param and not kernels.available():
+        pytest.skip("the compiled library is not built here")
+    if not request.param:
+        monkeypatch.setattr(kernels, "fsync_paths", lambda paths: False)
+        monkeypatch.setattr(kernels, "fsync_one", lambda path: False)
+    return bool(request.param)
+
+
 def test_a_batch_fsyncs_files_and_folders_and_skips_paths_gone_since(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
 ) -> None:
-    from coralx.store import kernels
-
-    if compiled and not kernels.available():
-        pytest.skip("the compiled library is not built here")
     calls: list[str] = []
     real_fsync = os.fsync
     monkeypatch.setattr(sync.os, "fsync", lambda fd: (calls.append("py"), real_fsync(fd)))
-    if not compiled:
-        monkeypatch.setattr(kernels, "fsync_paths", lambda paths: False)
-        monkeypatch.setattr(kernels, "fsync_one", lambda path: False)
     record = tmp_path / "run.json"
     record.write_text("{}")
     sync.fsync_all([str(record), str(tmp_path), str(tmp_path / "renamed-since.json")])
@@ -85,19 +91,11 @@ def test_the_syncer_thread_imports_nothing_itself(tmp_path: Path) -> None:
     assert out.stdout.split() == ["True", "True"]  # imported, and no batch has run yet
 
 
-@pytest.mark.parametrize("compiled", [True, False], ids=["in C", "in Python"])
-def test_a_chunk_file_fsync_reports_what_failed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
-) -> None:
+def test_a_chunk_file_fsync_reports_what_failed(tmp_path: Path, compiled: bool) -> None:
     # The chunk store's I/O threads fsync each chunk file and folder of a commit in one C
     # call; a failure must still raise, naming the path, as the Python route does.
     from coralx import _fs
-    from coralx.store import kernels
 
-    if compiled and not kernels.available():
-        pytest.skip("the compiled library is not built here")
-    if not compiled:
-        monkeypatch.setattr(kernels, "fsync_one", lambda path: False)
     chunk = tmp_path / "ab" / "cdef"
     chunk.parent.mkdir()
     chunk.write_bytes(b"chunk")

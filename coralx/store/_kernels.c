@@ -1,5 +1,6 @@
-/* coralx's two decode loops in C (and, at the end, one batch of fsyncs): join byte planes into elements, and join a delta's byte
- * planes, undo its zigzag map and add its base, in one pass.
+/* coralx's two decode loops in C: join byte planes into elements, and join a delta's byte
+ * planes, undo its zigzag map and add its base, in one pass. (At the end: the two encode
+ * loops, and fsync by path in one call, for a batch and for one file.)
  *
  * numpy does the same in about a dozen whole-array passes (shifts, ors, casts, each through
  * the cache); one loop that the compiler vectorises is 1.4-2.9 times faster on real

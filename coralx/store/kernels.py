@@ -1,5 +1,6 @@
 """The byte-plane loops of ``_kernels.c``, loaded with ctypes, with numpy's code as the
-fallback; and :func:`fsync_paths`, the records' batch of fsyncs in one call.
+fallback; and :func:`fsync_paths` / :func:`fsync_one`, fsyncs in one call each (the
+records' batches, the chunk store's files and folders).
 
 The library is compiled at install (``hatch_build.py``). Where it is missing, or
 ``CORALX_NO_KERNELS=1`` is set, every function here returns False, having written nothing,
@@ -10,6 +11,7 @@ slowly. ctypes releases the GIL during each call, so the pool's threads run side
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,6 +138,8 @@ def fsync_one(path: str) -> bool:
     if lib is None:
         return False
     err = lib.cx_fsync_one(os.fsencode(path))
+    if err == errno.ENOSYS:  # a build without POSIX fsync: the caller's Python route
+        return False
     if err:
         raise OSError(err, os.strerror(err), path)
     return True
