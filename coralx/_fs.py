@@ -33,6 +33,8 @@ __all__ = [
     "fsync_many",
     "fsync_path",
     "name_os_error",
+    "sync_whole_fs",
+    "syncfs_trusted",
     "temp_name",
     "temp_writer_alive",
     "write_new_file",
@@ -149,11 +151,60 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+OTHERS_DIRTY_LIMIT = 256 << 20
+"""Unwritten data of other processes (the kernel's Dirty and Writeback pages, less the
+caller's own) above which :func:`sync_whole_fs` declines: a syncfs would wait for it."""
+
+
+def syncfs_trusted(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` is on a local file system (ext4, XFS, Btrfs, tmpfs) where one
+    syncfs makes every file written there durable, as an fsync does one file. False on
+    other file systems (network and FUSE ones, whose syncfs may not reach the server),
+    where coralx's compiled library is not built, and with ``CORALX_SYNCFS=0``."""
+    if os.environ.get("CORALX_SYNCFS") == "0":
+        return False
+    from .store import kernels
+
+    return kernels.syncfs_trusted(os.fspath(folder))
+
+
+def _unwritten_bytes() -> int:
+    """The kernel's dirty and under-writeback pages, from /proc/meminfo (0 elsewhere)."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            text = f.read()
+    except OSError:
+        return 0
+    total = 0
+    for line in text.splitlines():
+        if line.startswith((b"Dirty:", b"Writeback:")):
+            total += int(line.split()[1]) * 1024
+    return total
+
+
+def sync_whole_fs(folder: str | os.PathLike[str], own_bytes: int = 0) -> bool:
+    """Make everything written to ``folder``'s file system durable with one syncfs, in
+    place of an fsync per file and per folder (a commit's chunk files took about two
+    hundred, each a flush of the device's cache). Declines (returns False, having done
+    nothing) where :func:`syncfs_trusted` says no, or when other processes have more than
+    :data:`OTHERS_DIRTY_LIMIT` unwritten, which the syncfs would wait for: then the caller
+    fsyncs its own files. ``own_bytes``: what the caller wrote and has not synced. An error
+    names the folder."""
+    if not syncfs_trusted(folder):
+        return False
+    if _unwritten_bytes() - own_bytes > OTHERS_DIRTY_LIMIT:
+        return False
+    from .store import kernels
+
+    kernels.syncfs(os.fspath(folder))
+    return True
+
+
 def fsync_many(paths: list[str] | list[Path], workers: int = 16) -> None:
     """Make many files (or folders) durable at once: each is fsync'd, side by side on
     ``workers`` threads, so the file system joins the flushes into few journal commits.
-    Only these files are flushed (unlike ``syncfs``, which would also wait for whatever
-    other processes have written to the same disk). Raises the first error."""
+    Only these files are flushed (see :func:`sync_whole_fs` for one call that does them
+    all). Raises the first error."""
     from concurrent.futures import ThreadPoolExecutor
 
     if len(paths) <= 1:

@@ -3,6 +3,7 @@ checks a store against a plain dict."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -13,7 +14,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from coralx import _fs
 from coralx.errors import ChecksumMismatch, ChunkNotFound, InvalidName
+from coralx.store import kernels
 from coralx.store.base import ChunkStore, chunk_id_of
 from coralx.store.codecs import encode_standalone
 from coralx.store.disk import DiskChunkStore
@@ -126,6 +129,111 @@ class TestDiskChunkStore(ChunkStoreContract):
             cid2, _ = store.put(other, F32)
             raise RuntimeError("a writer fails half-way")
         assert not store.has(cid2) and not list(store.iter_temp_files())
+
+
+def _trace_durability(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
+    """Record, in order, every syncfs, fsync and rename the chunk store makes (still doing
+    them)."""
+    events: list[tuple[str, object]] = []
+    real_syncfs, real_fsync, real_replace = kernels.syncfs, _fs.fsync_path, os.replace
+
+    def syncfs(folder: str) -> None:
+        events.append(("syncfs", folder))
+        real_syncfs(folder)
+
+    def fsync(path: str) -> None:
+        events.append(("fsync", path))
+        real_fsync(path)
+
+    def replace(src: str, dest: str) -> None:
+        events.append(("rename", dest))
+        real_replace(src, dest)
+
+    monkeypatch.setattr(kernels, "syncfs", syncfs)
+    monkeypatch.setattr(_fs, "fsync_path", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def _needs_syncfs(path: Path) -> None:
+    if not _fs.syncfs_trusted(path):
+        pytest.skip("not a file system whose syncfs coralx uses, or the library is not built")
+
+
+def test_a_batch_is_durable_by_one_syncfs_before_its_renames_and_one_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _needs_syncfs(tmp_path)
+    store = DiskChunkStore(tmp_path / "chunks")
+    kept = np.full(4000, 7, np.float32).view(np.uint8)
+    kept_id, _ = store.put(kept, F32)
+    raws = [np.arange(4000, dtype=np.float32).view(np.uint8) + i for i in range(3)]
+    events = _trace_durability(monkeypatch)
+    with store.batch():
+        ids = [store.put(raw, F32)[0] for raw in raws]
+        store.put_encoded(kept_id, store.get_raw_encoded(kept_id), replace=True)
+        assert events == []  # nothing is synced or published before the batch ends
+    kinds = [kind for kind, _ in events]
+    # the data first, then the new names, then the new names' durability, then the swap
+    assert kinds == ["syncfs", "rename", "rename", "rename", "syncfs", "rename"]
+    assert events[-1] == ("rename", str(store.path(kept_id)))
+    assert {dest for kind, dest in events[1:4]} == {str(store.path(c)) for c in ids}
+    for cid, raw in zip(ids, raws, strict=True):
+        assert store.get(cid).tobytes() == raw.tobytes()
+    assert store.get(kept_id).tobytes() == kept.tobytes()
+    assert not list(store.iter_temp_files())
+
+
+def test_a_batch_fsyncs_each_file_when_others_have_much_unwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _needs_syncfs(tmp_path)
+    store = DiskChunkStore(tmp_path / "chunks")
+    events = _trace_durability(monkeypatch)
+    # another process has 4 GiB waiting for the disk: a syncfs would wait for all of it
+    monkeypatch.setattr(_fs, "_unwritten_bytes", lambda: 4 << 30)
+    raws = [np.arange(4000, dtype=np.float32).view(np.uint8) + i for i in range(3)]
+    with store.batch():
+        ids = [store.put(raw, F32)[0] for raw in raws]
+    kinds = [kind for kind, _ in events]
+    assert "syncfs" not in kinds
+    assert kinds[:3] == ["fsync"] * 3 and kinds[3:6] == ["rename"] * 3
+    folders = {str(store.path(c).parent) for c in ids}
+    assert {path for kind, path in events[6:]} == folders and set(kinds[6:]) == {"fsync"}
+    for cid, raw in zip(ids, raws, strict=True):
+        assert store.get(cid).tobytes() == raw.tobytes()
+
+
+def test_syncfs_is_used_only_where_it_is_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not _fs.syncfs_trusted("/proc")  # not a disk's file system
+    assert not _fs.sync_whole_fs("/proc")
+    _needs_syncfs(tmp_path)
+    monkeypatch.setenv("CORALX_SYNCFS", "0")
+    assert not _fs.syncfs_trusted(tmp_path)
+    store = DiskChunkStore(tmp_path / "chunks")
+    events = _trace_durability(monkeypatch)
+    with store.batch():
+        cid, _ = store.put(np.ones(100, np.float32).view(np.uint8), F32)
+    assert [kind for kind, _ in events] == ["fsync", "rename", "fsync"]
+    assert store.path(cid).is_file()
+
+
+def test_a_failed_syncfs_publishes_nothing_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _needs_syncfs(tmp_path)
+    store = DiskChunkStore(tmp_path / "chunks")
+
+    def broken(folder: str) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO), folder)
+
+    monkeypatch.setattr(kernels, "syncfs", broken)
+    with pytest.raises(OSError, match="Input/output error"), store.batch():
+        cid, _ = store.put(np.ones(100, np.float32).view(np.uint8), F32)
+    assert not store.path(cid).exists() and not store.has(cid)
+    assert not list(store.iter_temp_files())
 
 
 class StoreMachine(RuleBasedStateMachine):

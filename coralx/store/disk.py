@@ -22,6 +22,7 @@ from .. import _fs
 from .._pools import KeptPool
 from ..errors import ChunkNotFound
 from ..ids import ChunkId, check_chunk_id
+from . import kernels
 from .base import ChunkStore
 from .codecs import HEADER_MAX, Header, parse_header
 
@@ -47,6 +48,7 @@ class DiskChunkStore(ChunkStore):
         self._open_batch: _Batch | None = None
         self._batch_depth = 0
         self._batch_lock = threading.Lock()
+        self._whole_fs: bool | None = None  # batches made durable by one syncfs (found once)
 
     def path(self, chunk_id: str) -> Path:
         """The file of a chunk (the id is checked first: 64 lowercase hex digits)."""
@@ -108,9 +110,11 @@ class DiskChunkStore(ChunkStore):
             with _create(tmp, folder) as f:
                 for part in parts:
                     f.write(part)
+                f.flush()
                 if batch is None:
-                    f.flush()
                     os.fsync(f.fileno())
+                elif batch.whole_fs:
+                    kernels.start_writeback(f.fileno())
             os.chmod(tmp, 0o444)
             if batch is None:
                 os.replace(tmp, dest)
@@ -121,19 +125,24 @@ class DiskChunkStore(ChunkStore):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        batch.add(dest, tmp, replace)
+        batch.add(dest, tmp, replace, sum(memoryview(part).nbytes for part in parts))
         return True
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Defer the durability work of every write in the block to its end: then all
-        temporary files are fsync'd at once (the file system joins concurrent fsyncs into
-        few journal commits), new chunks are renamed into place and their folders fsync'd,
-        and only then are re-encoded chunks swapped in, so a delta never becomes visible
-        before its base is durable. If the block fails, nothing is published."""
+        temporary files are made durable (one syncfs on a local file system that honours
+        it, else an fsync each, side by side), new chunks are renamed into place and the
+        renames made durable in turn (a second syncfs, else their folders' fsyncs), and only
+        then are re-encoded chunks swapped in, so a delta never becomes visible before its
+        base is durable. If the block fails, nothing is published."""
         with self._batch_lock:
             if self._open_batch is None:
-                self._open_batch = _Batch()
+                if self._whole_fs is None:
+                    probe = self._root if os.path.isdir(self._root) else os.path.dirname(self._root)
+                    if os.path.isdir(probe):
+                        self._whole_fs = _fs.syncfs_trusted(probe)
+                self._open_batch = _Batch(self._root if self._whole_fs else None)
             batch = self._open_batch
             self._batch_depth += 1
         failed = False
@@ -251,15 +260,21 @@ def io_pool() -> ThreadPoolExecutor:
 class _Batch:
     """Chunk files written inside :meth:`DiskChunkStore.batch`, not yet published.
 
-    Each file's fsync starts on the I/O threads as soon as it is written, so the disk works
-    while the workers compute the next chunks; :meth:`publish` waits for them, renames the
-    new chunks into place, fsyncs their folders, and only then swaps in re-encoded chunks.
+    On a file system whose syncfs coralx trusts (``whole_fs``, the store's folder), each
+    file's writeback starts as soon as it is written and :meth:`publish` makes them all
+    durable with one syncfs, renames them into place, and makes the renames durable with a
+    second. Elsewhere (or when other processes have much unwritten data, which a syncfs
+    would wait for) each file's fsync starts on the I/O threads as soon as it is written, so
+    the disk works while the workers compute the next chunks, and :meth:`publish` waits for
+    them, renames, and fsyncs the new chunks' folders. Re-encoded chunks are swapped in last.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, whole_fs: str | None = None) -> None:
         self.files: dict[str, str] = {}  # destination -> temporary file
         self.replacing: set[str] = set()
+        self.whole_fs = whole_fs
         self._syncs: dict[str, Future[None]] = {}  # temporary file -> its fsync
+        self._bytes = 0  # written, not yet durable
         self._lock = threading.Lock()
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -274,13 +289,15 @@ class _Batch:
             done.set_result(None)
             return done
 
-    def add(self, dest: str, tmp: str, replace: bool) -> None:
+    def add(self, dest: str, tmp: str, replace: bool, nbytes: int = 0) -> None:
         with self._lock:
             old = self.files.get(dest)
             self.files[dest] = tmp
+            self._bytes += nbytes
             if replace:
                 self.replacing.add(dest)
-            self._syncs[tmp] = self._start_fsync(tmp)
+            if self.whole_fs is None:
+                self._syncs[tmp] = self._start_fsync(tmp)
         if old is not None:
             with self._lock:
                 stale = self._syncs.pop(old, None)
@@ -300,8 +317,13 @@ class _Batch:
     def _publish(self) -> None:
         io = self._executor()
         try:
-            for tmp in self.files.values():
-                self._syncs[tmp].result()
+            whole = self.whole_fs is not None and _fs.sync_whole_fs(self.whole_fs, self._bytes)
+            if not whole:
+                for tmp in self.files.values():
+                    if tmp not in self._syncs:
+                        self._syncs[tmp] = self._start_fsync(tmp)
+            for fut in self._syncs.values():
+                fut.result()
         except BaseException:
             self.discard()
             raise
@@ -309,7 +331,8 @@ class _Batch:
         swaps = [d for d in self.files if d in self.replacing]
         # renames take journal locks and wait on a loaded disk: do them side by side
         _each(io, lambda dest: os.replace(self.files.pop(dest), dest), fresh)
-        _each(io, _fs.fsync_path, sorted({os.path.dirname(d) for d in fresh}))
+        if fresh and not (whole and _fs.sync_whole_fs(self.whole_fs or "", 0)):
+            _each(io, _fs.fsync_path, sorted({os.path.dirname(d) for d in fresh}))
         # A re-encoded chunk's bases are durable now. Its rename needs no folder fsync: if a
         # crash loses it, the folder still holds the chunk's previous encoding, also valid.
         _each(io, lambda dest: os.replace(self.files.pop(dest), dest), swaps)

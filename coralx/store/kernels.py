@@ -1,6 +1,8 @@
 """The byte-plane loops of ``_kernels.c``, loaded with ctypes, with numpy's code as the
-fallback; and :func:`fsync_paths` / :func:`fsync_one`, fsyncs in one call each (the
-records' batches, the chunk store's files and folders).
+fallback; :func:`fsync_paths` / :func:`fsync_one`, fsyncs in one call each (the
+records' batches, the chunk store's files and folders); and :func:`syncfs` with
+:func:`syncfs_trusted` and :func:`start_writeback`, a whole commit's chunk files made durable
+at once.
 
 The library is compiled at install (``hatch_build.py``). Where it is missing, or
 ``CORALX_NO_KERNELS=1`` is set, every function here returns False, having written nothing,
@@ -19,10 +21,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # numpy is not imported here: the records' syncer loads this module too
     import numpy as np
 
-__all__ = ["available", "fsync_one", "fsync_paths", "join", "join_delta", "split", "split_delta"]
+__all__ = [
+    "available",
+    "fsync_one",
+    "fsync_paths",
+    "join",
+    "join_delta",
+    "split",
+    "split_delta",
+    "start_writeback",
+    "syncfs",
+    "syncfs_trusted",
+]
 
 LIBRARY = Path(__file__).with_name("_kernels.so")
-VERSION = 5
+VERSION = 6
 _WIDTHS = (2, 4, 8)
 
 _lib: Any = None
@@ -58,6 +71,12 @@ def _load() -> Any:
         lib.cx_fsync_paths.restype = ctypes.c_int
         lib.cx_fsync_one.argtypes = [ctypes.c_char_p]
         lib.cx_fsync_one.restype = ctypes.c_int
+        lib.cx_syncfs_trusted.argtypes = [ctypes.c_char_p]
+        lib.cx_syncfs_trusted.restype = ctypes.c_int
+        lib.cx_syncfs.argtypes = [ctypes.c_char_p]
+        lib.cx_syncfs.restype = ctypes.c_int
+        lib.cx_start_writeback.argtypes = [ctypes.c_int]
+        lib.cx_start_writeback.restype = ctypes.c_int
     except (OSError, AttributeError):
         return None
     _lib = lib
@@ -143,3 +162,28 @@ def fsync_one(path: str) -> bool:
     if err:
         raise OSError(err, os.strerror(err), path)
     return True
+
+
+def syncfs_trusted(path: str) -> bool:
+    """Whether ``path`` is on a local file system (ext4, XFS, Btrfs, tmpfs) whose syncfs
+    makes every file durable as fsync does each; False elsewhere, and where the library is
+    not in use."""
+    lib = _load()
+    return lib is not None and lib.cx_syncfs_trusted(os.fsencode(path)) == 1
+
+
+def syncfs(path: str) -> None:
+    """syncfs on the file system holding the folder ``path``, without the GIL. Call it only
+    where :func:`syncfs_trusted` said yes. A failure raises ``OSError`` naming the path."""
+    lib = _load()
+    err = errno.ENOSYS if lib is None else lib.cx_syncfs(os.fsencode(path))
+    if err:
+        raise OSError(err, os.strerror(err), path)
+
+
+def start_writeback(fd: int) -> None:
+    """Start writing the file ``fd``'s dirty pages to the disk, without waiting: a hint that
+    makes nothing durable by itself (errors are left to the syncfs or fsync that follows)."""
+    lib = _load()
+    if lib is not None:
+        lib.cx_start_writeback(fd)
