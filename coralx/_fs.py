@@ -33,6 +33,7 @@ __all__ = [
     "fsync_many",
     "fsync_path",
     "name_os_error",
+    "sync_together",
     "sync_whole_fs",
     "syncfs_trusted",
     "temp_name",
@@ -200,16 +201,35 @@ def sync_whole_fs(folder: str | os.PathLike[str], own_bytes: int = 0) -> bool:
     return True
 
 
+def sync_together(paths: list[str] | list[Path], own_bytes: int = 0) -> bool:
+    """Make every file and folder in ``paths`` durable with one :func:`sync_whole_fs`, when
+    all of them are on one file system (their folders are stat'd, a file shares its
+    folder's); False, having done nothing, when they are not, when one of their folders is
+    gone, or when :func:`sync_whole_fs` declines."""
+    names = [os.fspath(p) for p in paths]
+    folders = {os.path.dirname(name) or "." for name in names}
+    folders.update(folders.intersection(names))  # folders that are paths themselves
+    devices = set()
+    try:
+        for folder in folders:
+            devices.add(os.stat(folder).st_dev)
+    except OSError:
+        return False
+    return len(devices) == 1 and sync_whole_fs(next(iter(folders)), own_bytes)
+
+
 def fsync_many(paths: list[str] | list[Path], workers: int = 16) -> None:
-    """Make many files (or folders) durable at once: each is fsync'd, side by side on
+    """Make many files (or folders) durable at once: with one syncfs where they share a
+    file system that honours it (:func:`sync_together`), else each fsync'd, side by side on
     ``workers`` threads, so the file system joins the flushes into few journal commits.
-    Only these files are flushed (see :func:`sync_whole_fs` for one call that does them
-    all). Raises the first error."""
+    Raises the first error."""
     from concurrent.futures import ThreadPoolExecutor
 
     if len(paths) <= 1:
         for path in paths:
             fsync_path(path)
+        return
+    if sync_together(paths):
         return
     from .store import kernels
 
@@ -338,8 +358,8 @@ def write_new_file(path: str | os.PathLike[str], data: Any, mode: int = 0o644) -
 
 def atomic_write_many(files: list[tuple[Path, bytes]], workers: int = 16) -> None:
     """:func:`atomic_write` for many files at once: each goes to a temporary file beside it,
-    all are fsync'd side by side (:func:`fsync_many`), then each is renamed into place, and
-    each folder is fsync'd once. Every file on its own is atomic (a crash leaves its old
+    all are made durable at once (:func:`fsync_many`), then each is renamed into place, and
+    the folders are made durable. Every file on its own is atomic (a crash leaves its old
     content or its new); two thousand records land in a fraction of the time that one
     ``atomic_write`` after another takes (a file fsync and a folder fsync each)."""
     temps: list[tuple[str, str]] = []

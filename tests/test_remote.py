@@ -635,9 +635,27 @@ def test_a_pull_makes_every_chunk_durable_before_it_lands_and_before_any_ref_mov
             synced.add((st.st_dev, st.st_ino))
         return done
 
+    real_syncfs = kernels.syncfs
+    syncfs_calls: list[str] = []
+
+    def syncfs(folder: str) -> None:  # one call for the whole file system: all that is there
+        real_syncfs(folder)
+        syncfs_calls.append(folder)
+        dev = os.stat(folder).st_dev
+        for top, dirs, files in os.walk(tmp_path):
+            for name in [*dirs, *files, "."]:
+                st = os.lstat(os.path.join(top, name))
+                if st.st_dev == dev:
+                    synced.add((st.st_dev, st.st_ino))
+
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(kernels, "fsync_one", fsync_one)
+    monkeypatch.setattr(kernels, "syncfs", syncfs)
     monkeypatch.setattr(os, "replace", replace)
     monkeypatch.setattr(graph, "swap", swap)
     b.pull("origin")
+    # the folders are made durable by one syncfs where the file system honours it
+    from coralx import _fs
+
+    assert bool(syncfs_calls) == _fs.syncfs_trusted(b.path)
     assert {p.parent.parent for p in landed} == {chunks, b.path / "blobs"} and b.fsck().ok

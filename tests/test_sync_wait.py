@@ -31,32 +31,42 @@ def test_wait_fsyncs_pending_paths_at_once(tmp_path: Path, monkeypatch: pytest.M
     assert synced == []
 
 
-@pytest.fixture(params=[True, False], ids=["in C", "in Python"])
-def compiled(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    """Each fsync test runs on both routes: the compiled library's calls, and the Python
-    loop that runs where it is not built (its calls made to report "not in use")."""
+@pytest.fixture(params=["syncfs", "in C", "in Python"])
+def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Each fsync test runs on every route: one syncfs for the batch (where the file system
+    honours it), the compiled library's calls, and the Python loop that runs where it is not
+    built (its calls made to report "not in use")."""
+    from coralx import _fs
     from coralx.store import kernels
 
-    if request.param and not kernels.available():
+    if request.param != "in Python" and not kernels.available():
         pytest.skip("the compiled library is not built here")
-    if not request.param:
+    if request.param == "syncfs" and not _fs.syncfs_trusted(tmp_path):
+        pytest.skip("not a file system whose syncfs coralx uses")
+    if request.param != "syncfs":
+        monkeypatch.setenv("CORALX_SYNCFS", "0")
+    if request.param == "in Python":
         monkeypatch.setattr(kernels, "fsync_paths", lambda paths: False)
         monkeypatch.setattr(kernels, "fsync_one", lambda path: False)
-    return bool(request.param)
+    return str(request.param)
 
 
 def test_a_batch_fsyncs_files_and_folders_and_skips_paths_gone_since(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, route: str
 ) -> None:
+    from coralx.store import kernels
+
     calls: list[str] = []
-    real_fsync = os.fsync
+    real_fsync, real_syncfs = os.fsync, kernels.syncfs
     monkeypatch.setattr(sync.os, "fsync", lambda fd: (calls.append("py"), real_fsync(fd)))
+    monkeypatch.setattr(kernels, "syncfs", lambda path: (calls.append("syncfs"), real_syncfs(path)))
     record = tmp_path / "run.json"
     record.write_text("{}")
     sync.fsync_all([str(record), str(tmp_path), str(tmp_path / "renamed-since.json")])
-    # The compiled route makes no Python fsync call at all (the batch is one C call); the
-    # fallback fsyncs the two paths that exist, and skips the one that is gone.
-    assert calls == ([] if compiled else ["py", "py"])
+    # One syncfs covers the batch; the compiled route makes no Python fsync call at all (the
+    # batch is one C call); the fallback fsyncs the two paths that exist, and skips the one
+    # that is gone.
+    assert calls == {"syncfs": ["syncfs"], "in C": [], "in Python": ["py", "py"]}[route]
 
 
 def test_the_syncer_loads_no_numpy() -> None:
@@ -91,7 +101,7 @@ def test_the_syncer_thread_imports_nothing_itself(tmp_path: Path) -> None:
     assert out.stdout.split() == ["True", "True"]  # imported, and no batch has run yet
 
 
-def test_a_chunk_file_fsync_reports_what_failed(tmp_path: Path, compiled: bool) -> None:
+def test_a_chunk_file_fsync_reports_what_failed(tmp_path: Path, route: str) -> None:
     # The chunk store's I/O threads fsync each chunk file and folder of a commit in one C
     # call; a failure must still raise, naming the path, as the Python route does.
     from coralx import _fs
