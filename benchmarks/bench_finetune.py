@@ -55,7 +55,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _finetune_data as data
-from _baselines import Clock, save_baseline
+from _baselines import Clock, describe_file_system, save_baseline
 
 TARGETS = {
     "stored": {"f32": 0.39, "bf16": 0.15},
@@ -790,6 +790,7 @@ def main() -> None:
           f"steps apart; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
           f"median of {repeats}")  # fmt: skip
     root = Path(tempfile.mkdtemp(prefix="coralx-bench-ft-"))
+    print(f"stores on {describe_file_system(root)} (TMPDIR=DIR puts them elsewhere)")
     try:
         for d in [] if ns.large_only else dtypes:
             files = data.paths(d)

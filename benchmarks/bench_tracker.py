@@ -457,7 +457,13 @@ def main() -> None:
 
 
 def print_table() -> None:
-    print(f"coralx tracker benchmark ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
+    from _baselines import describe_file_system
+
+    print(
+        f"coralx tracker benchmark ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
+        f"stores on {describe_file_system(tempfile.gettempdir())}; TMPDIR=DIR puts them "
+        "elsewhere)"
+    )
     headers = ("measure", "coralx", "baseline (same run)", "target", "anchors (elsewhere)")
     widths = [max(len(r[i]) for r in [headers, *ROWS]) for i in range(5)]
     print(" | ".join(h.ljust(w) for h, w in zip(headers, widths)))
