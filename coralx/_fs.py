@@ -344,14 +344,21 @@ def atomic_write(
     return st
 
 
-def write_new_file(path: str | os.PathLike[str], data: Any, mode: int = 0o644) -> None:
+def write_new_file(
+    path: str | os.PathLike[str], data: Any, mode: int = 0o644, writeback: bool = False
+) -> None:
     """Create ``path`` (it must not exist) holding ``data`` (any buffer, written straight
-    from it), not fsync'd: the caller makes it durable, often many files at once."""
+    from it), not fsync'd: the caller makes it durable, often many files at once (with
+    ``writeback``, the disk starts writing it at once, for a syncfs later to wait on)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        if writeback:
+            from .store import kernels
+
+            kernels.start_writeback(fd)
     finally:
         os.close(fd)
 

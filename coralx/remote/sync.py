@@ -829,8 +829,9 @@ def _receive_chunks(
     before anything lands: decoded (a delta through its base, from the process's cache of
     decoded bases) and hashed. Downloads and verification overlap: each chunk is written
     (from the transfer's own buffer) by the thread that fetched it, its fsync started on
-    threads of their own (awaited before this returns: every file is durable before any is
-    renamed into ``chunks/``), and handed to a decoding thread as soon as its base is
+    threads of their own, or its writeback for one syncfs at the end (either way awaited
+    before this returns: every file is durable before any is renamed into ``chunks/``), and
+    handed to a decoding thread as soon as its base is
     verified. A delta whose base is damaged
     waits for it, so a damaged chunk is named itself, not through a delta built on it."""
     import queue
@@ -860,8 +861,9 @@ def _receive_chunks(
             head = parse_header(memoryview(data))
         except (StoreCorrupted, ValueError) as exc:
             raise damaged(cid, exc) from None
-        _write_chunk_file(folder / cid, data)
-        flushes.append(io.submit(_fs.fsync_path, folder / cid))
+        _write_chunk_file(folder / cid, data, whole_fs)
+        if not whole_fs:
+            flushes.append(io.submit(_fs.fsync_path, folder / cid))
         return head, data
 
     def check(cid: str) -> None:
@@ -900,7 +902,10 @@ def _receive_chunks(
     cpu = pool()
     # Each file's fsync starts as soon as it is written, on threads of its own: the disk
     # works while the downloads go on (none waits for the disk), and the chunks are durable
-    # by the time the last one is verified.
+    # by the time the last one is verified. Where one syncfs does it for all (ext4, XFS,
+    # Btrfs: _fs.sync_whole_fs), each file's writeback starts as it is written instead, and
+    # the syncfs waits for them at the end.
+    whole_fs = _fs.syncfs_trusted(folder)
     io = ThreadPoolExecutor(8, thread_name_prefix="coralx-fsync")
     flushes: list[Future[None]] = []
 
@@ -936,6 +941,8 @@ def _receive_chunks(
                 start(cpu, check, "check", cid)
             for flush in list(flushes):
                 flush.result()
+            if whole_fs and fresh and not _fs.sync_whole_fs(folder, _stored_bytes(fresh)):
+                _fs.fsync_many(list(fresh.values()))  # others have much unwritten: ours alone
         finally:
             for fut in jobs:
                 fut.cancel()
@@ -947,16 +954,20 @@ def _receive_chunks(
     return fresh
 
 
-def _write_chunk_file(path: Path, data: Any) -> None:
-    """A downloaded chunk as a read-only file, written from the transfer's buffer (fsync'd
-    by the caller, off the download thread)."""
-    _fs.write_new_file(path, data, 0o444)
+def _write_chunk_file(path: Path, data: Any, writeback: bool = False) -> None:
+    """A downloaded chunk as a read-only file, written from the transfer's buffer (made
+    durable by the caller, off the download thread)."""
+    _fs.write_new_file(path, data, 0o444, writeback)
+
+
+def _stored_bytes(files: dict[str, Path]) -> int:
+    return sum(path.stat().st_size for path in files.values())
 
 
 def _land_chunks(repo: Repository, fresh: dict[str, Path]) -> None:
     """Move verified chunks into the store, durably, before anything names them here. On
-    disk, the downloaded files (durable already: :func:`_receive_chunks` fsyncs each as it
-    is written, so no chunk file in ``chunks/`` can be torn by a power cut) are renamed
+    disk, the downloaded files (durable already: :func:`_receive_chunks` made them so before
+    it returned, so no chunk file in ``chunks/`` can be torn by a power cut) are renamed
     into ``chunks/`` (written once, never copied), then their folders fsync'd; another
     store gets their bytes through its ``put_encoded``."""
     from ..store.disk import DiskChunkStore
