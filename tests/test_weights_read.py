@@ -364,3 +364,30 @@ def test_the_same_bytes_under_another_dtype_start_their_own_group(repo: Reposito
     for commit, expected in versions:
         assert repo.get_weight("t", commit).tobytes() == expected.tobytes()
     assert repo.fsck().ok
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_large_checkout_is_private_memory_that_outlives_its_siblings(repo: Repository) -> None:
+    # A checkout of a megabyte or more lives in an anonymous mapping of its own (not numpy's
+    # allocation, which asks for huge pages): it must behave as numpy memory does. It is
+    # writable, aligned and bit-exact. It stays valid while any one of its arrays is held.
+    # And it is private: a forked child (a DataLoader worker) writing to it changes nothing
+    # in the parent.
+    rng = np.random.default_rng(5)
+    weights = {"big": rng.standard_normal(600_000).astype(np.float32), "small": np.ones(3)}
+    repo.stage_weights(weights)
+    repo.commit("large")
+    out = repo.get_all_weights("HEAD")
+    assert out["big"].nbytes >= engine.SLAB_MAP_MIN
+    assert out["big"].ctypes.data % 64 == 0 and out["big"].flags.writeable
+    assert out["big"].tobytes() == weights["big"].tobytes()
+    big = out.pop("big")
+    del out
+    big[:4] = 7.0  # still mapped, still ours
+    pid = os.fork()
+    if pid == 0:  # the child scribbles over its copy and leaves
+        big[:] = -1.0
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert big[:4].tolist() == [7.0] * 4
+    assert big[4:].tobytes() == weights["big"][4:].tobytes()

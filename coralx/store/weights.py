@@ -310,16 +310,15 @@ def read_tensors(
 ) -> dict[str, np.ndarray[Any, Any]]:
     """Decode tensors into new numpy arrays, every chunk verified against its id.
 
-    The arrays are views into one buffer (each 64-byte aligned): one large allocation is
-    backed by huge pages where the kernel allows, and faulting fresh memory in page by page
-    cost as much as decoding. The buffer is freed when the last of them is.
+    The arrays are views into one buffer (each 64-byte aligned, :func:`_slab`), freed when
+    the last of them is.
     """
     names = list(names)
     entries = [manifest.tensors[name] for name in names]
     offsets = [0]
     for entry in entries:
         offsets.append(offsets[-1] + -(-entry.nbytes // _ALIGN) * _ALIGN)
-    slab = np.empty(offsets[-1], dtype=np.uint8)
+    slab = _slab(offsets[-1])
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     tasks: list[tuple[int, Callable[[], None]]] = []
     for name, entry, offset in zip(names, entries, offsets):
@@ -332,6 +331,26 @@ def read_tensors(
     for _ in _bounded(_batched(tasks), window=8):
         pass
     return arrays
+
+
+SLAB_MAP_MIN = 1 << 20
+"""Checkouts this large get their buffer from an anonymous mapping of their own."""
+
+
+def _slab(nbytes: int) -> np.ndarray[Any, Any]:
+    """One buffer for a checkout's arrays. A large one is an anonymous mapping, which the
+    kernel backs as its transparent-huge-page policy says, as it does ``load_file``'s.
+    numpy asks for huge pages for every large array, and on this project's machine (a VM)
+    a fresh huge page cost so much to fault in that a 1 GiB checkout spent a third of its
+    CPU clearing them: 1.65-2.51 s against 1.16-1.24 s with ordinary pages (measured in
+    docs/architecture.md). The mapping is unmapped when the last array using it is freed."""
+    import mmap
+
+    private = getattr(mmap, "MAP_PRIVATE", None)  # (not on Windows)
+    if nbytes < SLAB_MAP_MIN or private is None:
+        return np.empty(nbytes, dtype=np.uint8)
+    # private: a forked child writing to it must not change the parent's arrays
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=private), dtype=np.uint8)
 
 
 def _decode_task(
