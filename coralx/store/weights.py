@@ -333,23 +333,25 @@ def read_tensors(
     return arrays
 
 
-SLAB_MAP_MIN = 1 << 20
+SLAB_MAP_MIN = 256 << 20
 """Checkouts this large get their buffer from an anonymous mapping of their own."""
 
 
 def _slab(nbytes: int) -> np.ndarray[Any, Any]:
-    """One buffer for a checkout's arrays. A large one is an anonymous mapping, which the
-    kernel backs as its transparent-huge-page policy says, as it does ``load_file``'s.
-    numpy asks for huge pages for every large array, and on this project's machine (a VM)
-    a fresh huge page cost so much to fault in that a 1 GiB checkout spent a third of its
-    CPU clearing them: 1.65-2.51 s against 1.16-1.24 s with ordinary pages (measured in
-    docs/architecture.md). The mapping is unmapped when the last array using it is freed."""
+    """One buffer for a checkout's arrays. numpy asks the kernel for transparent huge pages
+    for every large array: fewer page faults, which makes a checkout of a few hundred MB
+    faster. A checkout larger than :data:`SLAB_MAP_MIN` is an anonymous mapping instead,
+    which the kernel backs as its THP policy says, as it does ``load_file``'s buffer. On a
+    VM that hands free memory back to its host, a gigabyte of fresh huge pages must come
+    back from the host first: a 1 GiB checkout spent a third of its CPU clearing them
+    (1.65-2.51 s against 1.08-1.23 s with the mapping; measured in docs/architecture.md).
+    The mapping is private (a forked child writing to it changes nothing here) and is
+    unmapped when the last array using it is freed."""
     import mmap
 
     private = getattr(mmap, "MAP_PRIVATE", None)  # (not on Windows)
     if nbytes < SLAB_MAP_MIN or private is None:
         return np.empty(nbytes, dtype=np.uint8)
-    # private: a forked child writing to it must not change the parent's arrays
     return np.frombuffer(mmap.mmap(-1, nbytes, flags=private), dtype=np.uint8)
 
 
