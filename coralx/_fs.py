@@ -152,7 +152,7 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-OTHERS_DIRTY_LIMIT = 256 << 20
+OTHERS_DIRTY_LIMIT = 64 << 20
 """Unwritten data of other processes (the kernel's Dirty and Writeback pages, less the
 caller's own) above which :func:`sync_whole_fs` declines: a syncfs would wait for it."""
 
