@@ -831,9 +831,9 @@ def _receive_chunks(
     (from the transfer's own buffer) by the thread that fetched it, its fsync started on
     threads of their own, or its writeback for one syncfs at the end (either way awaited
     before this returns: every file is durable before any is renamed into ``chunks/``), and
-    handed to a decoding thread as soon as its base is
-    verified. A delta whose base is damaged
-    waits for it, so a damaged chunk is named itself, not through a delta built on it."""
+    handed to a decoding thread as soon as its base is verified. A delta whose base is
+    damaged waits for it, so a damaged chunk is named itself, not through a delta built on
+    it."""
     import queue
     from concurrent.futures import Future
 
