@@ -155,15 +155,23 @@ def _trace_durability(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object
     return events
 
 
-def _needs_syncfs(path: Path) -> None:
+def _needs_syncfs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not _fs.syncfs_trusted(path):
         pytest.skip("not a file system whose syncfs coralx uses, or the library is not built")
+    # what earlier tests left unwritten must not decide the route taken here
+    monkeypatch.setattr(_fs, "_unwritten_bytes", lambda: 0)
+
+
+def test_unwritten_bytes_are_read_from_the_kernel() -> None:
+    if not os.path.exists("/proc/meminfo"):
+        pytest.skip("no /proc/meminfo here")
+    assert isinstance(_fs._unwritten_bytes(), int) and _fs._unwritten_bytes() >= 0
 
 
 def test_a_batch_is_durable_by_one_syncfs_before_its_renames_and_one_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _needs_syncfs(tmp_path)
+    _needs_syncfs(tmp_path, monkeypatch)
     store = DiskChunkStore(tmp_path / "chunks")
     kept = np.full(4000, 7, np.float32).view(np.uint8)
     kept_id, _ = store.put(kept, F32)
@@ -187,7 +195,7 @@ def test_a_batch_is_durable_by_one_syncfs_before_its_renames_and_one_after(
 def test_a_batch_fsyncs_each_file_when_others_have_much_unwritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _needs_syncfs(tmp_path)
+    _needs_syncfs(tmp_path, monkeypatch)
     store = DiskChunkStore(tmp_path / "chunks")
     events = _trace_durability(monkeypatch)
     # another process has 4 GiB waiting for the disk: a syncfs would wait for all of it
@@ -209,7 +217,7 @@ def test_syncfs_is_used_only_where_it_is_trusted(
 ) -> None:
     assert not _fs.syncfs_trusted("/proc")  # not a disk's file system
     assert not _fs.sync_whole_fs("/proc")
-    _needs_syncfs(tmp_path)
+    _needs_syncfs(tmp_path, monkeypatch)
     monkeypatch.setenv("CORALX_SYNCFS", "0")
     assert not _fs.syncfs_trusted(tmp_path)
     store = DiskChunkStore(tmp_path / "chunks")
@@ -223,7 +231,7 @@ def test_syncfs_is_used_only_where_it_is_trusted(
 def test_a_failed_syncfs_publishes_nothing_and_leaves_no_temporary_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _needs_syncfs(tmp_path)
+    _needs_syncfs(tmp_path, monkeypatch)
     store = DiskChunkStore(tmp_path / "chunks")
 
     def broken(folder: str) -> None:
