@@ -201,7 +201,7 @@ def sync_whole_fs(folder: str | os.PathLike[str], own_bytes: int = 0) -> bool:
     return True
 
 
-def sync_together(paths: list[str] | list[Path], own_bytes: int = 0) -> bool:
+def sync_together(paths: list[str] | list[Path]) -> bool:
     """Make every file and folder in ``paths`` durable with one :func:`sync_whole_fs`, when
     all of them are on one file system (their folders are stat'd, a file shares its
     folder's); False, having done nothing, when they are not, when one of their folders is
@@ -215,7 +215,7 @@ def sync_together(paths: list[str] | list[Path], own_bytes: int = 0) -> bool:
             devices.add(os.stat(folder).st_dev)
     except OSError:
         return False
-    return len(devices) == 1 and sync_whole_fs(next(iter(folders)), own_bytes)
+    return len(devices) == 1 and sync_whole_fs(next(iter(folders)))
 
 
 def fsync_many(paths: list[str] | list[Path], workers: int = 16) -> None:

